@@ -1,0 +1,72 @@
+"""Progress of a search on the terminal and in TensorBoard.
+
+TensorBoard layout (``tensorboard --logdir runs/``), under ``<workdir>/tensorboard``:
+- ``candidate/mean_val_error``: every candidate evaluation, step = evaluations so far;
+- ``search/mean_val_error``, ``search/learning_rate``: the tree at the end of each round;
+- ``reward/<layer>/<b>-><j>``: reward of every evaluated connection, step = round;
+- ``tree`` (text): the tree after every round.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable, Sequence
+
+import tensorflow as tf
+
+from gnas_keras.gnas import RoundResult, SearchLogger
+from gnas_keras.space import SearchSpace
+from gnas_keras.training import Evaluation
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    m, s = divmod(seconds, 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+def terminal(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class SearchReporter(SearchLogger):
+    """Writes a search's progress to TensorBoard and one line per candidate to `out`."""
+
+    def __init__(self, logdir: str, space: SearchSpace, attribute_names: Sequence[str],
+                 max_rounds: int, out: Callable[[str], None] = terminal):
+        self.writer = tf.summary.create_file_writer(logdir)
+        self.space = space
+        self.attribute_names = list(attribute_names)
+        self.max_rounds = max_rounds
+        self.out = out
+
+    def candidate(self, round_: int, layer: str, candidate: int, num_candidates: int,
+                  evaluation: Evaluation, elapsed: float, done: int, total: int) -> None:
+        eta = elapsed / done * (total - done)
+        self.out(f"round {round_}/{self.max_rounds}  layer {layer}  candidate "
+                 f"{candidate + 1}/{num_candidates}  val error {evaluation.mean_error:.4f}  "
+                 f"elapsed {format_duration(elapsed)}  eta <= {format_duration(eta)}")
+        with self.writer.as_default():
+            tf.summary.scalar("candidate/mean_val_error", evaluation.mean_error, step=done)
+
+    def round(self, result: RoundResult) -> None:
+        tree = result.routing.render(self.space, self.attribute_names)
+        self.out(f"round {result.round} done: val error {result.validation.mean_error:.4f}, "
+                 f"lr {result.learning_rate:.4g}, tree "
+                 f"{'changed' if result.changed else 'unchanged'}")
+        with self.writer.as_default():
+            step = result.round
+            tf.summary.scalar("search/mean_val_error", result.validation.mean_error, step=step)
+            tf.summary.scalar("search/learning_rate", result.learning_rate, step=step)
+            for layer, matrix in result.rewards.items():
+                for b in range(matrix.shape[0]):
+                    for j in range(matrix.shape[1]):
+                        if matrix[b, j] == matrix[b, j]:  # skip NaN (dead child)
+                            tf.summary.scalar(f"reward/{layer}/{b}->{j}", matrix[b, j],
+                                              step=step)
+            tf.summary.text("tree", "```\n" + tree + "\n```", step=step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()

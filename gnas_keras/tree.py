@@ -1,0 +1,189 @@
+"""Routing: which parent block feeds every block, i.e. one tree of the search space.
+
+``Routing.parents[l][j]`` is the index of the block of layer ``l - 1`` that feeds block ``j``
+of layer ``l`` (the paper's adjacency A^(l-1) of Eq. 2, stored as one parent per child, which
+makes the tree constraint hold by construction). ``parents[0]`` is all zeros: the first layer's
+only block reads the image. The last layer's block ``n`` is attribute ``n``.
+
+Descendants (the paper's I_j): the attributes whose path to the image passes through a block.
+A block with no descendants is dead: it is computed by the supernet but pruned on export.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from gnas_keras.space import SearchSpace
+
+
+@dataclasses.dataclass(frozen=True)
+class Routing:
+    parents: tuple  # tuple (per layer) of tuples of ints
+
+    @classmethod
+    def from_lists(cls, parents: Sequence[Sequence[int]]) -> "Routing":
+        return cls(tuple(tuple(int(p) for p in layer) for layer in parents))
+
+    def with_layer(self, layer: int, parents: Sequence[int]) -> "Routing":
+        new = list(self.parents)
+        new[layer] = tuple(int(p) for p in parents)
+        return Routing(tuple(new))
+
+    # --- structure -------------------------------------------------------------------------
+    def descendants(self) -> List[List[frozenset]]:
+        """I[l][j]: the set of attribute indices below block j of layer l."""
+        num_layers = len(self.parents)
+        out: List[List[set]] = [[set() for _ in layer] for layer in self.parents]
+        for n in range(len(self.parents[-1])):
+            out[-1][n].add(n)
+        for l in range(num_layers - 1, 0, -1):
+            for j, p in enumerate(self.parents[l]):
+                out[l - 1][p] |= out[l][j]
+        return [[frozenset(s) for s in layer] for layer in out]
+
+    def live_blocks(self) -> List[List[int]]:
+        """Indices of the blocks with at least one descendant attribute, per layer."""
+        return [[j for j, d in enumerate(layer) if d] for layer in self.descendants()]
+
+    def dead_blocks(self) -> List[List[int]]:
+        return [[j for j, d in enumerate(layer) if not d] for layer in self.descendants()]
+
+    def grouping(self, layer: int) -> List[int]:
+        """Attribute n's ancestor block at `layer`: the partition of attributes there."""
+        labels = [-1] * len(self.parents[-1])
+        for j, d in enumerate(self.descendants()[layer]):
+            for n in d:
+                labels[n] = j
+        return labels
+
+    def validate(self, space: SearchSpace, num_attributes: int) -> None:
+        """Raises ValueError naming the layer and block if this is not a tree of `space`."""
+        counts = space.block_counts(num_attributes)
+        if len(self.parents) != len(counts):
+            raise ValueError(f"routing has {len(self.parents)} layers, space {space.name} "
+                             f"has {len(counts)}")
+        for l, (spec, layer) in enumerate(zip(space.layers, self.parents)):
+            if len(layer) != counts[l]:
+                raise ValueError(f"layer {spec.name}: {len(layer)} parents for {counts[l]} "
+                                 "blocks")
+            below = 1 if l == 0 else counts[l - 1]
+            for j, p in enumerate(layer):
+                if not 0 <= p < below:
+                    raise ValueError(f"layer {spec.name} block {j}: parent {p} is not a block "
+                                     f"of the layer below (0..{below - 1})")
+            if l > 0 and not spec.searchable and tuple(layer) != fixed_parents(below, counts[l]):
+                raise ValueError(f"layer {spec.name} is not searchable but its routing "
+                                 f"{list(layer)} differs from the fixed one")
+
+    # --- serialization and display ------------------------------------------------------------
+    def to_json(self, space: SearchSpace, attribute_names: Sequence[str]) -> str:
+        return json.dumps({
+            "space": space.name,
+            "layers": [s.name for s in space.layers],
+            "parents": [list(p) for p in self.parents],
+            "attribute_names": list(attribute_names),
+        }, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Routing":
+        return cls.from_lists(json.loads(text)["parents"])
+
+    def render(self, space: SearchSpace, attribute_names: Sequence[str]) -> str:
+        """Indented text: every live block with its children, attributes as leaves."""
+        names = [s.name for s in space.layers]
+        children: Dict[tuple, List[int]] = {}
+        for l in range(1, len(self.parents)):
+            for j, p in enumerate(self.parents[l]):
+                children.setdefault((l - 1, p), []).append(j)
+        live = self.descendants()
+        fc1 = len(self.parents) - 3
+        lines = ["image"]
+
+        def walk(l: int, j: int, depth: int):
+            if not live[l][j]:
+                return
+            if l == fc1:  # fc1, fc2, fc3 are per attribute: show the attribute as the leaf
+                n = next(iter(live[l][j]))
+                lines.append("  " * depth + f"{names[l]}[{j}] -> {attribute_names[n]}")
+                return
+            lines.append("  " * depth + f"{names[l]}[{j}]  ({len(live[l][j])} attributes)")
+            for c in children.get((l, j), []):
+                walk(l + 1, c, depth + 1)
+
+        walk(0, 0, 1)
+        return "\n".join(lines)
+
+
+def fixed_parents(below: int, here: int) -> tuple:
+    """The routing of a layer that is not searched (see `gnas_keras.space`)."""
+    return tuple([0] * here) if below == 1 else tuple(range(here))
+
+
+def _routing(space: SearchSpace, num_attributes: int, choose) -> Routing:
+    counts = space.block_counts(num_attributes)
+    parents = [tuple([0] * counts[0])]
+    for l in range(1, len(counts)):
+        if space.layers[l].searchable:
+            parents.append(tuple(choose(l, counts[l - 1], counts[l])))
+        else:
+            parents.append(fixed_parents(counts[l - 1], counts[l]))
+    routing = Routing.from_lists(parents)
+    routing.validate(space, num_attributes)
+    return routing
+
+
+def random_routing(space: SearchSpace, num_attributes: int,
+                   rng: np.random.Generator) -> Routing:
+    """Every searchable block gets a parent drawn uniformly (Alg. 1's initialization)."""
+    return _routing(space, num_attributes,
+                    lambda l, below, here: rng.integers(0, below, size=here))
+
+
+def shared_routing(space: SearchSpace, num_attributes: int) -> Routing:
+    """One trunk: every searchable block routed to block 0 below."""
+    return _routing(space, num_attributes, lambda l, below, here: [0] * here)
+
+
+def independent_routing(space: SearchSpace, num_attributes: int) -> Routing:
+    """As little sharing as the space allows: children spread evenly over their parents
+    (block j -> j * below // here), so every parent block is used and siblings are few."""
+    return _routing(space, num_attributes,
+                    lambda l, below, here: [j * below // here for j in range(here)])
+
+
+def adjusted_rand_index(a: Sequence[int], b: Sequence[int]) -> float:
+    """ARI (Hubert & Arabie 1985) between two labelings of the same items; 1 = identical
+    partitions, ~0 = chance. Defined as 1.0 when both put everything in one cluster."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"labelings must be 1-D of equal length, got {a.shape} and {b.shape}")
+    _, ai = np.unique(a, return_inverse=True)
+    _, bi = np.unique(b, return_inverse=True)
+    table = np.zeros((ai.max() + 1, bi.max() + 1), dtype=np.int64)
+    np.add.at(table, (ai, bi), 1)
+
+    def pairs(x):
+        return (x * (x - 1) // 2).sum()
+
+    index = pairs(table)
+    rows, cols, total = pairs(table.sum(1)), pairs(table.sum(0)), pairs(np.array([len(a)]))
+    expected = rows * cols / total if total else 0.0
+    maximum = (rows + cols) / 2
+    if maximum == expected:
+        return 1.0
+    return float((index - expected) / (maximum - expected))
+
+
+def routing_for(method: str, space: SearchSpace, num_attributes: int,
+                rng: Optional[np.random.Generator] = None) -> Routing:
+    if method == "shared":
+        return shared_routing(space, num_attributes)
+    if method == "independent":
+        return independent_routing(space, num_attributes)
+    if method == "random":
+        return random_routing(space, num_attributes, rng or np.random.default_rng())
+    raise ValueError(f"no fixed routing for method {method!r}")
