@@ -1,0 +1,371 @@
+"""Code shared by the dataset converters (`pipelines.celeba`, `pipelines.lfwa`, ...).
+
+A converter parses its annotation files into a list of `Item`s (split, key, attributes and
+where the image is), then hands them to `write_dataset`, which reads and checks every image,
+writes the records through `records.DatasetWriter` (temp dir, renamed at the end) and returns
+the `records.Metadata` it wrote.
+
+Bad input raises `ConversionError` naming file and line. `Skips` decides whether an error of
+one item stops the conversion (default) or is skipped and counted (``--skip_bad``).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import io
+import math
+import os
+import sys
+import time
+from typing import (Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple)
+
+import numpy as np
+from PIL import Image
+
+from pipelines import records
+from pipelines.convert_errors import ConversionError
+
+# Re-encoded images (other formats, CMYK JPEGs, crops) use this JPEG quality.
+JPEG_QUALITY = 95
+
+# Default number of train shards; smaller splits get proportionally fewer (at least one).
+DEFAULT_NUM_SHARDS = 8
+
+
+# ----------------------------------------------------------------------------- finding files
+
+def find_path(source_dir: str, candidates: Sequence[str], is_dir: bool = False) -> str:
+    """The first of `candidates` (paths relative to `source_dir`) that exists.
+
+    Converters list the layouts they accept (flat, ``Anno/...``, Kaggle nesting) as candidates,
+    so the search is explicit and cheap. Raises a `ConversionError` naming the first candidate.
+    """
+    for rel in candidates:
+        path = os.path.join(source_dir, rel)
+        if (os.path.isdir(path) if is_dir else os.path.isfile(path)):
+            return path
+    what = "folder" if is_dir else "file"
+    also = f" (also looked for {', '.join(candidates[1:])})" if len(candidates) > 1 else ""
+    raise ConversionError(os.path.join(source_dir, candidates[0]), None,
+                          f"missing {what}{also}", kind="missing_file")
+
+
+def require_dir(source_dir: str) -> str:
+    if not os.path.isdir(source_dir):
+        raise ConversionError(source_dir, None, "source_dir does not exist or is not a folder",
+                              kind="missing_file")
+    return os.path.abspath(source_dir)
+
+
+# ----------------------------------------------------------------------------- skip policy
+
+class Skips:
+    """Counts skipped source items per reason; raises instead unless `skip_bad` is set.
+
+    `handle(err)` is for bad input (skipped only with ``--skip_bad``); `count(reason)` is for
+    items a converter always leaves out by design (zero-area boxes, distractor identities).
+    """
+
+    def __init__(self, skip_bad: bool):
+        self.skip_bad = skip_bad
+        self.counts: Dict[str, int] = collections.Counter()
+
+    def handle(self, err: ConversionError) -> None:
+        if not self.skip_bad:
+            raise err
+        self.counts[err.kind] += 1
+        # Only the first few, so a badly broken source does not flood the terminal.
+        if self.counts[err.kind] <= 5:
+            print(f"skipping: {err}", file=sys.stderr)
+
+    def count(self, reason: str, n: int = 1) -> None:
+        self.counts[reason] += n
+
+    def as_dict(self) -> Dict[str, int]:
+        return dict(sorted(self.counts.items()))
+
+
+# ----------------------------------------------------------------------------- text files
+
+def read_rows(path: str, sep: Optional[str] = None) -> Iterator[Tuple[int, List[str]]]:
+    """Yields ``(line_number, fields)`` for every non-blank line of a text file.
+
+    Fields are split on any run of whitespace (``sep=None``; CelebA pads values with one or two
+    spaces and has trailing spaces) or on `sep` (``","`` for Kaggle CSV), and stripped. Line
+    numbers are 1-based and count blank lines, so they match what an editor shows.
+    """
+    if not os.path.isfile(path):
+        raise ConversionError(path, None, "missing file", kind="missing_file")
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                # Annotation files are ASCII; anything else is a corrupt line.
+                raise ConversionError(path, number, "not valid UTF-8 text",
+                                      kind="malformed_line") from None
+            if not line.strip():
+                continue
+            fields = line.split() if sep is None else [x.strip() for x in line.split(sep)]
+            yield number, fields
+
+
+def read_names(path: str) -> List[Tuple[int, str]]:
+    """``(line_number, name)`` per non-blank line; a name is the whole stripped line."""
+    return [(number, " ".join(fields)) for number, fields in read_rows(path)]
+
+
+def parse_labels(values: Sequence, path: str, where, allowed: Dict[float, int]) -> List[int]:
+    """Maps raw label values to the record encoding through `allowed`.
+
+    Args:
+      values: strings from a text line or numbers from a .mat file.
+      allowed: raw value -> stored value, e.g. ``{1: 1, -1: 0}`` for CelebA.
+    Raises:
+      ConversionError: kind ``malformed_line`` for a non-number, ``bad_label`` for a number
+        outside `allowed`.
+    """
+    out = []
+    for i, value in enumerate(values):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConversionError(path, where, f"value {i + 1} ({value!r}) is not a number",
+                                  kind="malformed_line") from None
+        if number not in allowed:  # NaN is never in `allowed`
+            shown = repr(value) if isinstance(value, str) else _fmt(number)
+            raise ConversionError(
+                path, where, f"value {i + 1} is {shown}, expected one of "
+                f"{', '.join(_fmt(k) for k in sorted(allowed))}", kind="bad_label")
+        out.append(allowed[number])
+    return out
+
+
+def _fmt(x: float) -> str:
+    x = float(x)
+    return str(int(x)) if x.is_integer() else str(x)
+
+
+def check_count(path: str, where, what: str, expected: int, got: int) -> None:
+    if expected != got:
+        raise ConversionError(path, where, f"expected {expected} {what}, got {got}",
+                              kind="wrong_count")
+
+
+# ----------------------------------------------------------------------------- images
+
+@dataclasses.dataclass(frozen=True)
+class EncodedImage:
+    """Bytes to store (JPEG or PNG) and the image size in pixels."""
+
+    data: bytes
+    height: int
+    width: int
+    reencoded: bool = False
+
+
+def _open_checked(data: bytes, path: str, where=None) -> Image.Image:
+    """Fully decodes `data` (so truncated files fail here, not during training)."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, ...
+        raise ConversionError(path, where, f"unreadable or truncated image ({err})",
+                              kind="bad_image") from None
+    return image
+
+
+def _encode_jpeg(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.convert("RGB").save(out, format="JPEG", quality=JPEG_QUALITY)
+    return out.getvalue()
+
+
+def check_image(data: bytes, path: str, where=None) -> EncodedImage:
+    """Validates encoded image bytes; keeps them unchanged when TF can decode them to RGB.
+
+    JPEG and PNG in grayscale or RGB are kept byte for byte. Anything else (CMYK JPEGs, GIF,
+    BMP, PNG with alpha) is re-encoded as an RGB JPEG so `tf.io.decode_image(channels=3)` in
+    the input pipeline never meets a format it cannot handle.
+    """
+    image = _open_checked(data, path, where)
+    if image.format in ("JPEG", "PNG") and image.mode in ("L", "RGB"):
+        return EncodedImage(data, image.height, image.width)
+    return EncodedImage(_encode_jpeg(image), image.height, image.width, reencoded=True)
+
+
+def read_file_bytes(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise ConversionError(path, None, "missing image", kind="missing_image") from None
+    except OSError as err:
+        raise ConversionError(path, None, f"cannot read image ({err.strerror})",
+                              kind="bad_image") from None
+
+
+def crop_image(image: Image.Image, box: Tuple[int, int, int, int], path: str) -> EncodedImage:
+    """Crops ``box = (left, top, right, bottom)`` (0-based pixels, right/bottom exclusive),
+    clipped to the image, and encodes it as JPEG."""
+    left, top = max(0, box[0]), max(0, box[1])
+    right, bottom = min(image.width, box[2]), min(image.height, box[3])
+    if right <= left or bottom <= top:
+        raise ConversionError(path, None, f"box {box} lies outside the {image.width}x"
+                              f"{image.height} image", kind="box_outside_image")
+    crop = image.crop((left, top, right, bottom))
+    return EncodedImage(_encode_jpeg(crop), crop.height, crop.width)
+
+
+# ----------------------------------------------------------------------------- items
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """One record to write.
+
+    Attributes:
+      split: ``train``, ``validation`` or ``test``.
+      key: where it came from, relative to the source (stored as the record's ``key``).
+      attributes: N values in {-1, 0, 1}.
+      path: image file to read, or
+      data: the encoded image bytes themselves (tfds sources).
+      box: optional crop ``(left, top, right, bottom)`` in 0-based pixels, right/bottom
+        exclusive.
+      where: location for error messages about this item (an annotation file and line).
+    """
+
+    split: str
+    key: str
+    attributes: Tuple[int, ...]
+    path: str = ""
+    data: Optional[bytes] = None
+    box: Optional[Tuple[int, int, int, int]] = None
+    where: Optional[Tuple[str, object]] = None
+
+
+class _Loader:
+    """Reads items' images; keeps the last decoded image, since aPY lists boxes of one image
+    on consecutive lines."""
+
+    def __init__(self):
+        self._cached: Tuple[str, Optional[Image.Image]] = ("", None)
+
+    def load(self, item: Item) -> EncodedImage:
+        if item.box is None:
+            data = item.data if item.data is not None else read_file_bytes(item.path)
+            return check_image(data, item.path or item.key)
+        if self._cached[0] != item.path:
+            self._cached = ("", None)
+            image = _open_checked(read_file_bytes(item.path), item.path)
+            self._cached = (item.path, image)
+        return crop_image(self._cached[1], item.box, item.path)
+
+
+# ----------------------------------------------------------------------------- splitting
+
+def seeded_split(keys: Iterable, fractions: Dict[str, float], seed: int,
+                 rest: str = "train") -> Dict[object, str]:
+    """Assigns each of `keys` to a split, reproducibly.
+
+    The keys are sorted, shuffled with ``numpy.random.default_rng(seed)``, and the first
+    ``round(fraction * n)`` go to each split of `fractions` in the order given; the remainder
+    goes to `rest`. The result depends only on the set of keys, the fractions and the seed.
+    """
+    ordered = sorted(set(keys))
+    order = np.random.default_rng(seed).permutation(len(ordered))
+    shuffled = [ordered[i] for i in order]
+    out, start = {}, 0
+    for split, fraction in fractions.items():
+        if not 0.0 <= fraction < 1.0:
+            raise ValueError(f"{split} fraction must be in [0, 1), got {fraction}")
+        n = int(round(fraction * len(shuffled)))
+        for key in shuffled[start:start + n]:
+            out[key] = split
+        start += n
+    if start > len(shuffled):
+        raise ValueError(f"fractions {fractions} add up to more than 1")
+    for key in shuffled[start:]:
+        out[key] = rest
+    return out
+
+
+def shard_counts(sizes: Dict[str, int], num_shards: int) -> Dict[str, int]:
+    """`num_shards` for the largest split, proportionally fewer (>= 1) for the others."""
+    if num_shards < 1:
+        raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+    largest = max(max(sizes.values()), 1)
+    return {split: max(1, min(num_shards, math.ceil(num_shards * n / largest)))
+            for split, n in sizes.items()}
+
+
+# ----------------------------------------------------------------------------- writing
+
+class Progress:
+    """Prints ``[name] done/total images`` to stderr about 20 times and at the end."""
+
+    def __init__(self, name: str, total: int):
+        self.name, self.total = name, total
+        self.step = max(100, total // 20)
+        self.start = time.time()
+
+    def update(self, done: int) -> None:
+        if done % self.step == 0 or done == self.total:
+            rate = done / max(time.time() - self.start, 1e-6)
+            print(f"[{self.name}] {done}/{self.total} images ({rate:.0f}/s)", file=sys.stderr,
+                  flush=True)
+
+
+def write_dataset(*, name: str, source_dir: str, output_dir: str,
+                  attribute_names: Sequence[str], items: Iterable[Item],
+                  sizes: Dict[str, int], skips: Skips, num_shards: int = DEFAULT_NUM_SHARDS,
+                  overwrite: bool = False,
+                  extra: Optional[Dict[str, object]] = None) -> records.Metadata:
+    """Reads and checks every item's image and writes the converted dataset atomically.
+
+    Args:
+      sizes: planned records per split (before skipped images); sets the shard counts and the
+        progress total. Every split in ``records.SPLITS`` gets shards, even if empty.
+      items: in the order they should be written (this makes the output deterministic).
+    Returns:
+      The metadata written; ``image_height/width`` is the most common stored image size.
+    """
+    sizes = {split: sizes.get(split, 0) for split in records.SPLITS}
+    progress = Progress(name, sum(sizes.values()))
+    image_sizes: collections.Counter = collections.Counter()
+    reencoded = 0
+    loader = _Loader()
+    with records.DatasetWriter(output_dir, shard_counts(sizes, num_shards),
+                               overwrite=overwrite) as writer:
+        for done, item in enumerate(items, start=1):
+            try:
+                image = loader.load(item)
+            except ConversionError as err:
+                if item.where is not None and err.path != item.where[0]:
+                    # Say which annotation line asked for the image, too.
+                    err = ConversionError(err.path, err.where, f"{err.reason} (listed at "
+                                          f"{item.where[0]}:{item.where[1]})", kind=err.kind)
+                skips.handle(err)
+                progress.update(done)
+                continue
+            writer.add(item.split, image.data, item.attributes, item.key)
+            image_sizes[(image.height, image.width)] += 1
+            reencoded += image.reencoded
+            progress.update(done)
+        if not image_sizes:
+            raise ConversionError(source_dir, None, "no images were converted",
+                                  kind="empty")
+        # Most common size; ties go to the larger size so the choice is deterministic.
+        (height, width), _ = max(image_sizes.items(), key=lambda kv: (kv[1], kv[0]))
+        extra = dict(extra or {})
+        extra["num_shards"] = num_shards
+        if reencoded:
+            extra["reencoded_images"] = reencoded
+        metadata = records.Metadata(
+            name=name, source=os.path.abspath(source_dir),
+            attribute_names=list(attribute_names), split_sizes={},
+            image_height=height, image_width=width, skipped=skips.as_dict(), extra=extra)
+        writer.finish(metadata)
+    print(f"[{name}] wrote {metadata.split_sizes} to {os.path.abspath(output_dir)}"
+          + (f"; skipped {metadata.skipped}" if metadata.skipped else ""), file=sys.stderr)
+    return metadata
