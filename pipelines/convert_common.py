@@ -178,7 +178,8 @@ def _open_checked(data: bytes, path: str, where=None) -> Image.Image:
 
 def _encode_jpeg(image: Image.Image) -> bytes:
     out = io.BytesIO()
-    image.convert("RGB").save(out, format="JPEG", quality=JPEG_QUALITY)
+    # 4:4:4 chroma: crops are small and colour edges matter more than a few bytes.
+    image.convert("RGB").save(out, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
     return out.getvalue()
 
 

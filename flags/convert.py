@@ -1,0 +1,107 @@
+"""Converts a dataset from its native layout to the project's TFRecords.
+
+    python -m flags.convert --dataset=celeba --source_dir=~/data/celeba \
+        --output_dir=~/data/celeba_tfrecords
+
+Datasets: celeba, lfwa, market1501, awa2, awa1, apy, sun (see docs/datasets.md for the files
+each needs). Bad input, a missing file or a bad flag prints one line to stderr and exits with
+status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+# TensorFlow's C++ start-up logging would bury the one-line error; users can still set it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+DATASETS = ("celeba", "lfwa", "market1501", "awa2", "awa1", "apy", "sun")
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("dataset", None, DATASETS, "Dataset to convert.")
+flags.DEFINE_string("source_dir", None, "Folder with the dataset as downloaded.")
+flags.DEFINE_string("output_dir", None, "Folder to create with the TFRecords and metadata.")
+flags.DEFINE_boolean("overwrite", False, "Replace an existing output_dir.")
+flags.DEFINE_boolean("skip_bad", False,
+                     "Skip and count bad items (unreadable images, malformed lines, labels "
+                     "outside their encoding) instead of stopping.")
+flags.DEFINE_integer("num_shards", 8, "TFRecord shards of the largest split; smaller splits "
+                     "get proportionally fewer.", lower_bound=1)
+flags.DEFINE_integer("split_seed", 0, "Seed of every random split (market1501, awa*, apy, "
+                     "sun).")
+flags.DEFINE_integer("lfwa_num_train", 5000, "LFWA: training indices used for train; the rest "
+                     "of them are validation.", lower_bound=0)
+flags.DEFINE_integer("market_val_identities", 75, "Market-1501: training identities held out "
+                     "for validation.", lower_bound=0)
+flags.DEFINE_float("awa_val_ratio", 0.1, "AwA1/2: fraction of the training classes' images "
+                   "held out for validation.", lower_bound=0.0, upper_bound=0.99)
+flags.DEFINE_float("apy_val_ratio", 0.1, "aPY: fraction of apascal_train images held out for "
+                   "validation.", lower_bound=0.0, upper_bound=0.99)
+flags.DEFINE_boolean("apy_include_ayahoo", True, "aPY: add ayahoo_test.txt to the test split.")
+flags.DEFINE_float("sun_threshold", 0.5, "SUN: attribute is 1 when its vote fraction is >= "
+                   "this.", lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_float("sun_val_ratio", 0.1, "SUN: fraction of scene classes for validation.",
+                   lower_bound=0.0, upper_bound=0.99)
+flags.DEFINE_float("sun_test_ratio", 0.2, "SUN: fraction of scene classes for test.",
+                   lower_bound=0.0, upper_bound=0.99)
+for _name in ("dataset", "source_dir", "output_dir"):
+    flags.mark_flag_as_required(_name)
+
+
+def _fail(message: str) -> None:
+    print(f"convert: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _parse_flags(argv):
+    """absl's parser, but a bad flag is one line and exit status 2 (no usage dump)."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as err:
+        _fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
+
+
+def convert() -> object:
+    """Calls the dataset's converter with the flags that concern it."""
+    # Imported here so a bad flag fails fast, without loading TensorFlow.
+    from pipelines import apy, awa, celeba, lfwa, market1501, sun
+
+    common = dict(overwrite=FLAGS.overwrite, skip_bad=FLAGS.skip_bad,
+                  num_shards=FLAGS.num_shards)
+    source, output = os.path.expanduser(FLAGS.source_dir), os.path.expanduser(FLAGS.output_dir)
+    seed = FLAGS.split_seed
+    calls = {
+        "celeba": lambda: celeba.convert(source, output, **common),
+        "lfwa": lambda: lfwa.convert(source, output, num_train=FLAGS.lfwa_num_train, **common),
+        "market1501": lambda: market1501.convert(
+            source, output, val_identities=FLAGS.market_val_identities, seed=seed, **common),
+        "awa2": lambda: awa.convert(source, output, name="awa2", val_ratio=FLAGS.awa_val_ratio,
+                                    seed=seed, **common),
+        "awa1": lambda: awa.convert(source, output, name="awa1", val_ratio=FLAGS.awa_val_ratio,
+                                    seed=seed, **common),
+        "apy": lambda: apy.convert(source, output, val_ratio=FLAGS.apy_val_ratio, seed=seed,
+                                   include_ayahoo=FLAGS.apy_include_ayahoo, **common),
+        "sun": lambda: sun.convert(source, output, threshold=FLAGS.sun_threshold,
+                                   val_ratio=FLAGS.sun_val_ratio,
+                                   test_ratio=FLAGS.sun_test_ratio, seed=seed, **common),
+    }
+    return calls[FLAGS.dataset]()
+
+
+def main(argv):
+    if len(argv) > 1:
+        _fail(f"unexpected arguments {' '.join(argv[1:])!r}")
+    from pipelines.convert_errors import ConversionError
+    try:
+        metadata = convert()
+    except (ConversionError, FileExistsError, FileNotFoundError, ValueError) as err:
+        _fail(str(err))
+    print(f"{metadata.name}: {metadata.split_sizes} -> {FLAGS.output_dir}")
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=_parse_flags)
