@@ -127,6 +127,9 @@ def read_partition(path: str, labels: Dict[str, List[int]], skips: common.Skips
             if len(fields) != 2 or fields[1] not in PARTITIONS:
                 raise ConversionError(path, number, f"expected '<image> 0|1|2', got "
                                       f"{' '.join(fields)!r}", kind="malformed_line")
+            if fields[0] in out:
+                raise ConversionError(path, number, f"{fields[0]} is listed twice",
+                                      kind="malformed_line")
             if fields[0] not in labels:
                 raise ConversionError(path, number, f"unknown image {fields[0]} (not in the "
                                       "attribute file)", kind="unknown_image")

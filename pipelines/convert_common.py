@@ -18,7 +18,7 @@ import math
 import os
 import sys
 import time
-from typing import (Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple)
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image

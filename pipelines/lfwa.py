@@ -20,8 +20,6 @@ from __future__ import annotations
 import os
 from typing import List
 
-import numpy as np
-
 from pipelines import convert_common as common
 from pipelines import matfile
 from pipelines import records

@@ -30,7 +30,7 @@ follow the files.
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -95,6 +95,8 @@ def convert(source_dir: str, output_dir: str, *, overwrite: bool = False,
                     os.path.join(image_dir, file_name), None, f"identity {identity} is not in "
                     f"market_attribute.{part}.image_index", kind="unknown_identity"))
                 continue
+            if labels[part][identity] is None:
+                continue
             items.append(common.Item(assignment[identity], f"{rel_dir}/{file_name}",
                                      labels[part][identity],
                                      path=os.path.join(image_dir, file_name)))
@@ -109,8 +111,9 @@ def convert(source_dir: str, output_dir: str, *, overwrite: bool = False,
 
 
 def read_identities(struct, path: str, part: str, skips: common.Skips
-                    ) -> Dict[str, Tuple[int, ...]]:
-    """One of ``market_attribute.train`` / ``.test`` -> identity -> attribute values.
+                    ) -> Dict[str, Optional[Tuple[int, ...]]]:
+    """One of ``market_attribute.train`` / ``.test`` -> identity -> attribute values (None
+    for an identity skipped with ``--skip_bad``).
 
     Fields are looked up by name. A value outside its encoding is a ``bad_label`` error naming
     the field and identity (``market_attribute.mat:train.age[3] (identity 0007): ...``).
@@ -142,6 +145,7 @@ def read_identities(struct, path: str, part: str, skips: common.Skips
                     binary)
         except ConversionError as err:
             skips.handle(err)
+            out[identity] = None  # known identity, its images are dropped without a 2nd count
             continue
         out[identity] = tuple(values)
     return out

@@ -24,7 +24,6 @@ validation, the rest to train. Seed, ratios, threshold and the class lists are r
 from __future__ import annotations
 
 import os
-from typing import List
 
 import numpy as np
 

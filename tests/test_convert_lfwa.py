@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from pipelines import lfwa, records
+from pipelines import lfwa
 from tests import fixtures_datasets as fx
 
 

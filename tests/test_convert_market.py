@@ -4,10 +4,9 @@ join, held-out validation identities, bad input."""
 import os
 
 import numpy as np
-import pytest
 import scipy.io
 
-from pipelines import market1501, records
+from pipelines import market1501
 from tests import fixtures_datasets as fx
 
 
@@ -69,9 +68,12 @@ def test_label_outside_encoding(tmp_path):
     fx.conversion_error(lambda: market1501.convert(src, out, val_identities=1),
                         "market_attribute.mat:train.age[2] (identity 0007): value 1 is 5, "
                         "expected one of 1, 2, 3, 4")
+    meta = market1501.convert(src, out, val_identities=1, skip_bad=True)
+    assert meta.skipped == {"bad_label": 1, "no_attributes": 2}
+    assert meta.split_sizes["train"] + meta.split_sizes["validation"] == 6  # 0007's 2 dropped
     _edit_mat(src, "train", "age", 1, 1)
     _edit_mat(src, "test", "hat", 0, 0)
-    fx.conversion_error(lambda: market1501.convert(src, out, val_identities=1),
+    fx.conversion_error(lambda: market1501.convert(src, out, val_identities=1, overwrite=True),
                         "market_attribute.mat:test.hat[1] (identity 0001): value 1 is 0, "
                         "expected one of 1, 2")
 
