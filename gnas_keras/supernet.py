@@ -54,10 +54,12 @@ class _Routed(keras.layers.Layer):
         self.num_edges = parent_blocks * blocks if searchable else blocks
 
     def _add_parents(self):
+        # Until a routing is assigned: the fixed routing, or block 0 for a searched layer.
+        initial = [0] * self.blocks if self.searchable else fixed_parents(self.parent_blocks,
+                                                                          self.blocks)
         self.parents = self.add_weight(
             name="parents", shape=(self.blocks,), dtype="int32", trainable=False,
-            initializer=keras.initializers.Constant(
-                np.asarray(fixed_parents(self.parent_blocks, self.blocks), np.int32)),
+            initializer=keras.initializers.Constant(np.asarray(initial, np.int32)),
             aggregation="only_first_replica")
 
     def edge_ids(self):
@@ -336,11 +338,40 @@ class Supernet(keras.Model):
         return cls(**config)
 
 
+class SparseSGD(keras.optimizers.SGD):
+    """SGD with (Nesterov) momentum that leaves the rows without gradient alone.
+
+    Keras' SGD turns a sparse (IndexedSlices) gradient into dense momentum arithmetic, so
+    the momentum of every row decays and every row with momentum keeps moving. In the paper's
+    PyTorch setup each edge is its own parameter and an edge outside the sampled tree gets no
+    gradient, hence no update at all. This optimizer does the same per row: for a sparse
+    gradient only the gathered rows' momentum and weights change.
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        if not isinstance(gradient, tf.IndexedSlices):
+            return super().update_step(gradient, variable, learning_rate)
+        lr = tf.cast(learning_rate, variable.dtype)
+        # A row can appear more than once (the forward pass and the L2 term both gather it).
+        rows, position = tf.unique(gradient.indices)
+        grad = tf.math.unsorted_segment_sum(tf.cast(gradient.values, variable.dtype),
+                                            position, tf.shape(rows)[0])
+        if self.momentum == 0:
+            self.assign_sub(variable, tf.IndexedSlices(grad * lr, rows))
+            return
+        momentum = tf.cast(self.momentum, variable.dtype)
+        m = self.momentums[self._get_variable_index(variable)]
+        m_rows = tf.gather(m.value if hasattr(m, "value") else m, rows) * momentum - grad * lr
+        self.assign(m, tf.IndexedSlices(m_rows, rows))
+        step = m_rows * momentum - grad * lr if self.nesterov else m_rows
+        self.assign_add(variable, tf.IndexedSlices(step, rows))
+
+
 def make_optimizer(learning_rate: float, momentum: float = 0.9,
                    nesterov: bool = True) -> keras.optimizers.SGD:
-    """SGD with Nesterov momentum; no optimizer-side weight decay (see module docstring)."""
-    return keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum,
-                                nesterov=nesterov)
+    """SGD with Nesterov momentum, row-sparse for the supernet's edge-major weights; no
+    optimizer-side weight decay (see module docstring)."""
+    return SparseSGD(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov)
 
 
 def build_supernet(space: SearchSpace, num_attributes: int, image_shape, *,
@@ -353,6 +384,9 @@ def build_supernet(space: SearchSpace, num_attributes: int, image_shape, *,
     model = Supernet(space, num_attributes, image_shape, dropout=dropout,
                      weight_decay=weight_decay)
     model.compile(optimizer=make_optimizer(learning_rate, momentum), jit_compile=False)
+    # Create the momentum slots now, under the caller's strategy scope: created lazily inside
+    # the first traced train step, their initializers fail under MirroredStrategy.
+    model.optimizer.build(model.trainable_variables)
     if routing is not None:
         model.set_routing(routing)
     return model

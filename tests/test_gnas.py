@@ -1,0 +1,105 @@
+import numpy as np
+
+from gnas_keras import gnas
+from gnas_keras.space import get_space
+from gnas_keras.training import Evaluation, Loop
+from gnas_keras.tree import Routing
+
+
+def test_block_rewards_is_mean_accuracy_of_descendants():
+    accuracy = np.array([0.9, 0.5, 0.6, 0.8])
+    descendants = [frozenset({0, 1}), frozenset({2}), frozenset(), frozenset({0, 2, 3})]
+    r = gnas.block_rewards(descendants, accuracy)
+    assert r[0] == np.float64(0.7)
+    assert r[1] == 0.6
+    assert np.isnan(r[2])
+    assert np.isclose(r[3], (0.9 + 0.6 + 0.8) / 3)
+
+
+def test_best_parents_is_argmax_per_child_and_dead_blocks_keep_parent():
+    rewards = np.array([[0.1, 0.9, np.nan, 0.5],
+                        [0.7, 0.2, np.nan, 0.5],
+                        [0.3, 0.95, np.nan, 0.4]])
+    assert gnas.best_parents(rewards, current=(2, 2, 1, 2)) == (1, 2, 1, 0)
+
+
+class FakeLoop:
+    """Stands in for `training.Loop`: accuracy depends only on the routing, no training."""
+
+    def __init__(self, model, accuracy_of):
+        self.model, self.accuracy_of, self.lr = model, accuracy_of, 0.1
+        self.trained = 0
+
+    def train(self, steps):
+        self.trained += steps
+        return Evaluation(0.5, np.zeros(self.model.num_attributes))
+
+    def evaluate(self, iterator, steps):
+        return Evaluation(0.5, self.accuracy_of(self.model.routing))
+
+    @property
+    def learning_rate(self):
+        return self.lr
+
+    def set_learning_rate(self, lr):
+        self.lr = lr
+
+
+class FakeModel:
+    def __init__(self, space, n):
+        self.space, self.num_attributes, self.routing = space, n, None
+
+    def set_routing(self, routing):
+        routing.validate(self.space, self.num_attributes)
+        self.routing = routing
+
+
+def test_search_finds_planted_parents_with_an_oracle_reward():
+    # Attribute n is best served by conv3 block n % 4 (a larger bonus than the layer below, so
+    # the greedy path reaches the optimum), conv3 block j by conv2 block 3 - j.
+    space, n = get_space("tiny"), 8
+
+    def accuracy_of(routing: Routing):
+        fc1, conv3 = routing.parents[3], routing.parents[2]
+        return np.array([0.5 + 0.3 * (fc1[i] == i % 4) + 0.1 * (conv3[fc1[i]] == 3 - fc1[i])
+                         for i in range(n)])
+
+    model = FakeModel(space, n)
+    loop = FakeLoop(model, accuracy_of)
+    config = gnas.GnasConfig(train_steps=3, val_batches=1, max_rounds=10, patience=2)
+    results = gnas.search(loop, None, config, np.random.default_rng(0))
+    final = model.routing
+    assert final.parents[3] == tuple(i % 4 for i in range(n))
+    assert final.parents[2] == (3, 2, 1, 0)
+    assert not results[-1].changed and not results[-2].changed
+    assert len(results) < 10
+    # 2 searched layers x 4 candidates x K steps per round.
+    assert loop.trained == len(results) * 8 * 3
+    assert np.isclose(loop.lr, 0.1 * 0.96 ** len(results))
+    assert set(results[0].rewards) == {"conv3", "fc1"}
+    assert results[0].rewards["fc1"].shape == (4, n)
+
+
+def test_search_on_a_real_supernet_runs_and_logs(synthetic_dir):
+    from gnas_keras.run import Data
+    from gnas_keras.config import RunConfig
+    from gnas_keras.supernet import build_supernet
+    from gnas_keras.training import repeat_batches
+
+    data = Data.load(RunConfig(data_dir=synthetic_dir, batch_size=32, eval_batch_size=64))
+    model = build_supernet(get_space("tiny"), 16, (32, 32, 3), seed=0)
+    loop = Loop(model, data.train)
+    events = []
+
+    class Log(gnas.SearchLogger):
+        def candidate(self, *args):
+            events.append(args[:4])
+
+    config = gnas.GnasConfig(train_steps=2, val_batches=1, max_rounds=1, warmup_steps=3,
+                             warmup_resample=2)
+    results = gnas.search(loop, loop.iterator(repeat_batches(data.validation)), config,
+                          np.random.default_rng(0), Log())
+    assert [e[1:3] for e in events] == [("fc1", b) for b in range(4)] + \
+        [("conv3", b) for b in range(4)]
+    assert model.routing == results[0].routing
+    assert 0.0 <= results[0].validation.mean_error <= 1.0
