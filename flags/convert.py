@@ -11,13 +11,10 @@ status 2.
 from __future__ import annotations
 
 import os
-import sys
 
-from absl import app
+from flags import common  # first: quiets TensorFlow's start-up logging
+
 from absl import flags
-
-# TensorFlow's C++ start-up logging would bury the one-line error; users can still set it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 DATASETS = ("celeba", "lfwa", "market1501", "awa2", "awa1", "apy", "sun")
 
@@ -52,19 +49,6 @@ for _name in ("dataset", "source_dir", "output_dir"):
     flags.mark_flag_as_required(_name)
 
 
-def _fail(message: str) -> None:
-    print(f"convert: error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def _parse_flags(argv):
-    """absl's parser, but a bad flag is one line and exit status 2 (no usage dump)."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as err:
-        _fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
-
-
 def convert() -> object:
     """Calls the dataset's converter with the flags that concern it."""
     # Imported here so a bad flag fails fast, without loading TensorFlow.
@@ -93,15 +77,9 @@ def convert() -> object:
 
 
 def main(argv):
-    if len(argv) > 1:
-        _fail(f"unexpected arguments {' '.join(argv[1:])!r}")
-    from pipelines.convert_errors import ConversionError
-    try:
-        metadata = convert()
-    except (ConversionError, FileExistsError, FileNotFoundError, ValueError) as err:
-        _fail(str(err))
+    metadata = convert()
     print(f"{metadata.name}: {metadata.split_sizes} -> {FLAGS.output_dir}")
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    common.run(main)

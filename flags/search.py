@@ -7,9 +7,9 @@ r"""Search (or train a fixed tree), fine-tune, test and export: one run of `gnas
 
 from __future__ import annotations
 
-from flags import common  # noqa: F401  (sets TF log level first)
+from flags import common  # first: quiets TensorFlow's start-up logging
 
-from absl import app, flags
+from absl import flags
 
 from gnas_keras.config import METHODS, STRATEGIES, RunConfig
 from gnas_keras.gnas import GnasConfig
@@ -93,8 +93,6 @@ def print_summary(report) -> None:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise ValueError(f"unexpected arguments {argv[1:]}")
     config = config_from_flags()
     config.validate()
     if config.dataset == "synthetic" and FLAGS.generate_synthetic:
@@ -105,4 +103,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(lambda argv: common.run_main(main, argv))
+    common.run(main)

@@ -66,8 +66,11 @@ class RoundResult:
 class SearchLogger:
     """Receives progress; the default does nothing. See `gnas_keras.reporting`."""
 
+    def warmup(self, step: int, steps: int, evaluation: Evaluation, elapsed: float) -> None:
+        pass
+
     def candidate(self, round_: int, layer: str, candidate: int, num_candidates: int,
-                  evaluation: Evaluation, elapsed: float, done: int, total: int) -> None:
+                  evaluation: Evaluation, elapsed: float, eta: float, done: int) -> None:
         pass
 
     def round(self, result: RoundResult) -> None:
@@ -95,15 +98,17 @@ def best_parents(rewards: np.ndarray, current: tuple) -> tuple:
     return tuple(chosen)
 
 
-def warmup(loop: Loop, space, num_attributes: int, steps: int, resample: int,
-           rng: np.random.Generator) -> None:
+def warmup(loop: Loop, steps: int, resample: int, rng: np.random.Generator,
+           logger: SearchLogger) -> None:
     """Trains on a new uniformly random tree every `resample` steps."""
-    done = 0
+    model, start, done = loop.model, time.time(), 0
     while done < steps:
-        loop.model.set_routing(random_routing(space, num_attributes, rng))
+        model.set_routing(random_routing(model.space, model.num_attributes, rng))
         n = min(resample, steps - done)
-        check_finite(loop.train(n), f"warm-up step {done}")
+        evaluation = loop.train(n)
+        check_finite(evaluation, f"warm-up step {done}")
         done += n
+        logger.warmup(done, steps, evaluation, time.time() - start)
 
 
 def search(loop: Loop, val_iterator, config: GnasConfig, rng: np.random.Generator,
@@ -120,7 +125,8 @@ def search(loop: Loop, val_iterator, config: GnasConfig, rng: np.random.Generato
     counts = space.block_counts(n)
     start = time.time()
     if config.warmup_steps:
-        warmup(loop, space, n, config.warmup_steps, config.warmup_resample, rng)
+        warmup(loop, config.warmup_steps, config.warmup_resample, rng, logger)
+    rounds_start = time.time()
 
     # 1. Initialization: a random tree (the weights are random from the model's creation).
     routing = initial_routing or random_routing(space, n, rng)
@@ -143,8 +149,9 @@ def search(loop: Loop, val_iterator, config: GnasConfig, rng: np.random.Generato
                 evaluation = loop.evaluate(val_iterator, config.val_batches)
                 layer_rewards[b] = block_rewards(descendants, evaluation.accuracy)
                 done += 1
+                per_candidate = (time.time() - rounds_start) / done
                 logger.candidate(round_, name, b, counts[l - 1], evaluation,
-                                 time.time() - start, done, total)
+                                 time.time() - start, per_candidate * (total - done), done)
             routing = routing.with_layer(l, best_parents(layer_rewards, routing.parents[l]))
             rewards[name] = layer_rewards
         model.set_routing(routing)

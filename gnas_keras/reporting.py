@@ -40,10 +40,17 @@ class SearchReporter(SearchLogger):
         self.attribute_names = list(attribute_names)
         self.max_rounds = max_rounds
         self.out = out
+        self._warmup_fifth = 0
+
+    def warmup(self, step: int, steps: int, evaluation: Evaluation, elapsed: float) -> None:
+        fifth = step * 5 // steps  # one line per fifth of the warm-up
+        if fifth != self._warmup_fifth:
+            self._warmup_fifth = fifth
+            self.out(f"warm-up on random trees: step {step}/{steps}  train loss "
+                     f"{evaluation.loss:.4f}  elapsed {format_duration(elapsed)}")
 
     def candidate(self, round_: int, layer: str, candidate: int, num_candidates: int,
-                  evaluation: Evaluation, elapsed: float, done: int, total: int) -> None:
-        eta = elapsed / done * (total - done)
+                  evaluation: Evaluation, elapsed: float, eta: float, done: int) -> None:
         self.out(f"round {round_}/{self.max_rounds}  layer {layer}  candidate "
                  f"{candidate + 1}/{num_candidates}  val error {evaluation.mean_error:.4f}  "
                  f"elapsed {format_duration(elapsed)}  eta <= {format_duration(eta)}")

@@ -1,0 +1,24 @@
+# Quick start: `make search` (virtualenv, install, GNAS on the built-in synthetic set), then
+# `make test`. Everything runs from this directory; PYTHONPATH makes the packages importable.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: search test describe clean
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+# The main job: generates data/synthetic once, searches, fine-tunes, tests, exports.
+search: $(VENV)/.installed
+	$(PY) -m flags.search --flagfile=flagfiles/synthetic.flags
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf runs saved_models/*/ data/synthetic

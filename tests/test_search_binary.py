@@ -1,0 +1,64 @@
+"""The search binary end to end, in subprocesses, as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def search(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "flags.search", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONPATH": ROOT})
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--space=huge"], "search: error: flag --space=huge: value should be one of"),
+    (["--batch_size=0"], "search: error: batch_size: must be > 0, got 0"),
+    (["--method=gnas", "extra"], "search: error: unexpected arguments 'extra'"),
+    (["--dataset=celeba", "--data_dir=/nonexistent/celeba"],
+     "search: error: /nonexistent/celeba/metadata.json: no converted dataset here"),
+    (["--crop_height=64"], "search: error: crop 64x32 is larger than the image 32x32"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(args, message, synthetic_dir, tmp_path):
+    result = search(f"--data_dir={synthetic_dir}", f"--workdir={tmp_path}/run",
+                    "--export_dir=", *args) if "--data_dir" not in str(args) else \
+        search(f"--workdir={tmp_path}/run", "--export_dir=", *args)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+
+
+def test_search_end_to_end_with_a_flagfile(synthetic_dir, tmp_path):
+    flagfile = tmp_path / "small.flags"
+    flagfile.write_text("\n".join([
+        f"--data_dir={synthetic_dir}", f"--workdir={tmp_path}/run",
+        f"--export_dir={tmp_path}/export", "--export_name=small", "--batch_size=32",
+        "--eval_batch_size=64", "--train_steps=2", "--val_batches=1", "--max_rounds=2",
+        "--patience=1", "--warmup_steps=2", "--finetune_steps=3",
+        "--compare=random_tree,shared", "--compare_steps=2"]) + "\n")
+    result = search(f"--flagfile={flagfile}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "round 1/2  layer fc1  candidate 1/4" in result.stderr
+    assert "eta <=" in result.stderr
+    report = json.load(open(tmp_path / "run" / "report.json"))
+    assert report["method"] == "gnas" and report["dataset"] == "synthetic"
+    assert report["search_space"]["name"] == "tiny"
+    assert len(report["test_error"]) == 16
+    assert abs(report["mean_test_error"] - sum(report["test_error"].values()) / 16) < 1e-6
+    assert report["ari_layer"] == "conv3" and -1.0 <= report["ari"] <= 1.0
+    assert set(report["comparisons_from_scratch"]) == {"found_tree", "random_tree", "shared"}
+    assert report["parameters"] > 0 and report["search_seconds"] > 0
+    assert 1 <= len(report["rounds"]) <= 2
+    assert os.path.exists(os.path.join(report["export"], "saved_model.pb"))
+    assert report["export"].endswith(os.path.join("export", "small", "1"))
+    tree = json.load(open(tmp_path / "run" / "tree.json"))
+    assert tree["parents"] == report["tree"]
+    events = os.listdir(tmp_path / "run" / "tensorboard")
+    assert any(e.startswith("events.out.tfevents") for e in events)
+    assert "mean test error" in result.stdout and "ARI to the planted groups" in result.stdout
