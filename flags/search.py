@@ -50,6 +50,8 @@ flags.DEFINE_integer("finetune_steps", d.finetune_steps, "Fine-tune steps on tra
 flags.DEFINE_float("finetune_lr", d.finetune_lr, "Fine-tune learning rate (0 = keep).")
 flags.DEFINE_list("compare", list(d.compare), "Fixed trees trained from scratch to compare.")
 flags.DEFINE_integer("compare_steps", d.compare_steps, "Steps for each from-scratch tree.")
+flags.DEFINE_integer("random_trials", d.random_trials,
+                     "Random search trials (0 = GNAS's budget: max_rounds x evaluations/round).")
 flags.DEFINE_enum("strategy", d.strategy, list(STRATEGIES), "tf.distribute strategy.")
 flags.DEFINE_integer("seed", d.seed, "Random seed.")
 
@@ -70,6 +72,7 @@ def config_from_flags() -> RunConfig:
                         fixed_val_batches=FLAGS.fixed_val_batches),
         finetune_steps=FLAGS.finetune_steps, finetune_lr=FLAGS.finetune_lr,
         compare=tuple(FLAGS.compare), compare_steps=FLAGS.compare_steps,
+        random_trials=FLAGS.random_trials,
         strategy=FLAGS.strategy, seed=FLAGS.seed)
 
 

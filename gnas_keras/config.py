@@ -7,7 +7,8 @@ from typing import Dict, Optional, Tuple
 
 from gnas_keras.gnas import GnasConfig
 
-METHODS = ("gnas", "shared", "independent", "random_tree")
+METHODS = ("gnas", "random", "shared", "independent", "random_tree")
+SEARCHES = ("gnas", "random")
 STRATEGIES = ("default", "mirrored", "multiworker")
 
 
@@ -21,8 +22,11 @@ class RunConfig:
       workdir: the run directory (TensorBoard events, tree.json, report.json).
       export_dir, export_name: the SavedModel goes to ``export_dir/export_name/<version>/``;
         an empty export_dir skips the export.
-      method: ``gnas`` searches; ``shared`` (one trunk), ``independent`` (least sharing) and
-        ``random_tree`` (one random tree) train a fixed tree with the same loop.
+      method: ``gnas`` and ``random`` (random search, `random_search`) search; ``shared``
+        (one trunk), ``independent`` (least sharing) and ``random_tree`` (one random tree)
+        train a fixed tree with the same loop.
+      random_trials: trials of random search (0 = GNAS's budget, max_rounds x evaluations
+        per round).
       space: a preset of `gnas_keras.space`.
       batch_size: global batch size (all replicas together).
       learning_rate, momentum, weight_decay, dropout: SGD with Nesterov momentum; the paper's
@@ -59,6 +63,7 @@ class RunConfig:
     finetune_lr: float = 0.0
     compare: Tuple[str, ...] = ()
     compare_steps: int = 1000
+    random_trials: int = 0
     strategy: str = "default"
     seed: int = 0
 
@@ -71,17 +76,19 @@ class RunConfig:
             raise ValueError(f"method: {self.method!r} is not one of {METHODS}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy: {self.strategy!r} is not one of {STRATEGIES}")
+        fixed = tuple(m for m in METHODS if m not in SEARCHES)
         for m in self.compare:
-            if m not in METHODS[1:]:
-                raise ValueError(f"compare: {m!r} is not one of {METHODS[1:]}")
+            if m not in fixed:
+                raise ValueError(f"compare: {m!r} is not one of {fixed}")
         positive = {"batch_size": self.batch_size, "eval_batch_size": self.eval_batch_size,
-                    "train_steps": self.gnas.train_steps, "val_batches": self.gnas.val_batches,
+                    "val_batches": self.gnas.val_batches,
                     "max_rounds": self.gnas.max_rounds, "patience": self.gnas.patience,
                     "learning_rate": self.learning_rate}
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"{name}: must be > 0, got {value}")
-        nonneg = {"finetune_steps": self.finetune_steps, "compare_steps": self.compare_steps,
+        nonneg = {"train_steps": self.gnas.train_steps, "random_trials": self.random_trials,
+                  "finetune_steps": self.finetune_steps, "compare_steps": self.compare_steps,
                   "warmup_steps": self.gnas.warmup_steps, "weight_decay": self.weight_decay,
                   "finetune_lr": self.finetune_lr, "crop_height": self.crop_height,
                   "crop_width": self.crop_width}

@@ -42,7 +42,8 @@ from gnas_keras.tree import Routing, random_routing
 
 @dataclasses.dataclass
 class GnasConfig:
-    train_steps: int = 400          # K: training batches per candidate (paper: 400 / 2000)
+    train_steps: int = 400          # K: training batches per candidate (paper: 400 / 2000);
+                                    # 0 = weights frozen during the search (Fig. 4)
     val_batches: int = 5            # V: validation batches per candidate (paper: 1 / 5 / 20)
     max_rounds: int = 300           # round cap (paper: 150 CelebA, 300 LFWA / Market-1501)
     patience: int = 3               # stop after this many rounds without a tree change
@@ -59,6 +60,7 @@ class RoundResult:
     changed: bool
     learning_rate: float
     rewards: Dict[str, np.ndarray]    # layer name -> [B_{l-1}, B_l] reward(b -> j)
+    reward_errors: Dict[str, np.ndarray]  # same shape: binomial standard error of each reward
     validation: Evaluation            # the round's final tree on V validation batches
     elapsed: float                    # seconds since the search started
 
@@ -73,6 +75,10 @@ class SearchLogger:
                   evaluation: Evaluation, elapsed: float, eta: float, done: int) -> None:
         pass
 
+    def trial(self, trial: int, trials: int, evaluation: Evaluation, best_error: float,
+              elapsed: float, eta: float) -> None:
+        """A random-search trial (`gnas_keras.random_search`)."""
+
     def round(self, result: RoundResult) -> None:
         pass
 
@@ -84,6 +90,20 @@ def block_rewards(descendants: List[frozenset], accuracy: np.ndarray) -> np.ndar
     Returns [B_l], NaN for a block with no attributes below it.
     """
     return np.array([np.mean(accuracy[sorted(d)]) if d else np.nan for d in descendants])
+
+
+def reward_standard_errors(descendants: List[frozenset], evaluation: Evaluation) -> np.ndarray:
+    """Binomial standard error of each `block_rewards` entry: how much a reward moves from
+    the choice of validation examples alone. [B_l], NaN for dead blocks."""
+    p, c = evaluation.accuracy, np.maximum(evaluation.counts, 1)
+    return np.array([np.sqrt(np.sum(p[sorted(d)] * (1 - p[sorted(d)]) / c[sorted(d)])) / len(d)
+                     if d else np.nan for d in descendants])
+
+
+def reward_gaps(rewards: np.ndarray) -> np.ndarray:
+    """Per child: best minus second-best candidate reward (NaN for dead children)."""
+    top2 = -np.sort(-rewards, axis=0)[:2]
+    return top2[0] - top2[1]
 
 
 def best_parents(rewards: np.ndarray, current: tuple) -> tuple:
@@ -138,27 +158,32 @@ def search(loop: Loop, val_iterator, config: GnasConfig, rng: np.random.Generato
     for round_ in range(1, config.max_rounds + 1):
         round_start_routing = routing
         rewards: Dict[str, np.ndarray] = {}
+        reward_errors: Dict[str, np.ndarray] = {}
         for l in reversed(layers):                       # top searched layer first
             name = space.layers[l].name
             descendants = routing.descendants()[l]       # I_j: unchanged by layer l's parents
             layer_rewards = np.full((counts[l - 1], counts[l]), np.nan)
+            layer_errors = np.full_like(layer_rewards, np.nan)
             for b in range(counts[l - 1]):
                 model.set_routing(routing.with_layer(l, [b] * counts[l]))
-                check_finite(loop.train(config.train_steps),
-                             f"round {round_} layer {name} candidate {b}")
+                if config.train_steps:  # 0: weights frozen (the paper's Fig. 4)
+                    check_finite(loop.train(config.train_steps),
+                                 f"round {round_} layer {name} candidate {b}")
                 evaluation = loop.evaluate(val_iterator, config.val_batches)
                 layer_rewards[b] = block_rewards(descendants, evaluation.accuracy)
+                layer_errors[b] = reward_standard_errors(descendants, evaluation)
                 done += 1
                 per_candidate = (time.time() - rounds_start) / done
                 logger.candidate(round_, name, b, counts[l - 1], evaluation,
                                  time.time() - start, per_candidate * (total - done), done)
             routing = routing.with_layer(l, best_parents(layer_rewards, routing.parents[l]))
             rewards[name] = layer_rewards
+            reward_errors[name] = layer_errors
         model.set_routing(routing)
         validation = loop.evaluate(val_iterator, config.val_batches)
         changed = routing != round_start_routing
         result = RoundResult(round_, routing, changed, loop.learning_rate, rewards,
-                             validation, time.time() - start)
+                             reward_errors, validation, time.time() - start)
         results.append(result)
         logger.round(result)
         loop.set_learning_rate(loop.learning_rate * config.lr_decay)

@@ -12,9 +12,10 @@ from __future__ import annotations
 import sys
 from typing import Callable, Sequence
 
+import numpy as np
 import tensorflow as tf
 
-from gnas_keras.gnas import RoundResult, SearchLogger
+from gnas_keras.gnas import RoundResult, SearchLogger, reward_gaps
 from gnas_keras.space import SearchSpace
 from gnas_keras.training import Evaluation
 
@@ -57,11 +58,24 @@ class SearchReporter(SearchLogger):
         with self.writer.as_default():
             tf.summary.scalar("candidate/mean_val_error", evaluation.mean_error, step=done)
 
+    def trial(self, trial: int, trials: int, evaluation: Evaluation, best_error: float,
+              elapsed: float, eta: float) -> None:
+        self.out(f"random trial {trial}/{trials}  val error {evaluation.mean_error:.4f}  "
+                 f"best {best_error:.4f}  elapsed {format_duration(elapsed)}  "
+                 f"eta {format_duration(eta)}")
+        with self.writer.as_default():
+            tf.summary.scalar("candidate/mean_val_error", evaluation.mean_error, step=trial)
+            tf.summary.scalar("search/best_val_error", best_error, step=trial)
+
     def round(self, result: RoundResult) -> None:
         tree = result.routing.render(self.space, self.attribute_names)
+        gaps = ", ".join(
+            f"{layer} {np.nanmedian(reward_gaps(m)):.4f}/{np.nanmedian(result.reward_errors[layer]):.4f}"
+            for layer, m in result.rewards.items())
         self.out(f"round {result.round} done: val error {result.validation.mean_error:.4f}, "
                  f"lr {result.learning_rate:.4g}, tree "
-                 f"{'changed' if result.changed else 'unchanged'}")
+                 f"{'changed' if result.changed else 'unchanged'}; median reward gap/std error "
+                 f"{gaps}")
         with self.writer.as_default():
             step = result.round
             tf.summary.scalar("search/mean_val_error", result.validation.mean_error, step=step)

@@ -20,8 +20,8 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import tensorflow as tf
 
-from gnas_keras import gnas
-from gnas_keras.config import RunConfig
+from gnas_keras import gnas, random_search
+from gnas_keras.config import SEARCHES, RunConfig
 from gnas_keras.export import build_tree_model, export_saved_model
 from gnas_keras.io import write_json_atomic, write_text_atomic
 from gnas_keras.reporting import SearchReporter, format_duration, terminal
@@ -71,6 +71,19 @@ def tree_summary(routing: Routing, space: SearchSpace, meta: records.Metadata) -
 def error_report(evaluation: Evaluation, names: List[str]) -> Dict:
     return {"mean_test_error": evaluation.mean_error,
             "test_error": {a: float(e) for a, e in zip(names, evaluation.errors)}}
+
+
+def round_report(r: gnas.RoundResult) -> Dict:
+    """A round for report.json, with the median (over children) gap between the best and
+    second-best candidate reward next to the median standard error of a reward: when the
+    gaps are not clearly larger than the errors, the choice of parents is mostly noise."""
+    return {"round": r.round, "mean_val_error": r.validation.mean_error,
+            "learning_rate": r.learning_rate, "changed": r.changed, "elapsed": r.elapsed,
+            "tree": [list(p) for p in r.routing.parents],
+            "median_reward_gap": {k: float(np.nanmedian(gnas.reward_gaps(v)))
+                                  for k, v in r.rewards.items()},
+            "median_reward_standard_error": {k: float(np.nanmedian(v))
+                                             for k, v in r.reward_errors.items()}}
 
 
 @dataclasses.dataclass
@@ -149,13 +162,18 @@ def run(config: RunConfig, out: Callable[[str], None] = terminal) -> Dict:
     # 1. The tree: searched, or fixed by the method.
     start = time.time()
     rounds: List[gnas.RoundResult] = []
-    if config.method == "gnas":
+    trials: List[random_search.TrialResult] = []
+    if config.method in SEARCHES:
         reporter = SearchReporter(os.path.join(config.workdir, "tensorboard"), space,
                                   meta.attribute_names, config.gnas.max_rounds, out)
         loop = Loop(model, data.train)
         fixed = config.gnas.val_batches if config.gnas.fixed_val_batches else None
         val_iterator = loop.iterator(repeat_batches(data.validation, fixed))
-        rounds = gnas.search(loop, val_iterator, config.gnas, rng, reporter)
+        if config.method == "gnas":
+            rounds = gnas.search(loop, val_iterator, config.gnas, rng, reporter)
+        else:
+            trials = random_search.search(loop, val_iterator, config.gnas, rng, reporter,
+                                          config.random_trials)
         reporter.close()
         routing = model.routing
     else:
@@ -204,10 +222,9 @@ def run(config: RunConfig, out: Callable[[str], None] = terminal) -> Dict:
         "parameters": parameter_count(pruned),
         "supernet_parameters": parameter_count(model),
         "search_seconds": search_seconds,
-        "rounds": [{"round": r.round, "mean_val_error": r.validation.mean_error,
-                    "learning_rate": r.learning_rate, "changed": r.changed,
-                    "elapsed": r.elapsed, "tree": [list(p) for p in r.routing.parents]}
-                   for r in rounds],
+        "rounds": [round_report(r) for r in rounds],
+        "trials": [{"trial": t.trial, "mean_val_error": t.validation.mean_error,
+                    "best_val_error": t.best_error, "elapsed": t.elapsed} for t in trials],
         "comparisons_from_scratch": comparisons,
         "compare_steps": config.compare_steps if comparisons else 0,
         "export": export_path,

@@ -21,10 +21,12 @@ from gnas_keras.supernet import Supernet
 
 @dataclasses.dataclass
 class Evaluation:
-    """Mean loss and per-attribute accuracy [N] over the evaluated batches."""
+    """Mean loss, per-attribute accuracy [N] and labelled examples per attribute [N] over
+    the evaluated batches."""
 
     loss: float
     accuracy: np.ndarray
+    counts: Optional[np.ndarray] = None
 
     @property
     def mean_error(self) -> float:
@@ -85,8 +87,10 @@ class Loop:
         return self.evaluate(self.iterator(dataset), math.ceil(num_examples / batch_size))
 
     def _result(self) -> Evaluation:
+        tracker = self.model.accuracy_tracker
         return Evaluation(loss=float(self.model.loss_tracker.result().numpy()),
-                          accuracy=np.asarray(self.model.accuracy_tracker.result().numpy()))
+                          accuracy=np.asarray(tracker.result().numpy()),
+                          counts=np.asarray(tracker.count.numpy()))
 
 
 def check_finite(evaluation: Evaluation, where: str) -> None:

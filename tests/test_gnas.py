@@ -23,6 +23,18 @@ def test_best_parents_is_argmax_per_child_and_dead_blocks_keep_parent():
     assert gnas.best_parents(rewards, current=(2, 2, 1, 2)) == (1, 2, 1, 0)
 
 
+def test_reward_gaps_and_standard_errors():
+    rewards = np.array([[0.6, np.nan], [0.9, np.nan], [0.8, np.nan]])
+    gaps = gnas.reward_gaps(rewards)
+    assert np.isclose(gaps[0], 0.1) and np.isnan(gaps[1])
+    evaluation = Evaluation(0.3, np.array([0.5, 0.9]), np.array([100.0, 400.0]))
+    se = gnas.reward_standard_errors([frozenset({0}), frozenset({0, 1}), frozenset()],
+                                     evaluation)
+    assert np.isclose(se[0], 0.05)  # sqrt(0.25 / 100)
+    assert np.isclose(se[1], np.sqrt(0.25 / 100 + 0.09 / 400) / 2)
+    assert np.isnan(se[2])
+
+
 class FakeLoop:
     """Stands in for `training.Loop`: accuracy depends only on the routing, no training."""
 
@@ -35,7 +47,8 @@ class FakeLoop:
         return Evaluation(0.5, np.zeros(self.model.num_attributes))
 
     def evaluate(self, iterator, steps):
-        return Evaluation(0.5, self.accuracy_of(self.model.routing))
+        return Evaluation(0.5, self.accuracy_of(self.model.routing),
+                          np.full(self.model.num_attributes, 100.0))
 
     @property
     def learning_rate(self):
@@ -103,3 +116,21 @@ def test_search_on_a_real_supernet_runs_and_logs(synthetic_dir):
         [("conv3", b) for b in range(4)]
     assert model.routing == results[0].routing
     assert 0.0 <= results[0].validation.mean_error <= 1.0
+
+
+def test_random_search_keeps_the_best_tree_seen():
+    from gnas_keras import random_search
+    space, n = get_space("tiny"), 8
+
+    def accuracy_of(routing):
+        return np.array([0.5 + 0.4 * (routing.parents[3][i] == i % 4) for i in range(n)])
+
+    model = FakeModel(space, n)
+    loop = FakeLoop(model, accuracy_of)
+    config = gnas.GnasConfig(train_steps=0, val_batches=1, max_rounds=3)
+    trials = random_search.search(loop, None, config, np.random.default_rng(0))
+    assert len(trials) == 3 * 8 and loop.trained == 0  # GNAS's budget; frozen weights
+    errors = [t.validation.mean_error for t in trials]
+    assert [t.best_error for t in trials] == list(np.minimum.accumulate(errors))
+    best = trials[int(np.argmin(errors))].routing
+    assert model.routing == best == trials[-1].best_routing
