@@ -5,6 +5,7 @@ exporter and the report format. The run directory (``config.workdir``) gets
 
 - ``tensorboard/``: events (see `gnas_keras.reporting`);
 - ``tree.json``: the chosen tree (`Routing.to_json`);
+- ``test_predictions.npz``: test-set probabilities and labels of the fine-tuned tree;
 - ``report.json``: method, dataset, space, tree, per-attribute and mean test error, parameter
   count, search wall time, the comparisons, and for a dataset with a planted grouping the
   adjusted Rand index between the found and planted groupings.
@@ -31,6 +32,19 @@ from gnas_keras.training import Evaluation, Loop, repeat_batches
 from gnas_keras.tree import Routing, adjusted_rand_index, routing_for
 from pipelines import input as data_input
 from pipelines import records
+
+
+PREDICTIONS_FILE = "test_predictions.npz"
+
+
+def save_predictions(path: str, probabilities: np.ndarray, labels: np.ndarray,
+                     attribute_names: List[str]) -> None:
+    """Test-set probabilities [examples, N], labels [examples, N] and attribute names, for
+    metrics beyond the error (AUC, balanced accuracy); written atomically."""
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, probabilities=probabilities, labels=labels,
+             attribute_names=np.asarray(attribute_names))
+    os.replace(tmp, path)
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -119,8 +133,9 @@ class Data:
 
 
 def train_and_test(model: Supernet, data: Data, steps: int, config: RunConfig,
-                   out: Callable[[str], None], label: str) -> Evaluation:
-    """Trains `model`'s current tree on train+validation, then one pass over the test set."""
+                   out: Callable[[str], None], label: str):
+    """Trains `model`'s current tree on train+validation, then one pass over the test set;
+    returns the test `Evaluation` and the `Loop`."""
     loop = Loop(model, data.train_and_validation)
     start, chunk = time.time(), max(1, steps // 5)
     done = 0
@@ -130,8 +145,9 @@ def train_and_test(model: Supernet, data: Data, steps: int, config: RunConfig,
         done += n
         out(f"{label}: step {done}/{steps}  train loss {train.loss:.4f}  "
             f"elapsed {format_duration(time.time() - start)}")
-    return loop.evaluate_dataset(data.test, data.meta.split_sizes["test"],
-                                 config.eval_batch_size)
+    evaluation = loop.evaluate_dataset(data.test, data.meta.split_sizes["test"],
+                                       config.eval_batch_size)
+    return evaluation, loop
 
 
 def run(config: RunConfig, out: Callable[[str], None] = terminal) -> Dict:
@@ -187,7 +203,10 @@ def run(config: RunConfig, out: Callable[[str], None] = terminal) -> Dict:
     # 2. Fine-tune the chosen tree on train+validation and test it.
     if config.finetune_lr:
         model.optimizer.learning_rate.assign(config.finetune_lr)
-    test = train_and_test(model, data, config.finetune_steps, config, out, "fine-tune")
+    test, loop = train_and_test(model, data, config.finetune_steps, config, out, "fine-tune")
+    probabilities, labels = loop.predict(data.test)
+    save_predictions(os.path.join(config.workdir, PREDICTIONS_FILE), probabilities, labels,
+                     meta.attribute_names)
     pruned = build_tree_model(model, routing)
 
     # 3. Architecture-only comparison: every tree from scratch with the same budget.
@@ -197,8 +216,8 @@ def run(config: RunConfig, out: Callable[[str], None] = terminal) -> Dict:
             name.replace("_tree", ""), space, n, np.random.default_rng(config.seed + 1))
         scratch = new_supernet(config.seed + 2)
         scratch.set_routing(tree)
-        evaluation = train_and_test(scratch, data, config.compare_steps, config, out,
-                                    f"from scratch: {name}")
+        evaluation, _ = train_and_test(scratch, data, config.compare_steps, config, out,
+                                       f"from scratch: {name}")
         comparisons[name] = {
             "mean_test_error": evaluation.mean_error,
             "parameters": parameter_count(build_tree_model(scratch, tree)),

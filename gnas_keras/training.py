@@ -86,6 +86,16 @@ class Loop:
         """One full pass over a finite evaluation dataset of `num_examples` examples."""
         return self.evaluate(self.iterator(dataset), math.ceil(num_examples / batch_size))
 
+    def predict(self, dataset: tf.data.Dataset):
+        """Probabilities [examples, N] that each attribute is present, and the labels
+        [examples, N] (-1 unknown), over one pass of a finite dataset."""
+        probabilities, labels = [], []
+        for images, batch_labels in dataset:
+            logits = self.model.predict_on_batch(images)
+            probabilities.append(tf.nn.softmax(logits)[..., 1].numpy())
+            labels.append(batch_labels.numpy())
+        return np.concatenate(probabilities), np.concatenate(labels)
+
     def _result(self) -> Evaluation:
         tracker = self.model.accuracy_tracker
         return Evaluation(loss=float(self.model.loss_tracker.result().numpy()),

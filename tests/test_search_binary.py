@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,6 +57,9 @@ def test_search_end_to_end_with_a_flagfile(synthetic_dir, tmp_path):
     assert report["parameters"] > 0 and report["search_seconds"] > 0
     assert 1 <= len(report["rounds"]) <= 2
     assert os.path.exists(os.path.join(report["export"], "saved_model.pb"))
+    predictions = np.load(tmp_path / "run" / "test_predictions.npz")
+    assert predictions["probabilities"].shape == predictions["labels"].shape == (128, 16)
+    assert ((predictions["probabilities"] >= 0) & (predictions["probabilities"] <= 1)).all()
     assert report["export"].endswith(os.path.join("export", "small", "1"))
     tree = json.load(open(tmp_path / "run" / "tree.json"))
     assert tree["parents"] == report["tree"]
