@@ -4,7 +4,8 @@ TensorBoard layout (``tensorboard --logdir runs/``), under ``<workdir>/tensorboa
 - ``candidate/mean_val_error``: every candidate evaluation, step = evaluations so far;
 - ``search/mean_val_error``, ``search/learning_rate``: the tree at the end of each round;
 - ``reward/<layer>/<b>-><j>``: reward of every evaluated connection, step = round;
-- ``tree`` (text): the tree after every round.
+- ``tree`` (text) and ``tree_image`` (the `gnas_keras.draw` picture): the tree after every
+  round (a separate tag: TensorBoard keeps one plugin per tag).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
+from gnas_keras import draw
 from gnas_keras.gnas import RoundResult, SearchLogger, reward_gaps
 from gnas_keras.space import SearchSpace
 from gnas_keras.training import Evaluation
@@ -87,6 +89,8 @@ class SearchReporter(SearchLogger):
                             tf.summary.scalar(f"reward/{layer}/{b}->{j}", matrix[b, j],
                                               step=step)
             tf.summary.text("tree", "```\n" + tree + "\n```", step=step)
+            tf.summary.image("tree_image", draw.image_tensor(
+                result.routing, self.space, self.attribute_names, f"round {step}"), step=step)
         self.writer.flush()
 
     def close(self) -> None:
