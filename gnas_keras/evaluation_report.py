@@ -1,0 +1,237 @@
+"""A readable report of every run in a workdir: ``evaluation.md`` and ``evaluation.json``.
+
+A run directory is one that holds ``report.json`` (`gnas_keras.run`). For each run:
+
+- per-attribute and mean test error (report.json, the fine-tuned tree on the test set);
+- mean AUC and balanced accuracy (`gnas_keras.metrics` on ``test_predictions.npz``);
+- parameters of the exported tree (report.json) and MACs per image (`gnas_keras.cost`:
+  convolutions and matrix products of the live blocks, BN folded; at the model input size);
+- latency: the exported SavedModel timed on CPU at batch 32, median over repeats, in ms per
+  image (skipped with a note when the run has no export);
+- the tree as ``tree.svg`` / ``tree.png`` in the run directory (`gnas_keras.draw`), and the
+  attribute groups at every conv layer (report.json ``groups``).
+
+The markdown puts the runs side by side (the paper's Table 4 layout for per-attribute error)
+and references the pictures by paths relative to the workdir.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import time
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from gnas_keras import cost, draw, metrics
+from gnas_keras.config import METHODS
+from gnas_keras.io import write_json_atomic, write_text_atomic
+from gnas_keras.space import SearchSpace
+from gnas_keras.tree import Routing
+
+REPORT = "report.json"
+PREDICTIONS = "test_predictions.npz"   # `gnas_keras.run.PREDICTIONS_FILE`
+LATENCY_BATCH = 32
+
+
+def find_runs(workdir: str) -> List[str]:
+    """`workdir` itself and every directory below it that holds report.json, sorted by method
+    (the order of `METHODS`) then path. Raises FileNotFoundError when there is none."""
+    if not os.path.isdir(workdir):
+        raise FileNotFoundError(f"{workdir}: no such directory")
+    found = []
+    for root, dirs, files in os.walk(workdir):
+        dirs[:] = sorted(d for d in dirs if d != "tensorboard")
+        if REPORT in files:
+            found.append(root)
+    if not found:
+        raise FileNotFoundError(f"{workdir}: no run directory (with {REPORT}) here or below")
+    return found
+
+
+def _load_report(path: str) -> Dict:
+    import json
+
+    with open(os.path.join(path, REPORT)) as f:
+        return json.load(f)
+
+
+def input_size(report: Dict):
+    """(height, width) of the model input of a run, from its dataset and crop flags."""
+    from pipelines.input import preprocessing_for
+
+    config = report.get("config", {})
+    prep = preprocessing_for(report["dataset"], config.get("crop_height", 0),
+                             config.get("crop_width", 0), config.get("flip"))
+    return prep.crop_height, prep.crop_width
+
+
+def macs_per_image(report: Dict) -> int:
+    """Multiply-accumulates of the run's tree for one image (`gnas_keras.cost.describe`)."""
+    space = SearchSpace.from_dict(report["search_space"])
+    height, width = input_size(report)
+    return cost.describe(space, report["num_attributes"], height, width,
+                         Routing.from_lists(report["tree"])).macs_per_image
+
+
+def latency_ms_per_image(saved_model: str, batch: int = LATENCY_BATCH, repeats: int = 20,
+                         warmup: int = 3) -> float:
+    """Median wall time of one ``serving_default`` call on a random batch [batch, H, W, 3]
+    (CPU, all threads TensorFlow picks), divided by the batch: ms per image."""
+    import tensorflow as tf
+
+    with tf.device("/CPU:0"):
+        fn = tf.saved_model.load(saved_model).signatures["serving_default"]
+        spec = fn.structured_input_signature[1]["image"]
+        images = tf.random.uniform([batch, *spec.shape[1:]], 0, 255, seed=0)
+        times = []
+        for i in range(warmup + repeats):
+            start = time.perf_counter()
+            outputs = fn(image=images)
+            for value in outputs.values():
+                value.numpy()
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    return 1000.0 * statistics.median(times) / batch
+
+
+def _find_export(path: str, run_dir: str) -> Optional[str]:
+    for candidate in (path, os.path.join(run_dir, path)):
+        if path and os.path.exists(os.path.join(candidate, "saved_model.pb")):
+            return candidate
+    return None
+
+
+def _clean(x):
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+
+
+def evaluate_run(run_dir: str, workdir: str, latency: bool = True,
+                 latency_repeats: int = 20) -> Dict:
+    """Everything the report shows about one run, JSON-ready; writes its tree pictures."""
+    report = _load_report(run_dir)
+    name = os.path.relpath(run_dir, workdir)
+    name = report["method"] if name == "." else name
+    names = report["attribute_names"]
+    space = SearchSpace.from_dict(report["search_space"])
+    routing = Routing.from_lists(report["tree"])
+    notes = []
+    svg, png = draw.write_pictures(routing, space, names, os.path.join(run_dir, "tree"),
+                                   title=f"{name}: {report['method']} on {report['dataset']}")
+    out = {
+        "name": name, "path": os.path.abspath(run_dir), "method": report["method"],
+        "dataset": report["dataset"], "space": space.name, "attribute_names": names,
+        "test_error": report["test_error"], "mean_test_error": report["mean_test_error"],
+        "parameters": report["parameters"], "search_seconds": report.get("search_seconds"),
+        "ari": report.get("ari"), "ari_layer": report.get("ari_layer"),
+        "groups": report["groups"],
+        "pictures": {"svg": os.path.relpath(svg, workdir), "png": os.path.relpath(png, workdir)},
+        "mean_auc": None, "mean_balanced_accuracy": None, "metrics": None,
+        "macs_per_image": macs_per_image(report), "latency_ms_per_image": None,
+    }
+    predictions = os.path.join(run_dir, PREDICTIONS)
+    if os.path.exists(predictions):
+        with np.load(predictions) as saved:
+            m = metrics.compute(saved["probabilities"], saved["labels"])
+        out["metrics"] = m.to_dict(names)
+        out["mean_auc"] = _clean(m.mean_auc)
+        out["mean_balanced_accuracy"] = _clean(m.mean_balanced_accuracy)
+    else:
+        notes.append(f"no {PREDICTIONS}: AUC and balanced accuracy not available")
+    export = _find_export(report.get("export", ""), run_dir)
+    if not latency:
+        notes.append("latency not measured (--nolatency)")
+    elif export is None:
+        notes.append("no exported SavedModel: latency not measured")
+    else:
+        out["latency_ms_per_image"] = latency_ms_per_image(export, repeats=latency_repeats)
+        out["export"] = export
+    out["notes"] = notes
+    return out
+
+
+def _method_order(run: Dict):
+    method = run["method"]
+    return (METHODS.index(method) if method in METHODS else len(METHODS), run["name"])
+
+
+def evaluate(workdir: str, latency: bool = True, latency_repeats: int = 20,
+             out=lambda line: None) -> Dict:
+    """Evaluates every run under `workdir`; writes ``evaluation.md`` and ``evaluation.json``
+    there (atomically) and returns the JSON."""
+    runs = []
+    for run_dir in find_runs(workdir):
+        out(f"evaluating {run_dir}")
+        runs.append(evaluate_run(run_dir, workdir, latency, latency_repeats))
+    runs.sort(key=_method_order)
+    result = {"workdir": os.path.abspath(workdir), "latency_batch": LATENCY_BATCH,
+              "latency_repeats": latency_repeats, "runs": runs}
+    write_json_atomic(os.path.join(workdir, "evaluation.json"), result)
+    write_text_atomic(os.path.join(workdir, "evaluation.md"), to_markdown(result))
+    return result
+
+
+def _fmt(x, spec: str, missing: str = "n/a") -> str:
+    return missing if x is None else format(x, spec)
+
+
+def _count(x: Optional[float]) -> str:
+    if x is None:
+        return "n/a"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if x >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return str(int(x))
+
+
+def to_markdown(result: Dict) -> str:
+    """The report: summary table, per-attribute error table, tree pictures, groups, notes."""
+    runs = result["runs"]
+    lines = [f"# Evaluation of `{result['workdir']}`", "",
+             f"{len(runs)} run(s). Test error, AUC and balanced accuracy are on the test set, "
+             "for the tree fine-tuned after its search. Written by "
+             "`python -m flags.evaluate`.", "", "## Summary", "",
+             "| run | method | dataset | mean test error (%) | mean AUC | balanced accuracy |"
+             " parameters | MACs / image | latency (ms / image) | search time (s) | ARI |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in runs:
+        lines.append(
+            f"| {r['name']} | {r['method']} | {r['dataset']} | "
+            f"{100 * r['mean_test_error']:.2f} | {_fmt(r['mean_auc'], '.4f')} | "
+            f"{_fmt(r['mean_balanced_accuracy'], '.4f')} | {_count(r['parameters'])} | "
+            f"{_count(r['macs_per_image'])} | {_fmt(r['latency_ms_per_image'], '.3f')} | "
+            f"{_fmt(r['search_seconds'], '.0f')} | {_fmt(r['ari'], '.3f')} |")
+    lines += ["", f"Latency: the exported SavedModel on CPU, batch {result['latency_batch']}, "
+              f"median of {result['latency_repeats']} calls, divided by the batch size; it "
+              "depends on the machine and on whatever else runs on it. MACs: multiply-"
+              "accumulates of convolutions and matrix products of the live blocks "
+              "(`gnas_keras.cost`). ARI: adjusted Rand index between the attribute groups at "
+              "the ARI layer and the planted groups (only for datasets with planted groups).",
+              "", "## Per-attribute test error (%)", ""]
+    names: List[str] = []
+    for r in runs:
+        names += [a for a in r["attribute_names"] if a not in names]
+    lines.append("| attribute | " + " | ".join(r["name"] for r in runs) + " |")
+    lines.append("|---|" + "---:|" * len(runs))
+    for a in names + ["**mean**"]:
+        values = [r["mean_test_error"] if a == "**mean**" else r["test_error"].get(a)
+                  for r in runs]
+        known = [v for v in values if v is not None]
+        best = min(known) if len(known) > 1 else None
+        cells = ["" if v is None else
+                 (f"**{100 * v:.2f}**" if v == best else f"{100 * v:.2f}") for v in values]
+        lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    lines += ["", "Bold: the lowest error of the row.", "", "## Trees", ""]
+    for r in runs:
+        lines += [f"### {r['name']} ({r['method']})", "",
+                  f"![tree of {r['name']}]({r['pictures']['png']}) "
+                  f"([SVG]({r['pictures']['svg']}))", "", "Attribute groups per layer:", ""]
+        for layer, groups in r["groups"].items():
+            lines.append(f"- {layer} ({len(groups)} group{'s' if len(groups) != 1 else ''}): "
+                         + "; ".join("{" + ", ".join(g) + "}" for g in groups))
+        for note in r["notes"]:
+            lines.append(f"- note: {note}")
+        lines.append("")
+    return "\n".join(lines)
