@@ -54,6 +54,16 @@ flags.DEFINE_integer("random_trials", d.random_trials,
                      "Random search trials (0 = GNAS's budget: max_rounds x evaluations/round).")
 flags.DEFINE_enum("strategy", d.strategy, list(STRATEGIES), "tf.distribute strategy.")
 flags.DEFINE_integer("seed", d.seed, "Random seed.")
+flags.DEFINE_bool("deterministic", d.deterministic,
+                  "TensorFlow op determinism: identical results, also across resumption.")
+flags.DEFINE_integer("checkpoint_every", d.checkpoint_every,
+                     "Also checkpoint every this many candidate evaluations (0 = only at "
+                     "layer/round boundaries and training chunks).")
+flags.DEFINE_enum("on_nan", d.on_nan, ["stop", "rollback"],
+                  "On a NaN/Inf loss: stop (keep the last good checkpoint) or roll back to it "
+                  "with half the learning rate.")
+flags.DEFINE_bool("restart", d.restart,
+                  "Start over even if --workdir holds a checkpointed run (default: resume).")
 
 
 def config_from_flags() -> RunConfig:
@@ -73,7 +83,8 @@ def config_from_flags() -> RunConfig:
         finetune_steps=FLAGS.finetune_steps, finetune_lr=FLAGS.finetune_lr,
         compare=tuple(FLAGS.compare), compare_steps=FLAGS.compare_steps,
         random_trials=FLAGS.random_trials,
-        strategy=FLAGS.strategy, seed=FLAGS.seed)
+        strategy=FLAGS.strategy, seed=FLAGS.seed, deterministic=FLAGS.deterministic,
+        checkpoint_every=FLAGS.checkpoint_every, on_nan=FLAGS.on_nan, restart=FLAGS.restart)
 
 
 def print_summary(report) -> None:

@@ -10,6 +10,7 @@ from gnas_keras.gnas import GnasConfig
 METHODS = ("gnas", "random", "shared", "independent", "random_tree")
 SEARCHES = ("gnas", "random")
 STRATEGIES = ("default", "mirrored", "multiworker")
+ON_NAN = ("stop", "rollback")
 
 
 @dataclasses.dataclass
@@ -40,6 +41,12 @@ class RunConfig:
       strategy: ``default`` (one device), ``mirrored`` (all local GPUs/CPUs) or
         ``multiworker`` (TF_CONFIG).
       seed: seeds weights, routing draws and data order.
+      deterministic: TensorFlow op determinism, so that a run (also one interrupted and
+        resumed) gives bit-identical trees and metrics on the same machine.
+      checkpoint_every: also checkpoint after every this many GNAS candidate evaluations (0 =
+        only at layer and round boundaries, after warm-up chunks and fine-tune chunks).
+      on_nan: ``stop`` or ``rollback`` (see `gnas_keras.run.run`).
+      restart: forget the workdir's checkpoints and start over.
     """
 
     dataset: str = "synthetic"
@@ -66,6 +73,10 @@ class RunConfig:
     random_trials: int = 0
     strategy: str = "default"
     seed: int = 0
+    deterministic: bool = False
+    checkpoint_every: int = 10
+    on_nan: str = "stop"
+    restart: bool = False
 
     def to_dict(self) -> Dict:
         return dataclasses.asdict(self)
@@ -74,6 +85,8 @@ class RunConfig:
         """Raises ValueError naming the offending field (the binaries add the flag name)."""
         if self.method not in METHODS:
             raise ValueError(f"method: {self.method!r} is not one of {METHODS}")
+        if self.on_nan not in ON_NAN:
+            raise ValueError(f"on_nan: {self.on_nan!r} is not one of {ON_NAN}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy: {self.strategy!r} is not one of {STRATEGIES}")
         fixed = tuple(m for m in METHODS if m not in SEARCHES)
@@ -91,7 +104,7 @@ class RunConfig:
                   "finetune_steps": self.finetune_steps, "compare_steps": self.compare_steps,
                   "warmup_steps": self.gnas.warmup_steps, "weight_decay": self.weight_decay,
                   "finetune_lr": self.finetune_lr, "crop_height": self.crop_height,
-                  "crop_width": self.crop_width}
+                  "crop_width": self.crop_width, "checkpoint_every": self.checkpoint_every}
         for name, value in nonneg.items():
             if value < 0:
                 raise ValueError(f"{name}: must be >= 0, got {value}")

@@ -113,7 +113,8 @@ def build_tree_model(supernet: Supernet, routing: Optional[Routing] = None,
     return model
 
 
-def _next_version(model_dir: str) -> int:
+def next_version(model_dir: str) -> int:
+    """One more than the highest numeric version under `model_dir` (1 if none)."""
     versions = [int(v) for v in os.listdir(model_dir) if v.isdigit()] \
         if os.path.isdir(model_dir) else []
     return max(versions, default=0) + 1
@@ -126,7 +127,10 @@ def export_saved_model(supernet: Supernet, routing: Routing, attribute_names: Se
     model = build_tree_model(supernet, routing, fold_bn=True, attribute_names=attribute_names)
     model_dir = os.path.join(export_dir, name)
     os.makedirs(model_dir, exist_ok=True)
-    version = version or _next_version(model_dir)
+    version = version or next_version(model_dir)
+    for stale in os.listdir(model_dir):  # left by an export that was killed
+        if stale.startswith(".") and ".tmp-" in stale:
+            shutil.rmtree(os.path.join(model_dir, stale), ignore_errors=True)
     final = os.path.join(model_dir, str(version))
     if os.path.exists(final):
         raise FileExistsError(f"{final}: export version already exists")

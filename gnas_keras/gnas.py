@@ -22,17 +22,25 @@ Choices the paper leaves open, each a `GnasConfig` field:
   every edge starts equally trained (the paper's Fig. 4 also searches from inherited weights).
   Default 0 in the library = the paper's Algorithm 1.
 - ``fixed_val_batches``: evaluate every candidate on the same V validation batches (less
-  noise between candidates) instead of the next V batches of a cycling loader (the paper's
-  most plausible setup, and the default).
+  noise between candidates) instead of V random validation batches per candidate (the
+  paper's most plausible setup, and the default).
 - ties between candidates go to the lowest block index; a block with no attributes below it
   (dead) keeps its parent.
+- data: every candidate trains on a training stream and draws its V reward batches from a
+  shuffled validation stream, both seeded by the candidate's position in the search
+  (`training.segment_seed`), so that a search resumed from a checkpoint sees the same data.
+
+Resuming. `search` keeps its whole position in a `SearchState` (round, layer, candidate,
+rewards so far, the tree, the random generator's state, ...) and hands it to `checkpoint`
+after every candidate, layer and round; together with the weights and optimizer slots that is
+all a killed search needs to continue exactly where the last checkpoint left it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Dict, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 
@@ -63,6 +71,62 @@ class RoundResult:
     reward_errors: Dict[str, np.ndarray]  # same shape: binomial standard error of each reward
     validation: Evaluation            # the round's final tree on V validation batches
     elapsed: float                    # seconds since the search started
+
+    def to_dict(self) -> Dict:
+        return {"round": self.round, "routing": [list(p) for p in self.routing.parents],
+                "changed": self.changed, "learning_rate": self.learning_rate,
+                "rewards": {k: v.tolist() for k, v in self.rewards.items()},
+                "reward_errors": {k: v.tolist() for k, v in self.reward_errors.items()},
+                "validation": self.validation.to_dict(), "elapsed": self.elapsed}
+
+    @classmethod
+    def from_dict(cls, d: Dict) -> "RoundResult":
+        return cls(d["round"], Routing.from_lists(d["routing"]), d["changed"],
+                   d["learning_rate"], {k: np.asarray(v) for k, v in d["rewards"].items()},
+                   {k: np.asarray(v) for k, v in d["reward_errors"].items()},
+                   Evaluation.from_dict(d["validation"]), d["elapsed"])
+
+
+@dataclasses.dataclass
+class SearchState:
+    """Everything but the weights that a search needs to continue after a restart.
+
+    The position is (round, layer, candidate): the next candidate parent block to evaluate
+    for the `layer`-th searched layer from the top. `rewards` / `reward_errors` hold this
+    round's rows evaluated so far, [B_{l-1}, B_l] per layer, NaN where not yet evaluated.
+    """
+
+    rng_state: Dict                   # numpy bit generator state
+    routing: Optional[Routing] = None  # the tree so far (None until the warm-up is done)
+    round_start: Optional[Routing] = None
+    round: int = 1
+    layer: int = 0
+    candidate: int = 0
+    rewards: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    reward_errors: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    warmup_done: int = 0
+    evaluations: int = 0              # candidates evaluated: a position for data seeds
+    unchanged: int = 0
+    finished: bool = False
+    elapsed: float = 0.0              # search seconds spent before this process
+    results: List[RoundResult] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> Dict:
+        tree = lambda r: None if r is None else [list(p) for p in r.parents]  # noqa: E731
+        return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
+                "routing": tree(self.routing), "round_start": tree(self.round_start),
+                "rewards": {k: v.tolist() for k, v in self.rewards.items()},
+                "reward_errors": {k: v.tolist() for k, v in self.reward_errors.items()},
+                "results": [r.to_dict() for r in self.results]}
+
+    @classmethod
+    def from_dict(cls, d: Dict) -> "SearchState":
+        tree = lambda t: None if t is None else Routing.from_lists(t)  # noqa: E731
+        return cls(**{**d, "routing": tree(d["routing"]), "round_start": tree(d["round_start"]),
+                      "rewards": {k: np.asarray(v, float) for k, v in d["rewards"].items()},
+                      "reward_errors": {k: np.asarray(v, float)
+                                        for k, v in d["reward_errors"].items()},
+                      "results": [RoundResult.from_dict(r) for r in d["results"]]})
 
 
 class SearchLogger:
@@ -118,76 +182,104 @@ def best_parents(rewards: np.ndarray, current: tuple) -> tuple:
     return tuple(chosen)
 
 
-def warmup(loop: Loop, steps: int, resample: int, rng: np.random.Generator,
-           logger: SearchLogger) -> None:
-    """Trains on a new uniformly random tree every `resample` steps."""
-    model, start, done = loop.model, time.time(), 0
-    while done < steps:
-        model.set_routing(random_routing(model.space, model.num_attributes, rng))
-        n = min(resample, steps - done)
-        evaluation = loop.train(n)
-        check_finite(evaluation, f"warm-up step {done}")
-        done += n
-        logger.warmup(done, steps, evaluation, time.time() - start)
-
-
-def search(loop: Loop, val_iterator, config: GnasConfig, rng: np.random.Generator,
-           logger: Optional[SearchLogger] = None,
-           initial_routing: Optional[Routing] = None) -> List[RoundResult]:
+def search(loop: Loop, val_data: Callable[..., Iterator], config: GnasConfig,
+           rng: np.random.Generator, logger: Optional[SearchLogger] = None,
+           state: Optional[SearchState] = None,
+           checkpoint: Optional[Callable[[SearchState, str], None]] = None
+           ) -> List[RoundResult]:
     """Runs Algorithm 1 on `loop.model`; returns one `RoundResult` per round.
 
-    The model's routing is left at the final tree. `val_iterator` yields validation batches
-    forever (see `training.repeat_batches`).
+    Args:
+      loop: the trainer; `loop.restart(*position)` reseeds its training stream.
+      val_data: position -> an endless iterator of validation batches for that position.
+      rng: draws the warm-up trees and the initial tree; its state is part of the state.
+      state: where to continue (from `checkpoint`); None starts a new search.
+      checkpoint: called as checkpoint(state, boundary) after every warm-up chunk
+        ("warmup"), candidate ("candidate"), layer ("layer") and round ("round"), with the
+        model's weights consistent with `state`.
+    The model's routing is left at the final tree.
     """
     model, logger = loop.model, logger or SearchLogger()
+    checkpoint = checkpoint or (lambda state, boundary: None)
     space, n = model.space, model.num_attributes
-    layers = space.searched_layers(n)
+    layers = list(reversed(space.searched_layers(n)))   # top searched layer first
     counts = space.block_counts(n)
-    start = time.time()
-    if config.warmup_steps:
-        warmup(loop, config.warmup_steps, config.warmup_resample, rng, logger)
-    rounds_start = time.time()
+    total = config.max_rounds * sum(counts[l - 1] for l in layers)
+    if state is None:
+        state = SearchState(rng_state=rng.bit_generator.state)
+    rng.bit_generator.state = state.rng_state
+    start = time.time() - state.elapsed
+
+    def save(boundary: str) -> None:
+        state.rng_state = rng.bit_generator.state
+        state.elapsed = time.time() - start
+        checkpoint(state, boundary)
+
+    # 0. Optional warm-up on uniformly random trees (not in Algorithm 1; see module doc).
+    while state.warmup_done < config.warmup_steps:
+        model.set_routing(random_routing(space, n, rng))
+        loop.restart(0, state.warmup_done)
+        steps = min(config.warmup_resample, config.warmup_steps - state.warmup_done)
+        evaluation = loop.train(steps)
+        check_finite(evaluation, f"warm-up step {state.warmup_done}")
+        state.warmup_done += steps
+        logger.warmup(state.warmup_done, config.warmup_steps, evaluation, time.time() - start)
+        save("warmup")
 
     # 1. Initialization: a random tree (the weights are random from the model's creation).
-    routing = initial_routing or random_routing(space, n, rng)
-    model.set_routing(routing)
+    if state.routing is None:
+        state.routing = state.round_start = random_routing(space, n, rng)
+    rounds_start, evaluations_before = time.time(), state.evaluations
 
-    # 2. Updating, round after round.
-    total = config.max_rounds * sum(counts[l - 1] for l in layers)
-    done, unchanged, results = 0, 0, []
-    for round_ in range(1, config.max_rounds + 1):
-        round_start_routing = routing
-        rewards: Dict[str, np.ndarray] = {}
-        reward_errors: Dict[str, np.ndarray] = {}
-        for l in reversed(layers):                       # top searched layer first
-            name = space.layers[l].name
-            descendants = routing.descendants()[l]       # I_j: unchanged by layer l's parents
-            layer_rewards = np.full((counts[l - 1], counts[l]), np.nan)
-            layer_errors = np.full_like(layer_rewards, np.nan)
-            for b in range(counts[l - 1]):
-                model.set_routing(routing.with_layer(l, [b] * counts[l]))
-                if config.train_steps:  # 0: weights frozen (the paper's Fig. 4)
-                    check_finite(loop.train(config.train_steps),
-                                 f"round {round_} layer {name} candidate {b}")
-                evaluation = loop.evaluate(val_iterator, config.val_batches)
-                layer_rewards[b] = block_rewards(descendants, evaluation.accuracy)
-                layer_errors[b] = reward_standard_errors(descendants, evaluation)
-                done += 1
-                per_candidate = (time.time() - rounds_start) / done
-                logger.candidate(round_, name, b, counts[l - 1], evaluation,
-                                 time.time() - start, per_candidate * (total - done), done)
-            routing = routing.with_layer(l, best_parents(layer_rewards, routing.parents[l]))
-            rewards[name] = layer_rewards
-            reward_errors[name] = layer_errors
-        model.set_routing(routing)
-        validation = loop.evaluate(val_iterator, config.val_batches)
-        changed = routing != round_start_routing
-        result = RoundResult(round_, routing, changed, loop.learning_rate, rewards,
-                             reward_errors, validation, time.time() - start)
-        results.append(result)
+    # 2. Updating: one candidate per iteration, at the position the state holds.
+    while not state.finished:
+        l = layers[state.layer]
+        name, b = space.layers[l].name, state.candidate
+        if b == 0:
+            state.rewards[name] = np.full((counts[l - 1], counts[l]), np.nan)
+            state.reward_errors[name] = np.full((counts[l - 1], counts[l]), np.nan)
+        descendants = state.routing.descendants()[l]     # I_j: unchanged by layer l's parents
+
+        model.set_routing(state.routing.with_layer(l, [b] * counts[l]))   # all children -> b
+        if config.train_steps:                                            # 0: frozen (Fig. 4)
+            loop.restart(1, state.evaluations)
+            check_finite(loop.train(config.train_steps),
+                         f"round {state.round} layer {name} candidate {b}")
+        evaluation = loop.evaluate(val_data(1, state.evaluations), config.val_batches)
+        state.rewards[name][b] = block_rewards(descendants, evaluation.accuracy)   # Eq. 5
+        state.reward_errors[name][b] = reward_standard_errors(descendants, evaluation)
+        state.evaluations += 1
+        state.candidate += 1
+        per_candidate = (time.time() - rounds_start) / (state.evaluations - evaluations_before)
+        logger.candidate(state.round, name, b, counts[l - 1], evaluation, time.time() - start,
+                         per_candidate * (total - state.evaluations), state.evaluations)
+        if state.candidate < counts[l - 1]:
+            save("candidate")
+            continue
+
+        # Layer done: every child gets its best parent (Eq. 6).
+        state.routing = state.routing.with_layer(
+            l, best_parents(state.rewards[name], state.routing.parents[l]))
+        state.layer, state.candidate = state.layer + 1, 0
+        if state.layer < len(layers):
+            save("layer")
+            continue
+
+        # Round done.
+        model.set_routing(state.routing)
+        validation = loop.evaluate(val_data(2, state.round), config.val_batches)
+        changed = state.routing != state.round_start
+        result = RoundResult(state.round, state.routing, changed, loop.learning_rate,
+                             state.rewards, state.reward_errors, validation,
+                             time.time() - start)
+        state.results.append(result)
         logger.round(result)
         loop.set_learning_rate(loop.learning_rate * config.lr_decay)
-        unchanged = 0 if changed else unchanged + 1
-        if unchanged >= config.patience:
-            break
-    return results
+        state.unchanged = 0 if changed else state.unchanged + 1
+        state.finished = (state.unchanged >= config.patience
+                          or state.round >= config.max_rounds)
+        state.round, state.layer, state.round_start = state.round + 1, 0, state.routing
+        state.rewards, state.reward_errors = {}, {}
+        save("round")
+    model.set_routing(state.routing)
+    return state.results

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import List, Optional
+from typing import Callable, Iterator, List, Optional
 
 import numpy as np
 
@@ -34,9 +34,13 @@ class TrialResult:
     elapsed: float             # seconds since the search started
 
 
-def search(loop: Loop, val_iterator, config: GnasConfig, rng: np.random.Generator,
-           logger: Optional[SearchLogger] = None, trials: int = 0) -> List[TrialResult]:
-    """Runs `trials` random trials (0 = GNAS's budget); leaves the model on the best tree."""
+def search(loop: Loop, val_data: Callable[..., Iterator], config: GnasConfig,
+           rng: np.random.Generator, logger: Optional[SearchLogger] = None,
+           trials: int = 0) -> List[TrialResult]:
+    """Runs `trials` random trials (0 = GNAS's budget); leaves the model on the best tree.
+
+    Data streams are seeded by the trial number, like GNAS's by the candidate's position.
+    """
     model, logger = loop.model, logger or SearchLogger()
     space, n = model.space, model.num_attributes
     trials = trials or config.max_rounds * space.evaluations_per_round(n)
@@ -46,8 +50,9 @@ def search(loop: Loop, val_iterator, config: GnasConfig, rng: np.random.Generato
         routing = random_routing(space, n, rng)
         model.set_routing(routing)
         if config.train_steps:
+            loop.restart(3, trial)
             check_finite(loop.train(config.train_steps), f"random trial {trial}")
-        evaluation = loop.evaluate(val_iterator, config.val_batches)
+        evaluation = loop.evaluate(val_data(3, trial), config.val_batches)
         if best is None or evaluation.mean_error < best.best_error:
             best_routing, best_error = routing, evaluation.mean_error
         else:

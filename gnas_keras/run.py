@@ -22,13 +22,15 @@ import numpy as np
 import tensorflow as tf
 
 from gnas_keras import gnas, random_search
+from gnas_keras.checkpoint import RunCheckpoint
 from gnas_keras.config import SEARCHES, RunConfig
-from gnas_keras.export import build_tree_model, export_saved_model
+from gnas_keras.export import build_tree_model, export_saved_model, next_version
 from gnas_keras.io import write_json_atomic, write_text_atomic
 from gnas_keras.reporting import SearchReporter, format_duration, terminal
 from gnas_keras.space import SearchSpace, get_space
 from gnas_keras.supernet import Supernet, build_supernet, parameter_count
-from gnas_keras.training import Evaluation, Loop, repeat_batches
+from gnas_keras.training import (Evaluation, Loop, NumericalError, check_finite,
+                                 repeat_batches, segment_seed)
 from gnas_keras.tree import Routing, adjusted_rand_index, routing_for
 from pipelines import input as data_input
 from pipelines import records
@@ -102,14 +104,12 @@ def round_report(r: gnas.RoundResult) -> Dict:
 
 @dataclasses.dataclass
 class Data:
-    """The datasets of a run; built once, shared by every model the run trains."""
+    """The datasets of a run. Training and reward streams are functions seed -> dataset, so
+    that every segment of a run can start a stream of its own (see `training.segment_seed`)."""
 
     meta: records.Metadata
     prep: data_input.Preprocessing
-    train: tf.data.Dataset
-    validation: tf.data.Dataset
-    train_and_validation: tf.data.Dataset
-    test: tf.data.Dataset
+    config: RunConfig
 
     @classmethod
     def load(cls, config: RunConfig) -> "Data":
@@ -119,47 +119,73 @@ class Data:
         if meta.name != config.dataset:
             raise ValueError(f"{config.data_dir}: holds dataset {meta.name!r}, "
                              f"not {config.dataset!r}")
+        return cls(meta, prep, config)
 
-        def make(split, training):
-            return data_input.make_dataset(
-                config.data_dir, split, config.batch_size if training else
-                config.eval_batch_size, training, prep, seed=config.seed)
+    def _make(self, split: str, training: bool, seed: int = 0, **kwargs) -> tf.data.Dataset:
+        batch = self.config.batch_size if training else self.config.eval_batch_size
+        return data_input.make_dataset(self.config.data_dir, split, batch, training,
+                                       self.prep, seed=seed, **kwargs)
 
-        return cls(meta, prep, make("train", True), make("validation", False),
-                   make("train+validation", True), make("test", False))
+    def train(self, seed: int) -> tf.data.Dataset:
+        return self._make("train", True, seed)
 
-    def test_steps(self, batch_size: int) -> int:
-        return -(-self.meta.split_sizes["test"] // batch_size)
+    def train_and_validation(self, seed: int) -> tf.data.Dataset:
+        return self._make("train+validation", True, seed)
+
+    def rewards(self, seed: int) -> tf.data.Dataset:
+        """Endless validation batches for rewards: shuffled by `seed`, or with
+        ``fixed_val_batches`` always the same first V batches."""
+        if self.config.gnas.fixed_val_batches:
+            return repeat_batches(self._make("validation", False), self.config.gnas.val_batches)
+        return self._make("validation", False, seed, shuffled_evaluation=True)
+
+    @property
+    def test(self) -> tf.data.Dataset:
+        return self._make("test", False)
 
 
 def train_and_test(model: Supernet, data: Data, steps: int, config: RunConfig,
-                   out: Callable[[str], None], label: str):
-    """Trains `model`'s current tree on train+validation, then one pass over the test set;
-    returns the test `Evaluation` and the `Loop`."""
-    loop = Loop(model, data.train_and_validation)
-    start, chunk = time.time(), max(1, steps // 5)
-    done = 0
+                   out: Callable[[str], None], label: str, done: int = 0,
+                   checkpoint: Optional[Callable[[int], None]] = None):
+    """Trains `model`'s current tree on train+validation from step `done` to `steps` in five
+    chunks (each on its own seeded stream, `checkpoint(done)` after each), then one pass over
+    the test set; returns the test `Evaluation` and the `Loop`."""
+    loop = Loop(model, data.train_and_validation, config.seed)
+    start, chunk = time.time(), max(1, -(-steps // 5))
     while done < steps:
+        loop.restart(4, done)
         n = min(chunk, steps - done)
         train = loop.train(n)
+        check_finite(train, f"{label} step {done}")
         done += n
         out(f"{label}: step {done}/{steps}  train loss {train.loss:.4f}  "
             f"elapsed {format_duration(time.time() - start)}")
+        if checkpoint:
+            checkpoint(done)
     evaluation = loop.evaluate_dataset(data.test, data.meta.split_sizes["test"],
                                        config.eval_batch_size)
     return evaluation, loop
 
 
 def run(config: RunConfig, out: Callable[[str], None] = terminal) -> Dict:
-    """Runs `config` and returns the report (also written to ``workdir/report.json``)."""
+    """Runs `config` and returns the report (also written to ``workdir/report.json``).
+
+    The run goes through phases search -> finetune -> compare -> export -> done and is
+    checkpointed in ``workdir/checkpoints`` (`gnas_keras.checkpoint`): run it again with the
+    same configuration and it continues from the last checkpoint; ``config.restart`` starts
+    over. A NaN or Inf loss stops the run (``on_nan="stop"``), keeping the last good
+    checkpoint and recording where it happened in ``state.json``, or (``"rollback"``) goes
+    back to the last checkpoint with half the learning rate, at most `MAX_ROLLBACKS` times.
+    """
     config.validate()
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
     data = Data.load(config)
     meta, n = data.meta, data.meta.num_attributes
     space = get_space(config.space)
     space.validate(n)
     image_shape = data_input.input_shape(data.prep)
     strategy = make_strategy(config.strategy)
-    rng = np.random.default_rng(config.seed)
     os.makedirs(config.workdir, exist_ok=True)
 
     def new_supernet(seed: int) -> Supernet:
@@ -169,85 +195,169 @@ def run(config: RunConfig, out: Callable[[str], None] = terminal) -> Dict:
                                   dropout=config.dropout, seed=seed)
 
     model = new_supernet(config.seed)
+    saver = RunCheckpoint(config.workdir, model, config.to_dict())
+    if config.restart:
+        saver.clear()
+    state = saver.restore() or {"phase": "search", "rollbacks": 0}
     out(f"{config.method} on {meta.name} ({n} attributes, {image_shape[0]}x{image_shape[1]}),"
         f" space {space.name}: {space.num_trees(n):.3g} trees, "
         f"{space.evaluations_per_round(n)} evaluations per round, "
         f"{parameter_count(model):,} supernet parameters, "
-        f"{strategy.num_replicas_in_sync} replica(s)")
+        f"{strategy.num_replicas_in_sync} replica(s)"
+        + (f"; resuming at phase {state['phase']} from {saver.directory}"
+           if state["phase"] != "search" or "search" in state else ""))
+
+    while True:
+        try:
+            state = run_phases(config, data, model, saver, state, new_supernet, out)
+            break
+        except NumericalError as err:
+            state = saver.read_state() or {"phase": "search", "rollbacks": 0}
+            events = state.setdefault("numerical_errors", [])
+            events.append({"where": err.where, "message": str(err),
+                           "resumable_from": state.get("checkpoint")})
+            if config.on_nan == "rollback" and saver.exists() \
+                    and state.get("rollbacks", 0) < MAX_ROLLBACKS:
+                state = saver.restore()
+                state["rollbacks"] = state.get("rollbacks", 0) + 1
+                state["numerical_errors"] = events
+                lr = float(model.optimizer.learning_rate.numpy()) / 2
+                model.optimizer.learning_rate.assign(lr)
+                out(f"{err}: rolled back to {state.get('checkpoint')}, learning rate {lr:.4g}")
+                continue
+            saver.save(state, weights=False)  # records where; keeps the last good weights
+            raise NumericalError(
+                f"{err}; the last good checkpoint {state.get('checkpoint') or '(none yet)'} "
+                f"is kept and {saver.state_path} records where it happened", err.where)
+    return state["report"]
+
+
+MAX_ROLLBACKS = 3
+
+
+def run_phases(config: RunConfig, data: Data, model: Supernet, saver: RunCheckpoint,
+               state: Dict, new_supernet: Callable[[int], Supernet],
+               out: Callable[[str], None]) -> Dict:
+    """The phases of `run`, each continuing from `state` and checkpointing as it goes."""
+    meta, n, space = data.meta, data.meta.num_attributes, model.space
 
     # 1. The tree: searched, or fixed by the method.
-    start = time.time()
-    rounds: List[gnas.RoundResult] = []
-    trials: List[random_search.TrialResult] = []
-    if config.method in SEARCHES:
-        reporter = SearchReporter(os.path.join(config.workdir, "tensorboard"), space,
-                                  meta.attribute_names, config.gnas.max_rounds, out)
-        loop = Loop(model, data.train)
-        fixed = config.gnas.val_batches if config.gnas.fixed_val_batches else None
-        val_iterator = loop.iterator(repeat_batches(data.validation, fixed))
-        if config.method == "gnas":
-            rounds = gnas.search(loop, val_iterator, config.gnas, rng, reporter)
+    if state["phase"] == "search":
+        start = time.time() - state.get("search_seconds", 0.0)
+        rng = np.random.default_rng(config.seed)
+        if config.method in SEARCHES:
+            reporter = SearchReporter(os.path.join(config.workdir, "tensorboard"), space,
+                                      meta.attribute_names, config.gnas.max_rounds, out)
+            loop = Loop(model, data.train, config.seed)
+
+            def val_data(*position):
+                return loop.iterator(data.rewards(segment_seed(config.seed, *position)))
+
+            if config.method == "gnas":
+                def checkpoint(search_state: gnas.SearchState, boundary: str) -> None:
+                    every = config.checkpoint_every
+                    if boundary != "candidate" or (every and
+                                                   search_state.evaluations % every == 0):
+                        saver.save({**state, "search": search_state.to_dict()})
+
+                previous = state.get("search")
+                results = gnas.search(
+                    loop, val_data, config.gnas, rng, reporter,
+                    gnas.SearchState.from_dict(previous) if previous else None, checkpoint)
+                state["rounds"] = [round_report(r) for r in results]
+            else:
+                trials = random_search.search(loop, val_data, config.gnas, rng, reporter,
+                                              config.random_trials)
+                state["trials"] = [{"trial": t.trial, "mean_val_error": t.validation.mean_error,
+                                    "best_val_error": t.best_error, "elapsed": t.elapsed}
+                                   for t in trials]
+            reporter.close()
+            routing = model.routing
         else:
-            trials = random_search.search(loop, val_iterator, config.gnas, rng, reporter,
-                                          config.random_trials)
-        reporter.close()
-        routing = model.routing
-    else:
-        routing = routing_for(config.method.replace("_tree", ""), space, n, rng)
-        model.set_routing(routing)
-    search_seconds = time.time() - start
+            routing = routing_for(config.method.replace("_tree", ""), space, n, rng)
+            model.set_routing(routing)
+        state.update(phase="finetune", tree=[list(p) for p in routing.parents],
+                     search_seconds=time.time() - start, finetune_done=0)
+        state.pop("search", None)
+        if config.finetune_lr:
+            model.optimizer.learning_rate.assign(config.finetune_lr)
+        saver.save(state)
+    routing = Routing.from_lists(state["tree"])
+    model.set_routing(routing)
     tree_json = routing.to_json(space, meta.attribute_names)
     write_text_atomic(os.path.join(config.workdir, "tree.json"), tree_json)
-    out("tree:\n" + routing.render(space, meta.attribute_names))
 
     # 2. Fine-tune the chosen tree on train+validation and test it.
-    if config.finetune_lr:
-        model.optimizer.learning_rate.assign(config.finetune_lr)
-    test, loop = train_and_test(model, data, config.finetune_steps, config, out, "fine-tune")
-    probabilities, labels = loop.predict(data.test)
-    save_predictions(os.path.join(config.workdir, PREDICTIONS_FILE), probabilities, labels,
-                     meta.attribute_names)
-    pruned = build_tree_model(model, routing)
+    if state["phase"] == "finetune":
+        out("tree:\n" + routing.render(space, meta.attribute_names))
 
-    # 3. Architecture-only comparison: every tree from scratch with the same budget.
-    comparisons = {}
-    for name in (("found_tree",) + tuple(config.compare)) if config.compare else ():
-        tree = routing if name == "found_tree" else routing_for(
-            name.replace("_tree", ""), space, n, np.random.default_rng(config.seed + 1))
-        scratch = new_supernet(config.seed + 2)
-        scratch.set_routing(tree)
-        evaluation, _ = train_and_test(scratch, data, config.compare_steps, config, out,
-                                       f"from scratch: {name}")
-        comparisons[name] = {
-            "mean_test_error": evaluation.mean_error,
-            "parameters": parameter_count(build_tree_model(scratch, tree)),
-            "tree": [list(p) for p in tree.parents], **tree_summary(tree, space, meta)}
+        def checkpoint(done: int) -> None:
+            saver.save({**state, "finetune_done": done})
 
-    # 4. Export and report.
-    export_path = ""
-    if config.export_dir:
-        export_path = export_saved_model(model, routing, meta.attribute_names,
-                                         config.export_dir,
-                                         config.export_name or f"{meta.name}_{config.method}",
-                                         tree_json)
-    report = {
-        "method": config.method, "dataset": meta.name, "data_dir": config.data_dir,
-        "search_space": space.to_dict(), "num_attributes": n,
-        "attribute_names": meta.attribute_names,
-        "tree": [list(p) for p in routing.parents],
-        "tree_text": routing.render(space, meta.attribute_names),
-        **tree_summary(routing, space, meta),
-        **error_report(test, meta.attribute_names),
-        "parameters": parameter_count(pruned),
-        "supernet_parameters": parameter_count(model),
-        "search_seconds": search_seconds,
-        "rounds": [round_report(r) for r in rounds],
-        "trials": [{"trial": t.trial, "mean_val_error": t.validation.mean_error,
-                    "best_val_error": t.best_error, "elapsed": t.elapsed} for t in trials],
-        "comparisons_from_scratch": comparisons,
-        "compare_steps": config.compare_steps if comparisons else 0,
-        "export": export_path,
-        "config": config.to_dict(),
-    }
-    write_json_atomic(os.path.join(config.workdir, "report.json"), report)
-    return report
+        test, loop = train_and_test(model, data, config.finetune_steps, config, out,
+                                    "fine-tune", state["finetune_done"], checkpoint)
+        probabilities, labels = loop.predict(data.test)
+        save_predictions(os.path.join(config.workdir, PREDICTIONS_FILE), probabilities,
+                         labels, meta.attribute_names)
+        state.update(phase="compare", test=test.to_dict(), comparisons={},
+                     finetune_done=config.finetune_steps)
+        saver.save(state)
+    test = Evaluation.from_dict(state["test"])
+
+    # 3. Architecture-only comparison: every tree from scratch with the same budget. A
+    #    comparison cut short is redone from scratch (each is a few minutes at most).
+    if state["phase"] == "compare":
+        for name in (("found_tree",) + tuple(config.compare)) if config.compare else ():
+            if name in state["comparisons"]:
+                continue
+            tree = routing if name == "found_tree" else routing_for(
+                name.replace("_tree", ""), space, n, np.random.default_rng(config.seed + 1))
+            scratch = new_supernet(config.seed + 2)
+            scratch.set_routing(tree)
+            evaluation, _ = train_and_test(scratch, data, config.compare_steps, config, out,
+                                           f"from scratch: {name}")
+            state["comparisons"][name] = {
+                "mean_test_error": evaluation.mean_error,
+                "parameters": parameter_count(build_tree_model(scratch, tree)),
+                "tree": [list(p) for p in tree.parents], **tree_summary(tree, space, meta)}
+            saver.save(state, weights=False)
+        state["phase"] = "export"
+        saver.save(state, weights=False)
+
+    # 4. Export (a version number chosen once, so a resumed export does not add another).
+    if state["phase"] == "export":
+        export_path = ""
+        if config.export_dir:
+            name = config.export_name or f"{meta.name}_{config.method}"
+            if not state.get("export_version"):
+                state["export_version"] = next_version(os.path.join(config.export_dir, name))
+                saver.save(state, weights=False)
+            export_path = os.path.join(config.export_dir, name, str(state["export_version"]))
+            if not os.path.exists(export_path):
+                out(f"exporting to {export_path}")
+                export_saved_model(model, routing, meta.attribute_names, config.export_dir,
+                                   name, tree_json, version=state["export_version"])
+        pruned = build_tree_model(model, routing)
+        state["report"] = {
+            "method": config.method, "dataset": meta.name, "data_dir": config.data_dir,
+            "search_space": space.to_dict(), "num_attributes": n,
+            "attribute_names": meta.attribute_names,
+            "tree": [list(p) for p in routing.parents],
+            "tree_text": routing.render(space, meta.attribute_names),
+            **tree_summary(routing, space, meta),
+            **error_report(test, meta.attribute_names),
+            "parameters": parameter_count(pruned),
+            "supernet_parameters": parameter_count(model),
+            "search_seconds": state["search_seconds"],
+            "rounds": state.get("rounds", []),
+            "trials": state.get("trials", []),
+            "comparisons_from_scratch": state["comparisons"],
+            "compare_steps": config.compare_steps if state["comparisons"] else 0,
+            "numerical_errors": state.get("numerical_errors", []),
+            "export": export_path,
+            "config": config.to_dict(),
+        }
+        write_json_atomic(os.path.join(config.workdir, "report.json"), state["report"])
+        state["phase"] = "done"
+        saver.save(state, weights=False)
+    return state

@@ -28,6 +28,15 @@ class Evaluation:
     accuracy: np.ndarray
     counts: Optional[np.ndarray] = None
 
+    def to_dict(self):
+        return {"loss": self.loss, "accuracy": self.accuracy.tolist(),
+                "counts": None if self.counts is None else self.counts.tolist()}
+
+    @classmethod
+    def from_dict(cls, d) -> "Evaluation":
+        return cls(d["loss"], np.asarray(d["accuracy"], dtype=np.float64),
+                   None if d["counts"] is None else np.asarray(d["counts"], dtype=np.float64))
+
     @property
     def mean_error(self) -> float:
         return float(1.0 - np.nanmean(self.accuracy))
@@ -37,20 +46,34 @@ class Evaluation:
         return 1.0 - self.accuracy
 
 
+def segment_seed(seed: int, *position: int) -> int:
+    """A data seed for one segment of a run (a candidate, a warm-up chunk, ...), from the run
+    seed and the segment's position: a resumed run draws exactly the data it would have."""
+    return int(np.random.SeedSequence([seed, *position]).generate_state(1)[0])
+
+
 class Loop:
     """Train and evaluate a supernet on its current routing.
 
     Args:
       model: a compiled `Supernet` (built under ``strategy.scope()`` when distributed).
-      train_dataset: an infinite dataset of training batches (global batch size).
+      train_data: an infinite dataset of training batches (global batch size), or a function
+        seed -> such a dataset, which `restart` uses to start a new, seeded stream.
+      seed: the run seed `restart` derives segment seeds from.
     """
 
-    def __init__(self, model: Supernet, train_dataset: tf.data.Dataset):
+    def __init__(self, model: Supernet, train_data, seed: int = 0):
         self.model = model
         self.strategy = model.distribute_strategy
+        self.seed = seed
         model.make_train_function()
         model.make_test_function()
-        self._train_iter = self.iterator(train_dataset)
+        self._train_data = train_data
+        self._train_iter = None
+
+    def restart(self, *position: int) -> None:
+        """Continues training on a new stream seeded by `segment_seed(seed, *position)`."""
+        self._train_iter = self.iterator(self._train_data(segment_seed(self.seed, *position)))
 
     def iterator(self, dataset: tf.data.Dataset) -> Iterator:
         """An iterator the compiled functions accept (distributed when the model is)."""
@@ -69,6 +92,10 @@ class Loop:
 
     def train(self, steps: int) -> Evaluation:
         """`steps` optimizer steps on the next training batches; returns training metrics."""
+        if self._train_iter is None:
+            data = self._train_data
+            self._train_iter = self.iterator(data if isinstance(data, tf.data.Dataset)
+                                             else data(segment_seed(self.seed)))
         self._reset()
         for _ in range(steps):
             self.model.train_function(self._train_iter)
@@ -104,8 +131,17 @@ class Loop:
 
 
 def check_finite(evaluation: Evaluation, where: str) -> None:
+    """Raises `NumericalError` if the loss of a training segment is NaN or infinite."""
     if not np.isfinite(evaluation.loss):
-        raise FloatingPointError(f"loss is {evaluation.loss} at {where}")
+        raise NumericalError(f"training loss is {evaluation.loss} at {where}", where)
+
+
+class NumericalError(FloatingPointError):
+    """A NaN or Inf loss; `where` says in which segment of the run it happened."""
+
+    def __init__(self, message: str, where: str):
+        super().__init__(message)
+        self.where = where
 
 
 def repeat_batches(dataset: tf.data.Dataset, fixed_batches: Optional[int] = None

@@ -82,10 +82,14 @@ def _decode(serialized, num_attributes: int, prep: Preprocessing):
     return image, tf.cast(parsed["attributes"], tf.int32)
 
 
-def _augment(image, labels, prep: Preprocessing):
-    image = tf.image.random_crop(image, [prep.crop_height, prep.crop_width, 3])
+def _augment(seed, image, labels, prep: Preprocessing):
+    """Random crop and flip from an explicit per-example seed [2] (stateless ops), so the
+    augmentation depends only on the dataset seed and the example's position, not on how many
+    datasets the process built before: a resumed run sees the same crops."""
+    image = tf.image.stateless_random_crop(image, [prep.crop_height, prep.crop_width, 3],
+                                           seed=seed)
     if prep.flip:
-        image = tf.image.random_flip_left_right(image)
+        image = tf.image.stateless_random_flip_left_right(image, seed=seed[::-1])
     return image, labels
 
 
@@ -109,12 +113,17 @@ def shard_files(data_dir: str, split: str) -> list:
 
 
 def make_dataset(data_dir: str, split: str, batch_size: int, training: bool,
-                 prep: Preprocessing, seed: Optional[int] = None,
-                 shuffle_buffer: int = 4096) -> tf.data.Dataset:
+                 prep: Preprocessing, seed: int = 0, shuffle_buffer: int = 4096,
+                 shuffled_evaluation: bool = False) -> tf.data.Dataset:
     """Batches of ``(images, labels)`` from a converted dataset.
 
-    Training datasets repeat forever, shuffle, augment and drop the last partial batch;
-    evaluation datasets are read once in a fixed order with central crops.
+    Training datasets repeat forever, shuffle, augment and drop the last partial batch; their
+    order and augmentation are a function of `seed` alone. Evaluation datasets use central
+    crops and are read once in a fixed order, or, with `shuffled_evaluation`, forever in an
+    order shuffled by `seed` (the stream GNAS draws its reward batches from).
+
+    The shuffle buffer holds serialized records, before decoding, so that starting a new
+    iterator (every GNAS candidate does, see `training.Loop.restart`) costs little.
     """
     meta = records.read_metadata(data_dir)
     files = shard_files(data_dir, split)
@@ -123,16 +132,19 @@ def make_dataset(data_dir: str, split: str, batch_size: int, training: bool,
     if training:
         ds = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=seed)
         ds = ds.repeat().interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
-                                    num_parallel_calls=auto, deterministic=seed is not None)
+                                    num_parallel_calls=auto, deterministic=True)
         ds = ds.shuffle(shuffle_buffer, seed=seed)
         ds = ds.map(lambda s: _decode(s, n, prep), num_parallel_calls=auto)
-        ds = ds.map(lambda x, y: _augment(x, y, prep), num_parallel_calls=auto)
+        seeds = tf.data.Dataset.random(seed=seed).batch(2)
+        ds = tf.data.Dataset.zip(seeds, ds).map(
+            lambda s, xy: _augment(s, xy[0], xy[1], prep), num_parallel_calls=auto)
         ds = ds.batch(batch_size, drop_remainder=True)
     else:
         ds = tf.data.TFRecordDataset(files)
-        ds = ds.map(lambda s: _decode(s, n, prep), num_parallel_calls=auto, deterministic=True)
-        ds = ds.map(lambda x, y: _center_crop(x, y, prep), num_parallel_calls=auto,
-                    deterministic=True)
+        if shuffled_evaluation:
+            ds = ds.repeat().shuffle(shuffle_buffer, seed=seed)
+        ds = ds.map(lambda s: _decode(s, n, prep), num_parallel_calls=auto)
+        ds = ds.map(lambda x, y: _center_crop(x, y, prep), num_parallel_calls=auto)
         ds = ds.batch(batch_size)
     return ds.prefetch(auto)
 

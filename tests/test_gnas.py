@@ -42,6 +42,9 @@ class FakeLoop:
         self.model, self.accuracy_of, self.lr = model, accuracy_of, 0.1
         self.trained = 0
 
+    def restart(self, *position):
+        pass
+
     def train(self, steps):
         self.trained += steps
         return Evaluation(0.5, np.zeros(self.model.num_attributes))
@@ -80,7 +83,7 @@ def test_search_finds_planted_parents_with_an_oracle_reward():
     model = FakeModel(space, n)
     loop = FakeLoop(model, accuracy_of)
     config = gnas.GnasConfig(train_steps=3, val_batches=1, max_rounds=10, patience=2)
-    results = gnas.search(loop, None, config, np.random.default_rng(0))
+    results = gnas.search(loop, lambda *p: None, config, np.random.default_rng(0))
     final = model.routing
     assert final.parents[3] == tuple(i % 4 for i in range(n))
     assert final.parents[2] == (3, 2, 1, 0)
@@ -97,11 +100,16 @@ def test_search_on_a_real_supernet_runs_and_logs(synthetic_dir):
     from gnas_keras.run import Data
     from gnas_keras.config import RunConfig
     from gnas_keras.supernet import build_supernet
-    from gnas_keras.training import repeat_batches
 
     data = Data.load(RunConfig(data_dir=synthetic_dir, batch_size=32, eval_batch_size=64))
     model = build_supernet(get_space("tiny"), 16, (32, 32, 3), seed=0)
     loop = Loop(model, data.train)
+    positions = []
+
+    def val_data(*position):
+        positions.append(position)
+        return loop.iterator(data.rewards(len(positions)))
+
     events = []
 
     class Log(gnas.SearchLogger):
@@ -110,11 +118,11 @@ def test_search_on_a_real_supernet_runs_and_logs(synthetic_dir):
 
     config = gnas.GnasConfig(train_steps=2, val_batches=1, max_rounds=1, warmup_steps=3,
                              warmup_resample=2)
-    results = gnas.search(loop, loop.iterator(repeat_batches(data.validation)), config,
-                          np.random.default_rng(0), Log())
+    results = gnas.search(loop, val_data, config, np.random.default_rng(0), Log())
     assert [e[1:3] for e in events] == [("fc1", b) for b in range(4)] + \
         [("conv3", b) for b in range(4)]
     assert model.routing == results[0].routing
+    assert positions == [(1, k) for k in range(8)] + [(2, 1)]  # one stream per evaluation
     assert 0.0 <= results[0].validation.mean_error <= 1.0
 
 
@@ -128,7 +136,7 @@ def test_random_search_keeps_the_best_tree_seen():
     model = FakeModel(space, n)
     loop = FakeLoop(model, accuracy_of)
     config = gnas.GnasConfig(train_steps=0, val_batches=1, max_rounds=3)
-    trials = random_search.search(loop, None, config, np.random.default_rng(0))
+    trials = random_search.search(loop, lambda *p: None, config, np.random.default_rng(0))
     assert len(trials) == 3 * 8 and loop.trained == 0  # GNAS's budget; frozen weights
     errors = [t.validation.mean_error for t in trials]
     assert [t.best_error for t in trials] == list(np.minimum.accumulate(errors))

@@ -1,0 +1,156 @@
+"""A search killed with SIGKILL at several points and resumed ends exactly like an
+uninterrupted one (deterministic mode); bad resumptions are refused; NaN handling keeps the
+last good checkpoint."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def args(data_dir, workdir, export_dir, *extra):
+    return ["--deterministic", f"--data_dir={data_dir}", f"--workdir={workdir}",
+            f"--export_dir={export_dir}", "--export_name=m", "--batch_size=16",
+            "--eval_batch_size=64", "--train_steps=2", "--val_batches=1", "--max_rounds=2",
+            "--patience=2", "--warmup_steps=2", "--warmup_resample=1", "--finetune_steps=4",
+            "--checkpoint_every=1", *extra]
+
+
+def command(*flag_args):
+    return [sys.executable, "-m", "flags.search", *flag_args]
+
+
+ENV = {**os.environ, "PYTHONPATH": ROOT}
+
+
+def run_to_end(flag_args):
+    result = subprocess.run(command(*flag_args), cwd=ROOT, env=ENV, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def run_and_kill(flag_args, trigger: str):
+    """Starts a search and SIGKILLs it right after a stderr line containing `trigger`."""
+    proc = subprocess.Popen(command(*flag_args), cwd=ROOT, env=ENV, stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True)
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if trigger in line:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(timeout=120)
+    assert proc.returncode == -signal.SIGKILL, "".join(seen)[-3000:]
+
+
+def report(workdir):
+    with open(os.path.join(workdir, "report.json")) as f:
+        r = json.load(f)
+    return {k: r[k] for k in ("tree", "test_error", "mean_test_error", "parameters")}, \
+        [x["mean_val_error"] for x in r["rounds"]]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(synthetic_dir, tmp_path_factory):
+    base = tmp_path_factory.mktemp("uninterrupted")
+    run_to_end(args(synthetic_dir, base / "run", base / "export"))
+    return report(base / "run")
+
+
+@pytest.mark.parametrize("trigger", [
+    "round 1/2  layer conv3  candidate 2/4",   # mid-candidate (conv3 candidate 3 is training)
+    "round 1/2  layer fc1  candidate 4/4",     # at the layer boundary checkpoint
+    "exporting to",                            # during the export
+])
+def test_killed_and_resumed_search_ends_like_an_uninterrupted_one(
+        trigger, uninterrupted, synthetic_dir, tmp_path):
+    flag_args = args(synthetic_dir, tmp_path / "run", tmp_path / "export")
+    run_and_kill(flag_args, trigger)
+    assert not os.path.exists(tmp_path / "run" / "report.json")
+    resumed = run_to_end(flag_args)
+    assert "resuming at phase" in resumed.stderr
+    assert report(tmp_path / "run") == uninterrupted
+    # Exactly one complete export version, no temporary leftovers beside it.
+    assert sorted(os.listdir(tmp_path / "export" / "m")) == ["1"]
+    assert os.path.exists(tmp_path / "export" / "m" / "1" / "saved_model.pb")
+
+
+def test_a_different_configuration_is_refused_and_restart_starts_over(
+        synthetic_dir, tmp_path):
+    flag_args = args(synthetic_dir, tmp_path / "run", "")
+    run_to_end(flag_args)
+    changed = subprocess.run(command(*flag_args, "--train_steps=3", "--learning_rate=0.05"),
+                             cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert changed.returncode == 2
+    line = changed.stderr.strip().splitlines()[-1]
+    assert "different configuration" in line and "--train_steps (was 2, now 3)" in line \
+        and "--learning_rate (was 0.1, now 0.05)" in line and "--restart" in line
+    again = run_to_end([*flag_args, "--train_steps=3", "--restart"])
+    assert "resuming" not in again.stderr
+    with open(tmp_path / "run" / "report.json") as f:
+        assert json.load(f)["config"]["gnas"]["train_steps"] == 3
+
+
+def test_nan_stops_keeps_the_last_good_checkpoint_and_records_where(
+        synthetic_dir, tmp_path, monkeypatch):
+    from gnas_keras import run as run_module
+    from gnas_keras.config import RunConfig
+    from gnas_keras.gnas import GnasConfig
+    from gnas_keras.training import Evaluation, Loop, NumericalError
+
+    config = RunConfig(data_dir=synthetic_dir, workdir=str(tmp_path / "run"), export_dir="",
+                       batch_size=16, eval_batch_size=64, finetune_steps=2,
+                       checkpoint_every=1, deterministic=True,
+                       gnas=GnasConfig(train_steps=1, val_batches=1, max_rounds=1))
+    real_train, calls = Loop.train, []
+
+    def train(self, steps):  # the 4th training segment (fc1 candidate 4) diverges
+        calls.append(steps)
+        result = real_train(self, steps)
+        return Evaluation(float("nan"), result.accuracy) if len(calls) == 4 else result
+
+    monkeypatch.setattr(Loop, "train", train)
+    with pytest.raises(NumericalError, match="round 1 layer fc1 candidate 3.*is kept"):
+        run_module.run(config, out=lambda line: None)
+    state = json.load(open(tmp_path / "run" / "checkpoints" / "state.json"))
+    assert state["numerical_errors"][0]["where"] == "round 1 layer fc1 candidate 3"
+    assert state["search"]["evaluations"] == 3  # the last good checkpoint: 3 candidates
+    assert os.path.exists(state["checkpoint"] + ".index")
+
+    # Resuming with the fault gone continues from that checkpoint and finishes.
+    monkeypatch.setattr(Loop, "train", real_train)
+    report = run_module.run(config, out=lambda line: None)
+    assert np.isfinite(report["mean_test_error"])
+    assert report["numerical_errors"][0]["where"] == "round 1 layer fc1 candidate 3"
+
+
+def test_rollback_halves_the_learning_rate_and_continues(synthetic_dir, tmp_path,
+                                                         monkeypatch):
+    from gnas_keras import run as run_module
+    from gnas_keras.config import RunConfig
+    from gnas_keras.gnas import GnasConfig
+    from gnas_keras.training import Evaluation, Loop
+
+    config = RunConfig(data_dir=synthetic_dir, workdir=str(tmp_path / "run"), export_dir="",
+                       batch_size=16, eval_batch_size=64, finetune_steps=2, on_nan="rollback",
+                       checkpoint_every=1,
+                       gnas=GnasConfig(train_steps=1, val_batches=1, max_rounds=1))
+    real_train, calls = Loop.train, []
+
+    def train(self, steps):
+        calls.append(steps)
+        result = real_train(self, steps)
+        return Evaluation(float("inf"), result.accuracy) if len(calls) == 3 else result
+
+    monkeypatch.setattr(Loop, "train", train)
+    lines = []
+    report = run_module.run(config, out=lines.append)
+    assert any("rolled back" in line and "learning rate 0.05" in line for line in lines)
+    assert len(report["numerical_errors"]) == 1 and np.isfinite(report["mean_test_error"])
