@@ -1,0 +1,424 @@
+"""The efficiency study (the paper's Fig. 4) and from-scratch test curves (Fig. 5).
+
+Fig. 4: validation mean error of the current tree against wall time, for GNAS-V and Random-V
+(V = validation batches per evaluation, e.g. 1, 5, 20), with the weights frozen during the
+search (``train_steps=0``) in two settings:
+
+- ``random_init``: the supernet's random initial weights;
+- ``trained``: weights inherited from a supernet trained first on uniformly random trees
+  (`gnas.warmup`, ``supernet_steps`` steps), then frozen.
+
+The searches are the library's own (`gnas.search`, `random_search.search`) on one shared
+`training.Loop`. The validation split is cut in two: the first ``heldout_batches`` batches
+are a FIXED held-out set, the rest is the stream the searches draw their V batches per
+evaluation from (shuffled per evaluation, like a run's reward stream). A curve is a step
+function: at each time the current tree changes (GNAS: the start tree at its first
+evaluation, then the tree after every layer update; Random: whenever the best tree so far
+changes), its error on the held-out set, so that all curves measure the same thing. The
+held-out evaluations run after each search, outside its clock (weights are frozen, so the
+result is the same as during the search).
+
+The ratio the paper quotes (GNAS reaches in < 400 s what random search reaches in one hour):
+for each setting and V, the time GNAS-V needs to reach Random-V's held-out error at the end of
+Random-V's full budget, divided by that budget (None when GNAS never gets there).
+
+Fig. 5: the final GNAS-V tree and the best Random-V tree (V = ``scratch_val_batches``, from
+the last setting) each trained from scratch on train+validation, test error after every
+``scratch_chunk`` steps.
+
+Outputs in ``workdir``: ``efficiency.png`` (Fig. 4), ``scratch.png`` (Fig. 5), ``study.json``
+(raw curves, ratios, trees) and ``tensorboard/`` (the two plots as images, the curves as
+scalars: efficiency curves with step = milliseconds since the search started, scratch curves
+with step = training steps).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io as _io
+import os
+import time
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from gnas_keras import gnas, random_search
+from gnas_keras.config import RunConfig
+from gnas_keras.gnas import GnasConfig
+from gnas_keras.io import write_json_atomic
+from gnas_keras.reporting import format_duration, terminal
+from gnas_keras.run import Data
+from gnas_keras.space import get_space
+from gnas_keras.supernet import Supernet, build_supernet
+from gnas_keras.training import Loop, segment_seed
+from gnas_keras.tree import Routing, random_routing
+from pipelines import input as data_input
+
+SETTINGS = ("random_init", "trained")
+METHODS = ("gnas", "random")
+
+
+@dataclasses.dataclass
+class StudyConfig:
+    """The study's budget; every field is a flag of ``flags.study``.
+
+    Attributes:
+      run: dataset, data_dir, workdir, space, batch_size (training), eval_batch_size (the
+        size of one validation batch, the paper's mini-batch), optimizer settings and seed.
+      val_batches: the V of GNAS-V and Random-V.
+      max_rounds, patience: GNAS's budget (frozen weights: ``train_steps=0``).
+      random_trials: trials per random search; 0 = GNAS's maximum budget in evaluations
+        (max_rounds x evaluations per round).
+      heldout_batches: validation batches set aside as the fixed held-out set.
+      settings: a subset of `SETTINGS`.
+      supernet_steps, supernet_resample: the ``trained`` setting's supernet training (steps on
+        uniformly random trees, a new tree every `supernet_resample` steps).
+      scratch_steps, scratch_chunk: Fig. 5's training from scratch and its test interval.
+      scratch_val_batches: which V's trees Fig. 5 trains (one of `val_batches`).
+    """
+
+    run: RunConfig
+    val_batches: Tuple[int, ...] = (1, 5, 20)
+    max_rounds: int = 6
+    patience: int = 2
+    random_trials: int = 0
+    heldout_batches: int = 4
+    settings: Tuple[str, ...] = SETTINGS
+    supernet_steps: int = 300
+    supernet_resample: int = 20
+    scratch_steps: int = 600
+    scratch_chunk: int = 100
+    scratch_val_batches: int = 5
+
+    def validate(self) -> None:
+        """Raises ValueError naming the offending field."""
+        self.run.validate()
+        if not self.val_batches or min(self.val_batches) < 1:
+            raise ValueError(f"val_batches: need values >= 1, got {list(self.val_batches)}")
+        for name in ("max_rounds", "patience", "heldout_batches", "supernet_resample",
+                     "scratch_chunk"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")
+        for name in ("random_trials", "supernet_steps", "scratch_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if not self.settings or any(s not in SETTINGS for s in self.settings):
+            raise ValueError(f"settings: must be a subset of {SETTINGS}, got "
+                             f"{list(self.settings)}")
+        if self.scratch_steps and self.scratch_val_batches not in self.val_batches:
+            raise ValueError(f"scratch_val_batches: {self.scratch_val_batches} is not one of "
+                             f"val_batches {list(self.val_batches)}")
+
+
+@dataclasses.dataclass
+class Curve:
+    """One search's current tree over time.
+
+    times: seconds since the search started at which the current tree became what it is [T];
+    errors: held-out mean error of that tree [T]; search_errors: the error the search itself
+    measured for it on V batches of its stream [T] (None for GNAS's start tree); budget: the
+    search's total seconds; trees: the trees' parents [T].
+    """
+
+    setting: str
+    method: str
+    val_batches: int
+    times: List[float]
+    errors: List[float]
+    search_errors: List[Optional[float]]
+    budget: float
+    trees: List[list]
+
+    @property
+    def label(self) -> str:
+        return f"{'GNAS' if self.method == 'gnas' else 'Random'}-{self.val_batches}"
+
+    @property
+    def final_error(self) -> float:
+        return self.errors[-1]
+
+    def time_to_reach(self, target: float) -> Optional[float]:
+        """First time the held-out error is <= target (seconds), None if never."""
+        for t, e in zip(self.times, self.errors):
+            if e <= target + 1e-12:
+                return t
+        return None
+
+
+def new_supernet(config: RunConfig, num_attributes: int, image_shape, seed: int) -> Supernet:
+    """A compiled supernet with the run's optimizer settings (as `gnas_keras.run` builds)."""
+    return build_supernet(get_space(config.space), num_attributes, image_shape,
+                          learning_rate=config.learning_rate, momentum=config.momentum,
+                          weight_decay=config.weight_decay, dropout=config.dropout, seed=seed)
+
+
+def search_points(method: str, loop: Loop, val_data: Callable[..., Iterator],
+                  config: StudyConfig, val_batches: int
+                  ) -> Tuple[List[Tuple[float, Routing, Optional[float]]], float]:
+    """Runs one frozen-weight search; returns its (time, current tree, search error) points
+    and its total time in seconds. Every search starts from the same seed.
+
+    GNAS's points come from its `checkpoint` hook, which sees the tree after every candidate,
+    layer and round: the start tree at its first evaluation, then every change.
+    """
+    rng = np.random.default_rng(config.run.seed)
+    search_config = GnasConfig(train_steps=0, val_batches=val_batches,
+                               max_rounds=config.max_rounds, patience=config.patience)
+    points: List[Tuple[float, Routing, Optional[float]]] = []
+    if method == "gnas":
+        def record(state: gnas.SearchState, boundary: str) -> None:
+            error = state.results[-1].validation.mean_error if boundary == "round" else None
+            if points and points[-1][1] == state.routing:
+                if error is not None:
+                    points[-1] = (points[-1][0], state.routing, error)
+            else:
+                points.append((state.elapsed, state.routing, error))
+
+        rounds = gnas.search(loop, val_data, search_config, rng, None, None, record)
+        return points, max(rounds[-1].elapsed, points[-1][0])
+    trials = random_search.search(loop, val_data, search_config, rng, None,
+                                  config.random_trials)
+    for t in trials:
+        if not points or t.best_routing != points[-1][1]:
+            points.append((t.elapsed, t.best_routing, t.best_error))
+    return points, trials[-1].elapsed
+
+
+def train_supernet(loop: Loop, val_data: Callable[..., Iterator], config: StudyConfig) -> None:
+    """The ``trained`` setting: `supernet_steps` steps on uniformly random trees, a new tree
+    every `supernet_resample` steps. This is GNAS's own warm-up (`GnasConfig.warmup_steps`),
+    followed by one frozen round of one-batch evaluations that leaves the weights as they are."""
+    gnas.search(loop, val_data, GnasConfig(
+        train_steps=0, val_batches=1, max_rounds=1, warmup_steps=config.supernet_steps,
+        warmup_resample=config.supernet_resample), np.random.default_rng(config.run.seed + 1))
+
+
+def heldout_curve(setting: str, method: str, val_batches: int, points, budget: float,
+                  loop: Loop, heldout: tf.data.Dataset, heldout_batches: int,
+                  cache: Dict[Routing, float]) -> Curve:
+    """Evaluates every tree of `points` on the fixed held-out batches (cached per tree)."""
+    errors = []
+    for _, routing, _ in points:
+        if routing not in cache:
+            loop.model.set_routing(routing)
+            cache[routing] = loop.evaluate(loop.iterator(heldout), heldout_batches).mean_error
+        errors.append(cache[routing])
+    return Curve(setting, method, val_batches, [p[0] for p in points], errors,
+                 [p[2] for p in points], budget, [list(map(list, p[1].parents)) for p in points])
+
+
+def ratios(curves: List[Curve]) -> List[Dict]:
+    """Per setting and V: time for GNAS-V to reach Random-V's final held-out error, over
+    Random-V's budget (see the module docstring)."""
+    out = []
+    for c in curves:
+        if c.method != "gnas":
+            continue
+        rand = next((r for r in curves if r.method == "random" and r.setting == c.setting
+                     and r.val_batches == c.val_batches), None)
+        if rand is None:
+            continue
+        t = c.time_to_reach(rand.final_error)
+        out.append({"setting": c.setting, "val_batches": c.val_batches,
+                    "random_final_error": rand.final_error, "random_budget_seconds": rand.budget,
+                    "gnas_final_error": c.final_error, "gnas_budget_seconds": c.budget,
+                    "gnas_seconds_to_random_final_error": t,
+                    "ratio": None if t is None else t / rand.budget})
+    return out
+
+
+def scratch_curve(routing: Routing, data: Data, config: StudyConfig, image_shape,
+                  label: str, out: Callable[[str], None]) -> Dict:
+    """Trains `routing` from scratch on train+validation; test mean error at step 0 and after
+    every `scratch_chunk` steps. Returns {"steps": [...], "errors": [...]}."""
+    model = new_supernet(config.run, data.meta.num_attributes, image_shape,
+                         config.run.seed + 2)
+    model.set_routing(routing)
+    size, batch = data.meta.split_sizes["test"], config.run.eval_batch_size
+    loop = Loop(model, data.train_and_validation, config.run.seed)
+    steps, errors = [0], [loop.evaluate_dataset(data.test, size, batch).mean_error]
+    done, start = 0, time.time()
+    while done < config.scratch_steps:
+        n = min(config.scratch_chunk, config.scratch_steps - done)
+        loop.train(n)
+        done += n
+        steps.append(done)
+        errors.append(loop.evaluate_dataset(data.test, size, batch).mean_error)
+        out(f"from scratch: {label} step {done}/{config.scratch_steps}  test error "
+            f"{errors[-1]:.4f}  elapsed {format_duration(time.time() - start)}")
+    return {"steps": steps, "errors": errors}
+
+
+COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig) -> bytes:
+    buffer = _io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def plot_efficiency(curves: List[Curve], dataset: str) -> bytes:
+    """Fig. 4 as PNG bytes: one panel per setting, held-out mean error against search time
+    (log x), GNAS solid, Random dashed, one colour per V."""
+    settings = [s for s in SETTINGS if any(c.setting == s for c in curves)]
+    from matplotlib.ticker import NullFormatter
+
+    fig = _figure(5.2 * len(settings), 4.0)
+    vs = sorted({c.val_batches for c in curves})
+    for i, setting in enumerate(settings):
+        ax = fig.add_subplot(1, len(settings), i + 1)
+        for c in (c for c in curves if c.setting == setting):
+            times = c.times + [max(c.budget, c.times[-1])]
+            errors = c.errors + [c.errors[-1]]
+            ax.step(times, errors, where="post", color=COLOURS[vs.index(c.val_batches) % 6],
+                    linestyle="-" if c.method == "gnas" else "--", label=c.label)
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("search time (s, log scale)")
+        ax.set_ylabel("held-out validation mean error")
+        title = "weights frozen at random init" if setting == "random_init" else \
+            "weights from a trained supernet, frozen"
+        ax.set_title(f"{dataset}: {title}", fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def plot_scratch(scratch: Dict[str, Dict], dataset: str) -> bytes:
+    """Fig. 5 as PNG bytes: test mean error against training steps, GNAS solid, Random
+    dashed."""
+    fig = _figure(5.2, 4.0)
+    ax = fig.add_subplot(1, 1, 1)
+    for name, curve in scratch.items():
+        ax.plot(curve["steps"], curve["errors"], "-o" if name.startswith("GNAS") else "--s",
+                color=COLOURS[0] if name.startswith("GNAS") else COLOURS[1], label=name,
+                markersize=3)
+    ax.set_xlabel("training steps from scratch")
+    ax.set_ylabel("test mean error")
+    ax.set_title(f"{dataset}: found trees trained from scratch", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _write_png(path: str, png: bytes) -> None:
+    from gnas_keras.draw import write_bytes_atomic
+
+    write_bytes_atomic(path, png)
+
+
+def run_study(config: StudyConfig, out: Callable[[str], None] = terminal) -> Dict:
+    """Runs the study (see the module docstring); returns study.json's content."""
+    config.validate()
+    run_config = config.run
+    data = Data.load(run_config)
+    n = data.meta.num_attributes
+    space = get_space(run_config.space)
+    space.validate(n)
+    image_shape = data_input.input_shape(data.prep)
+    validation_batches = -(-data.meta.split_sizes["validation"] // run_config.eval_batch_size)
+    if config.heldout_batches >= validation_batches:
+        raise ValueError(f"heldout_batches: {config.heldout_batches} leaves no search stream: "
+                         f"the validation split has {validation_batches} batches of "
+                         f"{run_config.eval_batch_size}")
+    workdir = run_config.workdir
+    os.makedirs(workdir, exist_ok=True)
+    validation = data_input.make_dataset(run_config.data_dir, "validation",
+                                         run_config.eval_batch_size, False, data.prep)
+    heldout = validation.take(config.heldout_batches).cache()
+    rest = validation.skip(config.heldout_batches).cache()
+    trials = config.random_trials or config.max_rounds * space.evaluations_per_round(n)
+    out(f"efficiency study on {data.meta.name}, space {space.name}: V in "
+        f"{list(config.val_batches)}, GNAS <= {config.max_rounds} rounds of "
+        f"{space.evaluations_per_round(n)} evaluations, random search {trials} trials, "
+        f"held-out {config.heldout_batches} batches of {run_config.eval_batch_size}")
+
+    curves: List[Curve] = []
+    for setting in config.settings:
+        model = new_supernet(run_config, n, image_shape, run_config.seed)
+        loop = Loop(model, data.train, run_config.seed)
+
+        def val_data(*position) -> Iterator:
+            """The search stream: the validation batches after the held-out ones, in an
+            order shuffled by the search position (as `Data.rewards` does for a run)."""
+            seed = segment_seed(run_config.seed, *position)
+            return loop.iterator(rest.shuffle(validation_batches, seed=seed).repeat())
+
+        if setting == "trained" and config.supernet_steps:
+            start = time.time()
+            train_supernet(loop, val_data, config)
+            out(f"{setting}: supernet trained on random trees for {config.supernet_steps} "
+                f"steps in {format_duration(time.time() - start)}; weights now frozen")
+        loop.evaluate(val_data(9, 9), 1)  # traces the evaluation outside every search's clock
+        cache: Dict[Routing, float] = {}
+        for v in config.val_batches:
+            for method in METHODS:
+                points, budget = search_points(method, loop, val_data, config, v)
+                curve = heldout_curve(setting, method, v, points, budget, loop, heldout,
+                                      config.heldout_batches, cache)
+                curves.append(curve)
+                out(f"{setting}: {curve.label:9s} {budget:7.1f} s, {len(points)} tree(s), "
+                    f"held-out error {curve.errors[0]:.4f} -> {curve.final_error:.4f}")
+    found = ratios(curves)
+    for r in found:
+        reached = "never" if r["ratio"] is None else \
+            f"{r['gnas_seconds_to_random_final_error']:.1f} s = {r['ratio']:.3f} of it"
+        out(f"{r['setting']}: Random-{r['val_batches']} ends at {r['random_final_error']:.4f} "
+            f"after {r['random_budget_seconds']:.1f} s; GNAS-{r['val_batches']} gets there: "
+            f"{reached}")
+
+    scratch: Dict[str, Dict] = {}
+    trees: Dict[str, list] = {}
+    if config.scratch_steps:
+        setting = config.settings[-1]
+        for c in curves:
+            if c.setting == setting and c.val_batches == config.scratch_val_batches:
+                trees[c.label] = c.trees[-1]
+                scratch[c.label] = scratch_curve(Routing.from_lists(c.trees[-1]), data, config,
+                                                 image_shape, c.label, out)
+
+    efficiency_png = plot_efficiency(curves, data.meta.name)
+    _write_png(os.path.join(workdir, "efficiency.png"), efficiency_png)
+    scratch_png = plot_scratch(scratch, data.meta.name) if scratch else None
+    if scratch_png:
+        _write_png(os.path.join(workdir, "scratch.png"), scratch_png)
+    writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+    with writer.as_default():
+        tf.summary.image("study/efficiency", tf.image.decode_png(efficiency_png, 4)[None], 0)
+        if scratch_png:
+            tf.summary.image("study/scratch", tf.image.decode_png(scratch_png, 4)[None], 0)
+        for c in curves:
+            for t, e in zip(c.times, c.errors):
+                tf.summary.scalar(f"efficiency/{c.setting}/{c.label}", e,
+                                  step=int(round(1000 * t)))
+        for name, curve in scratch.items():
+            for s, e in zip(curve["steps"], curve["errors"]):
+                tf.summary.scalar(f"scratch/{name}", e, step=s)
+    writer.close()
+    result = {
+        "dataset": data.meta.name, "space": space.name,
+        "config": {**dataclasses.asdict(config), "run": run_config.to_dict()},
+        "random_trials": trials,
+        "curves": [dataclasses.asdict(c) | {"label": c.label} for c in curves],
+        "ratios": found,
+        "scratch": {"setting": config.settings[-1] if scratch else None,
+                    "val_batches": config.scratch_val_batches, "trees": trees,
+                    "curves": scratch},
+        "files": {"efficiency": "efficiency.png",
+                  "scratch": "scratch.png" if scratch_png else None},
+    }
+    write_json_atomic(os.path.join(workdir, "study.json"), result)
+    return result
