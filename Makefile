@@ -14,8 +14,9 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 # The main job: generates data/synthetic once, searches, fine-tunes, tests, exports.
+# Run again, it resumes (or reprints a finished run); `make search ARGS=--restart` starts over.
 search: $(VENV)/.installed
-	$(PY) -m flags.search --flagfile=flagfiles/synthetic.flags
+	$(PY) -m flags.search --flagfile=flagfiles/synthetic.flags $(ARGS)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q tests
