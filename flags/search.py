@@ -28,6 +28,8 @@ flags.DEFINE_string("export_dir", d.export_dir, "SavedModel base directory ('' =
 flags.DEFINE_string("export_name", d.export_name, "Model name (default <dataset>_<method>).")
 flags.DEFINE_enum("method", d.method, list(METHODS), "Search method or fixed tree.")
 flags.DEFINE_enum("space", d.space, sorted(PRESETS), "Search space preset.")
+flags.DEFINE_integer("num_attributes", d.num_attributes,
+                     "Expected number of attributes (0 = whatever the data has).")
 flags.DEFINE_integer("batch_size", d.batch_size, "Global training batch size.")
 flags.DEFINE_integer("eval_batch_size", d.eval_batch_size, "Evaluation batch size.")
 flags.DEFINE_float("learning_rate", d.learning_rate, "SGD learning rate.")
@@ -70,7 +72,8 @@ def config_from_flags() -> RunConfig:
     return RunConfig(
         dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, workdir=FLAGS.workdir,
         export_dir=FLAGS.export_dir, export_name=FLAGS.export_name, method=FLAGS.method,
-        space=FLAGS.space, batch_size=FLAGS.batch_size, eval_batch_size=FLAGS.eval_batch_size,
+        space=FLAGS.space, num_attributes=FLAGS.num_attributes, batch_size=FLAGS.batch_size,
+        eval_batch_size=FLAGS.eval_batch_size,
         learning_rate=FLAGS.learning_rate, momentum=FLAGS.momentum,
         weight_decay=FLAGS.weight_decay, dropout=FLAGS.dropout,
         crop_height=FLAGS.crop_height, crop_width=FLAGS.crop_width,

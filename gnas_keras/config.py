@@ -29,6 +29,8 @@ class RunConfig:
       random_trials: trials of random search (0 = GNAS's budget, max_rounds x evaluations
         per round).
       space: a preset of `gnas_keras.space`.
+      num_attributes: expected attribute count (0 = take it from the data); a flagfile for a
+        40-attribute dataset pointed at other data fails early instead of training.
       batch_size: global batch size (all replicas together).
       learning_rate, momentum, weight_decay, dropout: SGD with Nesterov momentum; the paper's
         0.1 / 0.9 / 1e-4, dropout 0.75 for LFWA and Market-1501, none otherwise.
@@ -56,6 +58,7 @@ class RunConfig:
     export_name: str = ""
     method: str = "gnas"
     space: str = "tiny"
+    num_attributes: int = 0
     batch_size: int = 64
     eval_batch_size: int = 256
     learning_rate: float = 0.1
@@ -104,7 +107,8 @@ class RunConfig:
                   "finetune_steps": self.finetune_steps, "compare_steps": self.compare_steps,
                   "warmup_steps": self.gnas.warmup_steps, "weight_decay": self.weight_decay,
                   "finetune_lr": self.finetune_lr, "crop_height": self.crop_height,
-                  "crop_width": self.crop_width, "checkpoint_every": self.checkpoint_every}
+                  "crop_width": self.crop_width, "checkpoint_every": self.checkpoint_every,
+                  "num_attributes": self.num_attributes}
         for name, value in nonneg.items():
             if value < 0:
                 raise ValueError(f"{name}: must be >= 0, got {value}")

@@ -119,6 +119,15 @@ class Data:
         if meta.name != config.dataset:
             raise ValueError(f"{config.data_dir}: holds dataset {meta.name!r}, "
                              f"not {config.dataset!r}")
+        if config.num_attributes and config.num_attributes != meta.num_attributes:
+            raise ValueError(f"num_attributes: {config.num_attributes} given, but "
+                             f"{config.data_dir}/metadata.json has {meta.num_attributes}")
+        for split in ("train", "validation", "test"):
+            if meta.split_sizes.get(split, 0) < 1:
+                raise ValueError(f"{config.data_dir}: split {split!r} is empty")
+        if meta.split_sizes["train"] < config.batch_size:
+            raise ValueError(f"batch_size: {config.batch_size} is larger than the training "
+                             f"split ({meta.split_sizes['train']} examples)")
         return cls(meta, prep, config)
 
     def _make(self, split: str, training: bool, seed: int = 0, **kwargs) -> tf.data.Dataset:

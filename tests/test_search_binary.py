@@ -24,6 +24,9 @@ def search(*args, timeout=600):
     (["--dataset=celeba", "--data_dir=/nonexistent/celeba"],
      "search: error: /nonexistent/celeba/metadata.json: no converted dataset here"),
     (["--crop_height=64"], "search: error: crop 64x32 is larger than the image 32x32"),
+    (["--num_attributes=40"], "search: error: num_attributes: 40 given, but "),
+    (["--batch_size=1000"], "search: error: batch_size: 1000 is larger than the training"),
+    (["--on_nan=ignore"], "search: error: flag --on_nan=ignore: value should be one of"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(args, message, synthetic_dir, tmp_path):
     result = search(f"--data_dir={synthetic_dir}", f"--workdir={tmp_path}/run",
