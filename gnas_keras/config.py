@@ -7,7 +7,7 @@ from typing import Dict, Optional, Tuple
 
 from gnas_keras.gnas import GnasConfig
 
-METHODS = ("gnas", "random", "shared", "independent", "random_tree")
+METHODS = ("gnas", "random", "shared", "independent", "random_tree", "planted_tree")
 SEARCHES = ("gnas", "random")
 STRATEGIES = ("default", "mirrored", "multiworker")
 ON_NAN = ("stop", "rollback")
@@ -24,8 +24,9 @@ class RunConfig:
       export_dir, export_name: the SavedModel goes to ``export_dir/export_name/<version>/``;
         an empty export_dir skips the export.
       method: ``gnas`` and ``random`` (random search, `random_search`) search; ``shared``
-        (one trunk), ``independent`` (least sharing) and ``random_tree`` (one random tree)
-        train a fixed tree with the same loop.
+        (one trunk), ``independent`` (least sharing), ``random_tree`` (one random tree) and
+        ``planted_tree`` (the tree of a dataset's planted grouping: synthetic only) train a
+        fixed tree with the same loop.
       random_trials: trials of random search (0 = GNAS's budget, max_rounds x evaluations
         per round).
       space: a preset of `gnas_keras.space`.

@@ -63,6 +63,14 @@ def grouping_layer(space: SearchSpace) -> int:
     return len(space.layers) - 4
 
 
+def planted_groups(meta: records.Metadata) -> Optional[List[int]]:
+    """Group index of every attribute if the dataset has a planted grouping, else None."""
+    if not meta.groups:
+        return None
+    index = {a: g for g, members in enumerate(meta.groups) for a in members}
+    return [index[a] for a in meta.attribute_names]
+
+
 def tree_summary(routing: Routing, space: SearchSpace, meta: records.Metadata) -> Dict:
     """Attribute groups at every conv layer, and ARI to the planted groups if there are any."""
     names = meta.attribute_names
@@ -72,9 +80,8 @@ def tree_summary(routing: Routing, space: SearchSpace, meta: records.Metadata) -
         groups[spec.name] = [[names[n] for n in range(len(names)) if labels[n] == b]
                              for b in sorted(set(labels))]
     summary = {"groups": groups}
-    if meta.groups:
-        index = {a: g for g, members in enumerate(meta.groups) for a in members}
-        planted = [index[a] for a in names]
+    planted = planted_groups(meta)
+    if planted:
         l = grouping_layer(space)
         summary["ari_layer"] = space.layers[l].name
         summary["ari"] = adjusted_rand_index(routing.grouping(l), planted)
@@ -283,7 +290,7 @@ def run_phases(config: RunConfig, data: Data, model: Supernet, saver: RunCheckpo
             reporter.close()
             routing = model.routing
         else:
-            routing = routing_for(config.method.replace("_tree", ""), space, n, rng)
+            routing = routing_for(config.method, space, n, rng, planted_groups(meta))
             model.set_routing(routing)
         state.update(phase="finetune", tree=[list(p) for p in routing.parents],
                      search_seconds=time.time() - start, finetune_done=0)
@@ -320,7 +327,7 @@ def run_phases(config: RunConfig, data: Data, model: Supernet, saver: RunCheckpo
             if name in state["comparisons"]:
                 continue
             tree = routing if name == "found_tree" else routing_for(
-                name.replace("_tree", ""), space, n, np.random.default_rng(config.seed + 1))
+                name, space, n, np.random.default_rng(config.seed + 1), planted_groups(meta))
             scratch = new_supernet(config.seed + 2)
             scratch.set_routing(tree)
             evaluation, _ = train_and_test(scratch, data, config.compare_steps, config, out,

@@ -178,12 +178,29 @@ def adjusted_rand_index(a: Sequence[int], b: Sequence[int]) -> float:
     return float((index - expected) / (maximum - expected))
 
 
+def planted_routing(space: SearchSpace, num_attributes: int, groups: Sequence[int]) -> Routing:
+    """The tree a known grouping asks for: attribute n's fc1 block hangs under block
+    ``groups[n] % B`` of the top conv layer, and below it block j under block
+    ``j % B_{l-1}``, so different groups share as little as the space allows."""
+    fc1 = len(space.layers) - 3
+    return _routing(space, num_attributes, lambda l, below, here: (
+        [groups[n] % below for n in range(here)] if l == fc1
+        else [j % below for j in range(here)]))
+
+
 def routing_for(method: str, space: SearchSpace, num_attributes: int,
-                rng: Optional[np.random.Generator] = None) -> Routing:
+                rng: Optional[np.random.Generator] = None,
+                planted: Optional[Sequence[int]] = None) -> Routing:
+    """The fixed tree of a baseline method: ``shared``, ``independent``, ``random_tree`` or
+    ``planted_tree`` (needs the dataset's planted group of every attribute)."""
     if method == "shared":
         return shared_routing(space, num_attributes)
     if method == "independent":
         return independent_routing(space, num_attributes)
-    if method == "random":
+    if method == "random_tree":
         return random_routing(space, num_attributes, rng or np.random.default_rng())
+    if method == "planted_tree":
+        if planted is None:
+            raise ValueError("planted_tree: the dataset has no planted grouping")
+        return planted_routing(space, num_attributes, planted)
     raise ValueError(f"no fixed routing for method {method!r}")

@@ -129,9 +129,3 @@ def ensure_generated(data_dir: str, seed: int = 0) -> records.Metadata:
                              f"(seed {meta.extra.get('seed')}), not synthetic seed {seed}")
         return meta
     return generate(data_dir, seed=seed)
-
-
-def planted_labels(meta: records.Metadata) -> List[int]:
-    """Group index of every attribute, from the metadata's planted grouping."""
-    index = {a: g for g, names in enumerate(meta.groups or []) for a in names}
-    return [index[a] for a in meta.attribute_names]

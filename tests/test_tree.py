@@ -73,3 +73,15 @@ def test_space_arithmetic_matches_sec_3_4():
     assert f"{float(s.num_trees(40)):.3g}" == "6.28e+57"
     assert s.evaluations_per_round(40) == 20
     assert spaces.get_space("deep_thin").evaluations_per_round(40) == 2 + 4 + 8 + 16
+
+
+def test_planted_routing_gives_each_group_its_own_branch():
+    from gnas_keras.tree import planted_routing, routing_for
+    groups = [0, 0, 1, 1, 2, 3, 3, 2]
+    r = planted_routing(TINY, 8, groups)
+    assert r.grouping(2) == groups  # conv3 block = group
+    assert r.parents[2] == (0, 1, 2, 3)  # conv3 block g under conv2 block g
+    assert adjusted_rand_index(r.grouping(2), groups) == 1.0
+    assert routing_for("planted_tree", TINY, 8, planted=groups) == r
+    with pytest.raises(ValueError, match="no planted grouping"):
+        routing_for("planted_tree", TINY, 8)
