@@ -210,6 +210,8 @@ def to_png(tree: TreeLayout, dpi: int = 100) -> bytes:
 
 
 def write_bytes_atomic(path: str, data: bytes) -> None:
+    """Writes `data` beside `path` and renames it over (readers never see a partial file)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "wb") as f:
         f.write(data)
