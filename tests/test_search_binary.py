@@ -17,7 +17,7 @@ def search(*args, timeout=600):
                           env={**os.environ, "PYTHONPATH": ROOT})
 
 
-@pytest.mark.parametrize("args, message", [
+BAD_INPUT = [
     (["--space=huge"], "search: error: flag --space=huge: value should be one of"),
     (["--batch_size=0"], "search: error: batch_size: must be > 0, got 0"),
     (["--method=gnas", "extra"], "search: error: unexpected arguments 'extra'"),
@@ -27,15 +27,41 @@ def search(*args, timeout=600):
     (["--num_attributes=40"], "search: error: num_attributes: 40 given, but "),
     (["--batch_size=1000"], "search: error: batch_size: 1000 is larger than the training"),
     (["--on_nan=ignore"], "search: error: flag --on_nan=ignore: value should be one of"),
-])
-def test_bad_input_is_one_line_and_exit_code_2(args, message, synthetic_dir, tmp_path):
-    result = search(f"--data_dir={synthetic_dir}", f"--workdir={tmp_path}/run",
-                    "--export_dir=", *args) if "--data_dir" not in str(args) else \
-        search(f"--workdir={tmp_path}/run", "--export_dir=", *args)
-    assert result.returncode == 2, result.stderr[-2000:]
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(message), result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
+]
+
+
+@pytest.fixture
+def fresh_flags(monkeypatch):
+    """Flags back at their defaults for an in-process run of the binary, parsed again after."""
+    from absl import flags
+    flags.FLAGS.unparse_flags()
+    yield
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS.mark_as_parsed()
+
+
+@pytest.mark.parametrize("args, message", BAD_INPUT)
+def test_bad_input_is_one_line_and_exit_code_2(args, message, synthetic_dir, tmp_path,
+                                               monkeypatch, capsys, fresh_flags):
+    from flags import common, search as search_binary
+    data = [] if any(a.startswith("--data_dir") for a in args) else [
+        f"--data_dir={synthetic_dir}"]
+    monkeypatch.setattr(sys, "argv", ["search", *data, f"--workdir={tmp_path}/run",
+                                      "--export_dir=", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        common.run(search_binary.main)
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), lines
+    assert not os.path.exists(tmp_path / "run" / "checkpoints")  # no work started
+
+
+def test_the_real_binary_reports_a_bad_flag_in_one_line(tmp_path):
+    result = search("--space=huge", f"--workdir={tmp_path}/run")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "search: error: flag --space=huge: value should be one of <deep_thin|deep_wide|"
+        "shallow_thin|shallow_wide|tiny>"]
 
 
 def test_search_end_to_end_with_a_flagfile(synthetic_dir, tmp_path):
