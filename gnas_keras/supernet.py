@@ -62,6 +62,18 @@ class _Routed(keras.layers.Layer):
             initializer=keras.initializers.Constant(np.asarray(initial, np.int32)),
             aggregation="only_first_replica")
 
+    def parent_features(self, stack):
+        """Each block's parent features: a list of B_l tensors [batch, ...] from `stack`
+        [B_{l-1}, batch, ...]. Only a searched layer with several candidate parents gathers
+        (a copy, whose gradient is a scatter); a fixed routing slices, so the single-block
+        trunk layers (conv1-3 of Shallow) and FC-2 / FC-3 cost what a static model does."""
+        if self.parent_blocks == 1:  # every parent is block 0
+            return [stack[0]] * self.blocks
+        if not self.searchable:  # fixed routing: block j reads block j (`fixed_parents`)
+            return [stack[j] for j in range(self.blocks)]
+        inputs = tf.gather(stack, self.parents)
+        return [inputs[j] for j in range(self.blocks)]
+
     def edge_ids(self):
         """Edge row of each block's active connection, int32 [B_l]."""
         if self.searchable:
@@ -110,7 +122,7 @@ class RoutedConv(_Routed):
     def call(self, stack, training=False):
         edges = self.edge_ids()
         kernels, gammas, betas = self.active_weights()
-        inputs = tf.gather(stack, self.parents)
+        inputs = self.parent_features(stack)
         if training:
             means, variances = [], []
         else:
@@ -178,7 +190,10 @@ class RoutedDense(_Routed):
 
     def call(self, stack, training=False):
         kernels, biases = self.active_weights()
-        inputs = tf.gather(stack, self.parents)
+        if not self.searchable and self.parent_blocks == self.blocks:
+            inputs = stack  # fixed routing, block j reads block j: no gather (FC-2, FC-3)
+        else:
+            inputs = tf.gather(stack, self.parents)
         shape = tf.shape(inputs)
         inputs = tf.reshape(inputs, [self.blocks, shape[1], self.kernel.shape[1]])
         y = tf.matmul(inputs, kernels) + biases[:, None, :]

@@ -1,0 +1,145 @@
+r"""Exported SavedModel inference at batch 32 vs the static Keras model and onnxruntime.
+
+    PYTHONPATH=. .venv/bin/python -m benchmarks.inference     # shallow_thin, 192x168, N=40
+    (needs benchmarks/requirements.txt: tf2onnx, onnxruntime; ai-edge-litert for --litert)
+
+Variants, all on the same full tree (every block live) and the same batch of 32 images:
+- ``savedmodel``: `gnas_keras.export.export_saved_model` (BN folded), reloaded with
+  ``tf.saved_model.load`` and called through its ``serving_default`` signature, as TF Serving
+  would.
+- ``static keras``: `build_tree_model(..., fold_bn=False)`, the plain Keras model of the same
+  tree with BatchNormalization layers, called in a ``tf.function`` (training=False).
+- ``onnxruntime``: the SavedModel's signature converted by tf2onnx (opset 17), run by
+  onnxruntime's CPU provider.
+- ``litert`` (with --litert): the SavedModel converted by ``tf.lite.TFLiteConverter`` and run
+  by the ai-edge-litert interpreter.
+Targets: savedmodel / static keras <= 1.05; savedmodel / onnxruntime <= 1.0 (no slower).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tempfile  # noqa: E402
+
+from absl import app, flags  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from benchmarks import timing  # noqa: E402
+from gnas_keras.export import build_tree_model, export_saved_model  # noqa: E402
+from gnas_keras.space import get_space  # noqa: E402
+from gnas_keras.supernet import build_supernet  # noqa: E402
+from gnas_keras.tree import independent_routing  # noqa: E402
+
+flags.DEFINE_string("space", "shallow_thin", "Search space preset.")
+flags.DEFINE_integer("num_attributes", 40, "N.")
+flags.DEFINE_integer("height", 192, "Image height (pixels).")
+flags.DEFINE_integer("width", 168, "Image width (pixels).")
+flags.DEFINE_integer("batch_size", 32, "Inference batch size (the paper's Table 2: 32).")
+flags.DEFINE_integer("calls", 3, "Batches per timed sample.")
+flags.DEFINE_integer("repeats", 15, "Interleaved samples per variant.")
+flags.DEFINE_bool("onnx", True, "Compare with onnxruntime on the tf2onnx conversion.")
+flags.DEFINE_bool("litert", False, "Also compare with LiteRT (ai-edge-litert).")
+FLAGS = flags.FLAGS
+
+TARGET_STATIC, TARGET_ONNX = 1.05, 1.0
+
+
+def to_onnx(signature, spec: tf.TensorSpec):
+    """An onnxruntime session of a SavedModel signature, converted by tf2onnx."""
+    import onnxruntime as ort
+    import tf2onnx
+    proto, _ = tf2onnx.convert.from_function(
+        tf.function(lambda image: signature(image=image)), input_signature=[spec], opset=17)
+    session = ort.InferenceSession(proto.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    return session, [o.name for o in session.get_outputs()]
+
+
+def to_litert(saved_model_dir: str):
+    """A LiteRT signature runner of the SavedModel's serving signature (it resizes its input
+    to the batch it is called with)."""
+    from ai_edge_litert.interpreter import Interpreter
+    flatbuffer = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir).convert()
+    interpreter = Interpreter(model_content=flatbuffer, num_threads=os.cpu_count())
+    return interpreter.get_signature_runner("serving_default")
+
+
+def main(argv):
+    del argv
+    space, n = get_space(FLAGS.space), FLAGS.num_attributes
+    shape = (FLAGS.height, FLAGS.width, 3)
+    names = [f"attr{i:02d}" for i in range(n)]
+    routing = independent_routing(space, n)
+    supernet = build_supernet(space, n, shape, routing=routing, seed=0)
+    # Non-trivial BN statistics, so that folding has something to fold.
+    rng = np.random.default_rng(0)
+    for layer in supernet.routed_layers:
+        if hasattr(layer, "moving_mean"):
+            layer.moving_mean.assign(rng.normal(0, 0.1, layer.moving_mean.shape))
+            layer.moving_variance.assign(rng.uniform(0.5, 2, layer.moving_variance.shape))
+    images = rng.uniform(0, 255, (FLAGS.batch_size, *shape)).astype("float32")
+    x = tf.constant(images)
+
+    static = build_tree_model(supernet, routing, fold_bn=False)
+    static_fn = tf.function(lambda image: static(image, training=False))
+    workdir = tempfile.mkdtemp(prefix="gnas-bench-")
+    path = export_saved_model(supernet, routing, names, workdir, "bench",
+                              routing.to_json(space, names))
+    loaded = tf.saved_model.load(path)  # keep it: the signature only references its variables
+    signature = loaded.signatures["serving_default"]
+    reference = signature(image=x)
+    expected = np.stack([reference[a].numpy() for a in names], axis=1)
+    logits = static_fn(x).numpy()
+    probs = np.exp(logits[..., 1]) / np.exp(logits).sum(-1)
+    print(f"max |savedmodel - static keras| probability: {np.abs(probs - expected).max():.2e}")
+
+    def batches(fn):
+        def run():
+            for _ in range(FLAGS.calls):
+                out = fn()
+            return out
+        return run
+
+    variants = {
+        "savedmodel": batches(lambda: signature(image=x)[names[-1]].numpy()),
+        "static keras": batches(lambda: static_fn(x).numpy()),
+    }
+    if FLAGS.onnx:
+        session, outputs = to_onnx(signature, tf.TensorSpec([None, *shape], tf.float32,
+                                                             name="image"))
+        feed = {session.get_inputs()[0].name: images}
+        got = dict(zip(outputs, session.run(None, feed)))
+        print(f"max |onnxruntime - savedmodel| probability: "
+              f"{max(np.abs(got[a] - reference[a].numpy()).max() for a in names):.2e}")
+        variants["onnxruntime"] = batches(lambda: session.run(outputs[-1:], feed))
+    if FLAGS.litert:
+        runner = to_litert(path)
+        got = runner(image=images)
+        print(f"max |litert - savedmodel| probability: "
+              f"{max(np.abs(got[a] - reference[a].numpy()).max() for a in names):.2e}")
+        variants["litert"] = batches(lambda: runner(image=images))
+
+    print(f"machine: {timing.machine()}")
+    print(f"{FLAGS.space}, {n} attributes, {FLAGS.height}x{FLAGS.width}, batch "
+          f"{FLAGS.batch_size}, {FLAGS.calls} batches per sample")
+    samples = timing.interleaved(variants, FLAGS.repeats)
+    medians = timing.report("inference, per batch", samples, unit=1e3 / FLAGS.calls,
+                            unit_name="ms/batch")
+    per_image = medians["savedmodel"] / FLAGS.calls / FLAGS.batch_size * 1e3
+    print(f"savedmodel: {per_image:.2f} ms/image (paper, GTX 1080Ti: 0.33 ms/image)")
+    ratio = medians["savedmodel"] / medians["static keras"]
+    print(f"RATIO savedmodel / static keras = {ratio:.3f} (target <= {TARGET_STATIC}: "
+          f"{'met' if ratio <= TARGET_STATIC else 'MISSED'})")
+    for other in ("onnxruntime", "litert"):
+        if other in medians:
+            ratio = medians["savedmodel"] / medians[other]
+            print(f"RATIO savedmodel / {other} = {ratio:.3f} (target <= {TARGET_ONNX}: "
+                  f"{'met' if ratio <= TARGET_ONNX else 'MISSED'})")
+
+
+if __name__ == "__main__":
+    app.run(main)
