@@ -95,3 +95,25 @@ def test_search_end_to_end_with_a_flagfile(synthetic_dir, tmp_path):
     events = os.listdir(tmp_path / "run" / "tensorboard")
     assert any(e.startswith("events.out.tfevents") for e in events)
     assert "mean test error" in result.stdout and "ARI to the planted groups" in result.stdout
+
+
+def test_search_runs_on_converted_fixture_data(tmp_path):
+    """A real dataset's layout (Market-1501 fixture) -> flags.convert -> flags.search."""
+    from tests.fixtures_datasets import make_market
+    make_market(str(tmp_path / "market"))
+    converted = subprocess.run(
+        [sys.executable, "-m", "flags.convert", "--dataset=market1501",
+         f"--source_dir={tmp_path / 'market'}", f"--output_dir={tmp_path / 'tfr'}",
+         "--market_val_identities=1"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": ROOT})
+    assert converted.returncode == 0, converted.stderr[-2000:]
+    result = search("--dataset=market1501", f"--data_dir={tmp_path / 'tfr'}",
+                    f"--workdir={tmp_path / 'run'}", "--export_dir=", "--batch_size=2",
+                    "--eval_batch_size=4", "--train_steps=1", "--val_batches=1",
+                    "--max_rounds=1", "--finetune_steps=1", "--dropout=0.75")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.load(open(tmp_path / "run" / "report.json"))
+    assert report["dataset"] == "market1501" and report["num_attributes"] == 30
+    assert report["attribute_names"][:4] == ["age_young", "age_teenager", "age_adult",
+                                             "age_old"]
+    assert "ari" not in report  # no planted grouping in real data
