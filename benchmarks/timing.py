@@ -42,7 +42,8 @@ def median(samples: List[float]) -> float:
 
 
 def machine() -> str:
-    """CPU model (from /proc/cpuinfo), usable cores, Python and TensorFlow versions."""
+    """CPU model (from /proc/cpuinfo), usable cores, 1-minute load (other processes share
+    the cores: a load above the core count makes every number noisier), Python and TF."""
     model = platform.processor() or "unknown CPU"
     try:
         with open("/proc/cpuinfo") as f:
@@ -54,7 +55,8 @@ def machine() -> str:
         pass
     import tensorflow as tf
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (f"{model}, {cores} cores, Python {platform.python_version()}, "
+    load = ", load average %.1f" % os.getloadavg()[0] if hasattr(os, "getloadavg") else ""
+    return (f"{model}, {cores} cores{load}, Python {platform.python_version()}, "
             f"TensorFlow {tf.__version__}")
 
 
