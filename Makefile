@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: search test describe clean
+.PHONY: search compare test clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,16 @@ $(VENV)/.installed: requirements.txt
 # Run again, it resumes (or reprints a finished run); `make search ARGS=--restart` starts over.
 search: $(VENV)/.installed
 	$(PY) -m flags.search --flagfile=flagfiles/synthetic.flags $(ARGS)
+
+# The README's comparison: every method on the synthetic set with the same budget, then one
+# report (runs/compare/evaluation.md) with errors, AUC, ARI, parameters, MACs and latency.
+COMPARE_METHODS := gnas random shared independent
+compare: $(VENV)/.installed
+	for m in $(COMPARE_METHODS); do \
+	  $(PY) -m flags.search --flagfile=flagfiles/synthetic.flags --method=$$m --compare= \
+	    --workdir=runs/compare/$$m --export_name=synthetic_$$m $(ARGS) || exit 1; \
+	done
+	$(PY) -m flags.evaluate --workdir=runs/compare
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q tests
