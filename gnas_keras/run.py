@@ -49,6 +49,17 @@ def save_predictions(path: str, probabilities: np.ndarray, labels: np.ndarray,
     os.replace(tmp, path)
 
 
+def new_supernet(config: RunConfig, num_attributes: int, image_shape, seed: int,
+                 strategy: Optional[tf.distribute.Strategy] = None) -> Supernet:
+    """A compiled supernet with the run's space and optimizer settings, built under
+    `strategy` (default: the current one)."""
+    with (strategy or tf.distribute.get_strategy()).scope():
+        return build_supernet(get_space(config.space), num_attributes, image_shape,
+                              learning_rate=config.learning_rate, momentum=config.momentum,
+                              weight_decay=config.weight_decay, dropout=config.dropout,
+                              seed=seed)
+
+
 def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
@@ -204,13 +215,7 @@ def run(config: RunConfig, out: Callable[[str], None] = terminal) -> Dict:
     strategy = make_strategy(config.strategy)
     os.makedirs(config.workdir, exist_ok=True)
 
-    def new_supernet(seed: int) -> Supernet:
-        with strategy.scope():
-            return build_supernet(space, n, image_shape, learning_rate=config.learning_rate,
-                                  momentum=config.momentum, weight_decay=config.weight_decay,
-                                  dropout=config.dropout, seed=seed)
-
-    model = new_supernet(config.seed)
+    model = new_supernet(config, n, image_shape, config.seed, strategy)
     saver = RunCheckpoint(config.workdir, model, config.to_dict())
     if config.restart:
         saver.clear()
@@ -225,7 +230,7 @@ def run(config: RunConfig, out: Callable[[str], None] = terminal) -> Dict:
 
     while True:
         try:
-            state = run_phases(config, data, model, saver, state, new_supernet, out)
+            state = run_phases(config, data, model, saver, state, strategy, out)
             break
         except NumericalError as err:
             state = saver.read_state() or {"phase": "search", "rollbacks": 0}
@@ -252,7 +257,7 @@ MAX_ROLLBACKS = 3
 
 
 def run_phases(config: RunConfig, data: Data, model: Supernet, saver: RunCheckpoint,
-               state: Dict, new_supernet: Callable[[int], Supernet],
+               state: Dict, strategy: tf.distribute.Strategy,
                out: Callable[[str], None]) -> Dict:
     """The phases of `run`, each continuing from `state` and checkpointing as it goes."""
     meta, n, space = data.meta, data.meta.num_attributes, model.space
@@ -328,7 +333,7 @@ def run_phases(config: RunConfig, data: Data, model: Supernet, saver: RunCheckpo
                 continue
             tree = routing if name == "found_tree" else routing_for(
                 name, space, n, np.random.default_rng(config.seed + 1), planted_groups(meta))
-            scratch = new_supernet(config.seed + 2)
+            scratch = new_supernet(config, n, model.image_shape, config.seed + 2, strategy)
             scratch.set_routing(tree)
             evaluation, _ = train_and_test(scratch, data, config.compare_steps, config, out,
                                            f"from scratch: {name}")

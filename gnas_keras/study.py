@@ -48,11 +48,10 @@ from gnas_keras.config import RunConfig
 from gnas_keras.gnas import GnasConfig
 from gnas_keras.io import write_json_atomic
 from gnas_keras.reporting import format_duration, terminal
-from gnas_keras.run import Data
+from gnas_keras.run import Data, new_supernet
 from gnas_keras.space import get_space
-from gnas_keras.supernet import Supernet, build_supernet
 from gnas_keras.training import Loop, segment_seed
-from gnas_keras.tree import Routing, random_routing
+from gnas_keras.tree import Routing
 from pipelines import input as data_input
 
 SETTINGS = ("random_init", "trained")
@@ -144,13 +143,6 @@ class Curve:
             if e <= target + 1e-12:
                 return t
         return None
-
-
-def new_supernet(config: RunConfig, num_attributes: int, image_shape, seed: int) -> Supernet:
-    """A compiled supernet with the run's optimizer settings (as `gnas_keras.run` builds)."""
-    return build_supernet(get_space(config.space), num_attributes, image_shape,
-                          learning_rate=config.learning_rate, momentum=config.momentum,
-                          weight_decay=config.weight_decay, dropout=config.dropout, seed=seed)
 
 
 def search_points(method: str, loop: Loop, val_data: Callable[..., Iterator],

@@ -149,10 +149,12 @@ def shared_routing(space: SearchSpace, num_attributes: int) -> Routing:
 
 
 def independent_routing(space: SearchSpace, num_attributes: int) -> Routing:
-    """As little sharing as the space allows: children spread evenly over their parents
-    (block j -> j * below // here), so every parent block is used and siblings are few."""
+    """As little sharing as the space allows: children dealt round-robin over their parents
+    (block j -> j % below), so every parent block is used and siblings are few. Round-robin
+    rather than contiguous runs, so that attributes listed group by group (as in the
+    synthetic set) are not split into their groups by accident."""
     return _routing(space, num_attributes,
-                    lambda l, below, here: [j * below // here for j in range(here)])
+                    lambda l, below, here: [j % below for j in range(here)])
 
 
 def adjusted_rand_index(a: Sequence[int], b: Sequence[int]) -> float:

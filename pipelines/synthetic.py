@@ -69,7 +69,6 @@ def attributes_from_factors(f: Dict[str, np.ndarray]) -> np.ndarray:
 def render(f: Dict[str, np.ndarray], size: int, rng: np.random.Generator,
            noise: float) -> np.ndarray:
     """uint8 images [n, size, size, 3] for the factors `f`."""
-    n = len(f["hue"])
     coords = (np.arange(size) + 0.5) / size
     y, x = np.meshgrid(coords, coords, indexing="ij")  # [size, size], in [0, 1]
     theta = f["angle"][:, None, None] * np.pi / 4
