@@ -182,6 +182,21 @@ def best_parents(rewards: np.ndarray, current: tuple) -> tuple:
     return tuple(chosen)
 
 
+def warmup_chunk(loop: Loop, config: GnasConfig, rng: np.random.Generator, done: int,
+                 logger: SearchLogger, start: float) -> int:
+    """Trains one warm-up chunk (up to `warmup_resample` steps) on a new uniformly random
+    tree, from warm-up step `done`; returns the steps done after it. Shared by GNAS and
+    random search, so both start from equally trained weights."""
+    model = loop.model
+    model.set_routing(random_routing(model.space, model.num_attributes, rng))
+    loop.restart(0, done)
+    steps = min(config.warmup_resample, config.warmup_steps - done)
+    evaluation = loop.train(steps)
+    check_finite(evaluation, f"warm-up step {done}")
+    logger.warmup(done + steps, config.warmup_steps, evaluation, time.time() - start)
+    return done + steps
+
+
 def search(loop: Loop, val_data: Callable[..., Iterator], config: GnasConfig,
            rng: np.random.Generator, logger: Optional[SearchLogger] = None,
            state: Optional[SearchState] = None,
@@ -217,13 +232,7 @@ def search(loop: Loop, val_data: Callable[..., Iterator], config: GnasConfig,
 
     # 0. Optional warm-up on uniformly random trees (not in Algorithm 1; see module doc).
     while state.warmup_done < config.warmup_steps:
-        model.set_routing(random_routing(space, n, rng))
-        loop.restart(0, state.warmup_done)
-        steps = min(config.warmup_resample, config.warmup_steps - state.warmup_done)
-        evaluation = loop.train(steps)
-        check_finite(evaluation, f"warm-up step {state.warmup_done}")
-        state.warmup_done += steps
-        logger.warmup(state.warmup_done, config.warmup_steps, evaluation, time.time() - start)
+        state.warmup_done = warmup_chunk(loop, config, rng, state.warmup_done, logger, start)
         save("warmup")
 
     # 1. Initialization: a random tree (the weights are random from the model's creation).

@@ -1,5 +1,6 @@
 """Random search over trees with the shared supernet weights (GNAS paper, sec. 4.3).
 
+    (GNAS's optional warm-up on random trees, `GnasConfig.warmup_steps`)
     for each trial:
         draw a tree uniformly at random (every searchable block gets a random parent)
         train W[tree] on K training batches      (K = 0: weights frozen, as in Fig. 4)
@@ -19,7 +20,7 @@ from typing import Callable, Iterator, List, Optional
 
 import numpy as np
 
-from gnas_keras.gnas import GnasConfig, SearchLogger
+from gnas_keras.gnas import GnasConfig, SearchLogger, warmup_chunk
 from gnas_keras.training import Evaluation, Loop, check_finite
 from gnas_keras.tree import Routing, random_routing
 
@@ -45,6 +46,9 @@ def search(loop: Loop, val_data: Callable[..., Iterator], config: GnasConfig,
     space, n = model.space, model.num_attributes
     trials = trials or config.max_rounds * space.evaluations_per_round(n)
     start, results = time.time(), []
+    warmed_up = 0
+    while warmed_up < config.warmup_steps:  # the same warm-up as GNAS, if any
+        warmed_up = warmup_chunk(loop, config, rng, warmed_up, logger, start)
     best: Optional[TrialResult] = None
     for trial in range(1, trials + 1):
         routing = random_routing(space, n, rng)

@@ -6,7 +6,7 @@ search (``train_steps=0``) in two settings:
 
 - ``random_init``: the supernet's random initial weights;
 - ``trained``: weights inherited from a supernet trained first on uniformly random trees
-  (`gnas.warmup`, ``supernet_steps`` steps), then frozen.
+  (`gnas.warmup_chunk`, ``supernet_steps`` steps), then frozen.
 
 The searches are the library's own (`gnas.search`, `random_search.search`) on one shared
 `training.Loop`. The validation split is cut in two: the first ``heldout_batches`` batches
