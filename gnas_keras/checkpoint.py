@@ -52,6 +52,7 @@ class RunCheckpoint:
         self.model = model
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
         self.max_to_keep = max_to_keep
+        self.latest: Optional[str] = None  # the weights that belong to the current state
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory,
                                                   max_to_keep=max_to_keep)
 
@@ -65,6 +66,7 @@ class RunCheckpoint:
     def clear(self) -> None:
         """Forgets the saved run (``--restart``)."""
         shutil.rmtree(self.directory, ignore_errors=True)
+        self.latest = None
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory,
                                                   max_to_keep=self.max_to_keep)
 
@@ -92,11 +94,13 @@ class RunCheckpoint:
         self.check_config(state)
         if state.get("checkpoint"):
             self.checkpoint.restore(state["checkpoint"]).assert_existing_objects_matched()
+        self.latest = state.get("checkpoint")
         return state
 
     def save(self, state: Dict, weights: bool = True) -> None:
-        """Writes the weights (unless `weights` is False), then ``state.json``."""
-        state = dict(state, config=self.config)
+        """Writes the weights (unless `weights` is False: the last ones saved still belong to
+        the state), then ``state.json`` naming them."""
         if weights:
-            state["checkpoint"] = self.manager.save()
-        write_json_atomic(self.state_path, state)
+            self.latest = self.manager.save()
+        write_json_atomic(self.state_path, dict(state, config=self.config,
+                                                checkpoint=self.latest))

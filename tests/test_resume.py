@@ -57,11 +57,19 @@ def report(workdir):
         [x["mean_val_error"] for x in r["rounds"]]
 
 
+def exported_probabilities(export_dir):
+    """The export's serving_default output on a fixed batch, {attribute: [8]}."""
+    import tensorflow as tf
+    model = tf.saved_model.load(str(export_dir / "m" / "1"))
+    images = tf.constant(np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)), tf.float32)
+    return {k: v.numpy() for k, v in model.signatures["serving_default"](image=images).items()}
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(synthetic_dir, tmp_path_factory):
     base = tmp_path_factory.mktemp("uninterrupted")
     run_to_end(args(synthetic_dir, base / "run", base / "export"))
-    return report(base / "run")
+    return report(base / "run"), exported_probabilities(base / "export")
 
 
 @pytest.mark.parametrize("trigger", [
@@ -76,10 +84,15 @@ def test_killed_and_resumed_search_ends_like_an_uninterrupted_one(
     assert not os.path.exists(tmp_path / "run" / "report.json")
     resumed = run_to_end(flag_args)
     assert "resuming at phase" in resumed.stderr
-    assert report(tmp_path / "run") == uninterrupted
-    # Exactly one complete export version, no temporary leftovers beside it.
+    expected_report, expected_probabilities = uninterrupted
+    assert report(tmp_path / "run") == expected_report
+    # Exactly one complete export version, no temporary leftovers beside it, and it holds the
+    # same weights as the uninterrupted run's export.
     assert sorted(os.listdir(tmp_path / "export" / "m")) == ["1"]
-    assert os.path.exists(tmp_path / "export" / "m" / "1" / "saved_model.pb")
+    probabilities = exported_probabilities(tmp_path / "export")
+    assert probabilities.keys() == expected_probabilities.keys()
+    for name, p in probabilities.items():
+        np.testing.assert_allclose(p, expected_probabilities[name], atol=1e-6)
 
 
 def test_a_different_configuration_is_refused_and_restart_starts_over(
