@@ -54,24 +54,24 @@ def convert() -> object:
     # Imported here so a bad flag fails fast, without loading TensorFlow.
     from pipelines import apy, awa, celeba, lfwa, market1501, sun
 
-    common = dict(overwrite=FLAGS.overwrite, skip_bad=FLAGS.skip_bad,
+    shared = dict(overwrite=FLAGS.overwrite, skip_bad=FLAGS.skip_bad,
                   num_shards=FLAGS.num_shards)
     source, output = os.path.expanduser(FLAGS.source_dir), os.path.expanduser(FLAGS.output_dir)
     seed = FLAGS.split_seed
     calls = {
-        "celeba": lambda: celeba.convert(source, output, **common),
-        "lfwa": lambda: lfwa.convert(source, output, num_train=FLAGS.lfwa_num_train, **common),
+        "celeba": lambda: celeba.convert(source, output, **shared),
+        "lfwa": lambda: lfwa.convert(source, output, num_train=FLAGS.lfwa_num_train, **shared),
         "market1501": lambda: market1501.convert(
-            source, output, val_identities=FLAGS.market_val_identities, seed=seed, **common),
+            source, output, val_identities=FLAGS.market_val_identities, seed=seed, **shared),
         "awa2": lambda: awa.convert(source, output, name="awa2", val_ratio=FLAGS.awa_val_ratio,
-                                    seed=seed, **common),
+                                    seed=seed, **shared),
         "awa1": lambda: awa.convert(source, output, name="awa1", val_ratio=FLAGS.awa_val_ratio,
-                                    seed=seed, **common),
+                                    seed=seed, **shared),
         "apy": lambda: apy.convert(source, output, val_ratio=FLAGS.apy_val_ratio, seed=seed,
-                                   include_ayahoo=FLAGS.apy_include_ayahoo, **common),
+                                   include_ayahoo=FLAGS.apy_include_ayahoo, **shared),
         "sun": lambda: sun.convert(source, output, threshold=FLAGS.sun_threshold,
                                    val_ratio=FLAGS.sun_val_ratio,
-                                   test_ratio=FLAGS.sun_test_ratio, seed=seed, **common),
+                                   test_ratio=FLAGS.sun_test_ratio, seed=seed, **shared),
     }
     return calls[FLAGS.dataset]()
 

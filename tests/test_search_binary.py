@@ -30,30 +30,44 @@ BAD_INPUT = [
 ]
 
 
-@pytest.fixture
-def fresh_flags(monkeypatch):
-    """Flags back at their defaults for an in-process run of the binary, parsed again after."""
-    from absl import flags
-    flags.FLAGS.unparse_flags()
-    yield
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS.mark_as_parsed()
+# Runs the binary's entry point in-process once per case, all cases in ONE subprocess (one
+# TensorFlow import instead of eight; and flags.search's flags would clash in pytest's own
+# process with flags.convert's, which other tests import).
+IN_PROCESS = """
+import contextlib, io, json, sys
+from flags import common, search
+results = []
+for argv in json.loads(sys.argv[1]):
+    search.FLAGS.unparse_flags()
+    sys.argv = ["search", *argv]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            common.run(search.main)
+            code = 0
+        except SystemExit as e:
+            code = e.code
+    results.append([code, err.getvalue()])
+print(json.dumps(results))
+"""
 
 
-@pytest.mark.parametrize("args, message", BAD_INPUT)
-def test_bad_input_is_one_line_and_exit_code_2(args, message, synthetic_dir, tmp_path,
-                                               monkeypatch, capsys, fresh_flags):
-    from flags import common, search as search_binary
-    data = [] if any(a.startswith("--data_dir") for a in args) else [
-        f"--data_dir={synthetic_dir}"]
-    monkeypatch.setattr(sys, "argv", ["search", *data, f"--workdir={tmp_path}/run",
-                                      "--export_dir=", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        common.run(search_binary.main)
-    assert exit_info.value.code == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(message), lines
-    assert not os.path.exists(tmp_path / "run" / "checkpoints")  # no work started
+def test_bad_input_is_one_line_and_exit_code_2(synthetic_dir, tmp_path):
+    cases = []
+    for i, (args, _) in enumerate(BAD_INPUT):
+        data = [] if any(a.startswith("--data_dir") for a in args) else [
+            f"--data_dir={synthetic_dir}"]
+        cases.append([*data, f"--workdir={tmp_path}/run{i}", "--export_dir=", *args])
+    result = subprocess.run([sys.executable, "-c", IN_PROCESS, json.dumps(cases)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PYTHONPATH": ROOT})
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcomes = json.loads(result.stdout.strip().splitlines()[-1])
+    for i, ((args, message), (code, stderr)) in enumerate(zip(BAD_INPUT, outcomes)):
+        lines = stderr.strip().splitlines()
+        assert code == 2, (args, stderr[-2000:])
+        assert len(lines) == 1 and lines[0].startswith(message), (args, lines)
+        assert not os.path.exists(tmp_path / f"run{i}" / "checkpoints")  # no work started
 
 
 def test_the_real_binary_reports_a_bad_flag_in_one_line(tmp_path):
