@@ -12,6 +12,14 @@ import statistics
 import time
 from typing import Callable, Dict, List, Optional
 
+from absl import flags
+
+# The model every benchmark measures (defaults: Table 2's shallow_thin on CelebA crops).
+flags.DEFINE_string("space", "shallow_thin", "Search space preset.")
+flags.DEFINE_integer("num_attributes", 40, "N.")
+flags.DEFINE_integer("height", 192, "Image height (pixels).")
+flags.DEFINE_integer("width", 168, "Image width (pixels).")
+
 
 def interleaved(variants: Dict[str, Callable[[], object]], repeats: int, warmup: int = 1,
                 before: Optional[Dict[str, Callable[[], object]]] = None

@@ -22,16 +22,12 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from benchmarks import timing  # noqa: E402
+from benchmarks import timing  # noqa: E402  (defines the model flags)
 from gnas_keras.export import build_tree_model  # noqa: E402
 from gnas_keras.space import get_space  # noqa: E402
 from gnas_keras.supernet import build_supernet, masked_cross_entropy  # noqa: E402
 from gnas_keras.tree import independent_routing  # noqa: E402
 
-flags.DEFINE_string("space", "shallow_thin", "Search space preset.")
-flags.DEFINE_integer("num_attributes", 40, "N.")
-flags.DEFINE_integer("height", 192, "Image height (pixels).")
-flags.DEFINE_integer("width", 168, "Image width (pixels).")
 flags.DEFINE_integer("batch_size", 64, "Training batch size.")
 flags.DEFINE_integer("steps", 2, "Train steps per timed sample.")
 flags.DEFINE_integer("repeats", 7, "Interleaved samples per variant.")
