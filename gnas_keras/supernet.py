@@ -25,7 +25,7 @@ output is logits [batch, N, 2] (class 1 = attribute present).
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import keras
 import numpy as np
@@ -409,8 +409,3 @@ def build_supernet(space: SearchSpace, num_attributes: int, image_shape, *,
 
 def parameter_count(model: keras.Model) -> int:
     return int(sum(np.prod(v.shape) for v in model.trainable_variables))
-
-
-def weights_by_layer(model: Supernet) -> Dict[str, Dict[str, np.ndarray]]:
-    return {layer.name: {w.name.split("/")[-1]: np.asarray(w.numpy()) for w in layer.weights}
-            for layer in model.routed_layers}
