@@ -459,7 +459,15 @@ def somp_select(kernel: np.ndarray, num_filters: int, norm_order: float = 2.0) -
     Cost: the correlations are ``G - P B`` with the Gram matrix ``G`` of the filters (formed
     once) and a rank-t correction, so a step is O(filters^2 t) instead of
     O(filters^2 inputs): VGG's fc6 (truncated to 7*7*32 inputs, 4096 filters) stays minutes
-    rather than hours.
+    rather than hours (one [1568, 4096] kernel, keeping 64: 60 s on this 2-core machine).
+
+    Measured against random selection (relative residual `reconstruction_residual`; mean of
+    20 random subsets; seeds 0-9; gap = random - SOMP, mean +- standard error, smallest):
+      - i.i.d. normal conv [3, 3, 8, 128], keep 32: SOMP 0.612, gap 0.0355 +- 0.0011, >= 0.029;
+      - i.i.d. normal conv [3, 3, 16, 128], keep 32: SOMP 0.739, gap 0.0250 +- 0.0007, >= 0.021;
+      - 16 shared prototypes + noise [3, 3, 16, 128], keep 32: SOMP/random 0.885 (<= 0.909),
+        gap 0.0094 +- 0.0004 (both residuals small).
+    The 2-norm beat the 1-norm on the first two (0.612 vs 0.615, 0.739 vs 0.747).
 
     Args:
       kernel: conv [kh, kw, in, out] or dense [in, out].
