@@ -20,6 +20,16 @@ call it. Paper: ``../shared/papers/fully-adaptive-feature-sharing.md``.
 6. Thin-omega layouts (sec. 3.1, Fig. 1): `thin_vgg16`, `thin_vgg_small`,
    `pooling_layers_above`.
 
+One widening round (Alg. 1) with these parts, for the junction whose c child branches hold
+the task sets ``branch_tasks`` and whose block (the layer just below them) is at index l of
+the layout::
+
+    selection = select_width(branch_affinity(acc.affinity(), branch_tasks),
+                             pooling_layers_above(layout)[l], alpha, L0)
+    if selection.chosen.num_branches == 1: stop widening (Alg. 1's d > 1 test)
+    widened = widen_junction(weights_of_block_l, selection.chosen.labels)
+    branch_tasks = merge_branch_tasks(branch_tasks, selection.chosen.labels)  # next junction
+
 Array shapes: B examples per batch, T tasks (attributes), c branches at the junction being
 widened, d new branches. Kernels are Keras-layout: conv ``[kh, kw, in, out]``, dense
 ``[in, out]``; the filters (the paper's rows of W) are the last axis.
@@ -364,8 +374,11 @@ def select_width(branch_affinity_matrix: np.ndarray, pools_above: int, branch_fa
         cost doubles after each pooling layer going down, where feature maps are larger).
         `pooling_layers_above` gives it for a layout.
       branch_factor: alpha (paper: 1.0 or 2.0); larger creates more branches.
-      branch_unit_cost: L0, the cost of one extra branch above every pooling layer. The
-        paper gives no value.
+      branch_unit_cost: L0, the cost of one extra branch at a layer with no pooling layer
+        above it. The paper gives no value. Since L_s is in [0, 1] and L_s(d = c) is 0 for
+        one-task branches, no branch is ever created where ``L0 2^p_l >= alpha L_s(g_1)``:
+        with alpha = 1 and typical affinities (0.5-0.9) L0 must be well below 0.5 for the
+        fc layers to branch at all, and below 0.5 / 32 for conv1 (p = 5).
       seed: for the k-means of `spectral_clustering`.
     """
     if pools_above < 0 or branch_factor < 0 or branch_unit_cost < 0:
