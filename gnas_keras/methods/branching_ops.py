@@ -101,7 +101,7 @@ def batch_task_affinity(margins: np.ndarray, known: np.ndarray, mean_margin: np.
     return affinity, pair_count
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)  # array fields: identity, not elementwise, equality
 class TaskAffinity:
     """Running Eq. 6 affinity, a weighted average of within-batch averages.
 
@@ -308,7 +308,8 @@ def spectral_clustering(affinity: np.ndarray, num_clusters: int, seed: int = 0,
     c = a.shape[0]
     if a.shape != (c, c) or not np.all(np.isfinite(a)) or np.any(a < 0) \
             or not np.allclose(a, a.T):
-        raise ValueError(f"affinity must be a finite, symmetric, non-negative [c, c] matrix")
+        raise ValueError(f"affinity must be a finite, symmetric, non-negative [c, c] matrix, "
+                         f"got shape {a.shape}")
     if not 1 <= num_clusters <= c:
         raise ValueError(f"num_clusters must be in [1, {c}], got {num_clusters}")
     if num_clusters == 1:
