@@ -305,8 +305,8 @@ def spectral_clustering(affinity: np.ndarray, num_clusters: int, seed: int = 0,
       `canonical_labels` of the c nodes, values in [0, d), every group non-empty.
     """
     a = np.asarray(affinity, dtype=np.float64)
-    c = a.shape[0]
-    if a.shape != (c, c) or not np.all(np.isfinite(a)) or np.any(a < 0) \
+    c = a.shape[0] if a.ndim == 2 else 0
+    if c == 0 or a.shape != (c, c) or not np.all(np.isfinite(a)) or np.any(a < 0) \
             or not np.allclose(a, a.T):
         raise ValueError(f"affinity must be a finite, symmetric, non-negative [c, c] matrix, "
                          f"got shape {a.shape}")
