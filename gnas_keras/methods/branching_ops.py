@@ -93,8 +93,9 @@ def batch_task_affinity(margins: np.ndarray, known: np.ndarray, mean_margin: np.
       pair_count: int [T, T], examples known for both tasks (diagonal: for the task).
     """
     known_f = known.astype(np.float64)
-    difficult = (margins >= np.asarray(mean_margin)[None, :]) * known_f
-    simple = (1.0 - (margins >= np.asarray(mean_margin)[None, :])) * known_f
+    is_difficult = margins >= np.asarray(mean_margin, dtype=np.float64)[None, :]
+    difficult = is_difficult * known_f
+    simple = (~is_difficult) * known_f
     agree = difficult.T @ difficult + simple.T @ simple  # [T, T] counts of concordant pairs
     pair_count = np.rint(known_f.T @ known_f).astype(np.int64)
     affinity = np.where(pair_count > 0, agree / np.maximum(pair_count, 1), 0.0)
@@ -124,7 +125,8 @@ class TaskAffinity:
       - no reset after a widening round: tasks, not branches, are measured, and with decay
         0.99 the weight of batches before a 1,000-iteration round is 0.99^1000 ~ 4e-5.
 
-    State is four float64 arrays (`arrays` / `from_arrays`, e.g. for ``np.savez``).
+    State is four float64 arrays plus the two parameters (`arrays` / `from_arrays`, e.g. for
+    ``np.savez``).
 
     Attributes:
       num_tasks: T.
