@@ -96,9 +96,12 @@ class GalmPolicy(keras.layers.Layer):
 
     Weights: ``attribute_embeddings`` [N, attribute_embedding_dim] (the e_i), ``arm``
     (W of Eq. 1, [attribute_embedding_dim, arm_units], no bias), ``start``
-    [action_embedding_dim], one action embedding table [action_counts[t], action_embedding_dim]
-    per step but the last, `lstm_layers` LSTM cells of `lstm_units`, one softmax head
-    [lstm_units, action_counts[t]] per step.
+    [action_embedding_dim], ``action_embeddings`` [sum(action_counts[:-1]),
+    action_embedding_dim] (step t's actions are rows ``offsets[t]`` on), `lstm_layers` LSTM
+    cells of `lstm_units`, ``heads`` (a dense layer to sum(action_counts) logits; columns
+    ``offsets[t]`` on are step t's softmax head). One table and one head layer rather than one
+    per step: the same functions, but a third of the variables, and tracing Keras' Adam
+    update costs time per variable.
     """
 
     def __init__(self, num_attributes: int, action_counts: Sequence[int],
@@ -117,9 +120,10 @@ class GalmPolicy(keras.layers.Layer):
         self.arm = keras.layers.Dense(c.arm_units, use_bias=False, name="arm")
         self.arm.build((None, c.attribute_embedding_dim))
         self.start = self.add_weight(shape=(c.action_embedding_dim,), name="start")
-        self.action_embeddings = [
-            self.add_weight(shape=(n, c.action_embedding_dim), name=f"action_embedding_{t}")
-            for t, n in enumerate(self.action_counts[:-1])]
+        self.offsets = [int(x) for x in np.cumsum([0] + self.action_counts[:-1])]
+        self.action_embeddings = self.add_weight(
+            shape=(sum(self.action_counts[:-1]), c.action_embedding_dim),
+            name="action_embeddings")
         self.cells = []
         width = c.arm_units + c.action_embedding_dim
         for layer in range(c.lstm_layers):
@@ -127,11 +131,8 @@ class GalmPolicy(keras.layers.Layer):
             cell.build((None, width))
             self.cells.append(cell)
             width = c.lstm_units
-        self.heads = []
-        for t, n in enumerate(self.action_counts):
-            head = keras.layers.Dense(n, name=f"head_{t}")
-            head.build((None, c.lstm_units))
-            self.heads.append(head)
+        self.heads = keras.layers.Dense(sum(self.action_counts), name="heads")
+        self.heads.build((None, c.lstm_units))
         self.built = True
         rng = np.random.default_rng(c.seed)
         for w in self.weights:  # a fixed order: creation order
@@ -167,11 +168,13 @@ class GalmPolicy(keras.layers.Layer):
         seeds = (tf.random.experimental.stateless_split(seed, num=len(self.action_counts))
                  if mode == "sample" else None)
         chosen, log_prob = [], tf.constant(0.0)
-        for t, head in enumerate(self.heads):
+        for t, count in enumerate(self.action_counts):
             x = tf.concat([rep, prev], axis=1)
             for layer, cell in enumerate(self.cells):
                 x, states[layer] = _lstm_step(cell, x, states[layer])
-            logits = tf.matmul(x, head.kernel) + head.bias  # [1, action_counts[t]]
+            columns = slice(self.offsets[t], self.offsets[t] + count)
+            logits = (tf.matmul(x, self.heads.kernel[:, columns])
+                      + self.heads.bias[columns])  # [1, count]
             if mode == "sample":
                 a = tf.random.stateless_categorical(logits, 1, seed=seeds[t],
                                                     dtype=tf.int32)[0, 0]
@@ -181,8 +184,8 @@ class GalmPolicy(keras.layers.Layer):
                 a = actions[t]
             log_prob += tf.nn.log_softmax(logits[0])[a]
             chosen.append(a)
-            if t + 1 < len(self.heads):
-                prev = tf.gather(self.action_embeddings[t], tf.reshape(a, [1]))
+            if t + 1 < len(self.action_counts):
+                prev = tf.gather(self.action_embeddings, tf.reshape(a + self.offsets[t], [1]))
         return tf.stack(chosen), log_prob
 
 
@@ -238,13 +241,13 @@ class GalmController(tf.Module):
         # One trace each: the attribute, seed, actions and reward are tensors.
         self._sample = tf.function(
             lambda a, s: self.policy.run(a, "sample", seed=s),
-            input_signature=[attribute, tf.TensorSpec([2], tf.int64)])
+            input_signature=[attribute, tf.TensorSpec([2], tf.int64)], autograph=False)
         self._greedy = tf.function(lambda a: self.policy.run(a, "greedy"),
-                                   input_signature=[attribute])
+                                   input_signature=[attribute], autograph=False)
         self._score = tf.function(lambda a, x: self.policy.run(a, "score", actions=x)[1],
-                                  input_signature=[attribute, actions])
+                                  input_signature=[attribute, actions], autograph=False)
         self._update = tf.function(self._reinforce_step, input_signature=[
-            attribute, actions, tf.TensorSpec([], tf.float32)])
+            attribute, actions, tf.TensorSpec([], tf.float32)], autograph=False)
 
     @property
     def num_attributes(self) -> int:
