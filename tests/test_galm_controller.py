@@ -151,7 +151,9 @@ def test_checkpoint_restores_the_next_sample_and_update(tmp_path):
     """Weights, embeddings, Adam's slots, the baseline and the draw count come back: the
     next samples and update are the ones the saved controller made. The optimizer state is
     compared to 1e-6 only: without op determinism (the run's --deterministic) an LSTM bias
-    gradient differed by about 4e-9 in 2 of 20 repetitions on a loaded CPU."""
+    differed by about 4e-9 after the step in 2 of 10 repetitions on a loaded CPU; with
+    ``tf.config.experimental.enable_op_determinism()`` none of 20 differed. Not enabled
+    here: it is process-wide."""
     config = dataclasses.replace(SMALL, learning_rate=0.05)
     source = gc.GalmController(SPACE, 3, config)
     for step in range(5):
