@@ -319,7 +319,9 @@ class OptionFrequency:
 def design_choice_frequencies(space: GalmSpace,
                               choices: Sequence[Choice]) -> List[OptionFrequency]:
     """Table 4 for a list of architectures (e.g. one per attribute of a domain): per layer,
-    the fraction using each skip edge, kernel and width, and of FC-3 reading FC-2."""
+    the fraction using each skip edge, kernel and width, and of FC-3 reading FC-2. FC-2's
+    widths are counted among the architectures that use FC-2 (all zero if none does), so
+    that they sum to one as the paper's do."""
     if not choices:
         raise ValueError("design_choice_frequencies: no architectures given")
     n = float(len(choices))
@@ -337,9 +339,12 @@ def design_choice_frequencies(space: GalmSpace,
         for k in space.conv_kernels:
             rows.append(OptionFrequency(layer, f"{k}x{k}",
                                         share(lambda c, k=k, f=kernel: f(c) == k)))
-    for layer, width in (("fc1", lambda c: c.fc1_width), ("fc2", lambda c: c.fc2_width)):
-        for w in space.fc_widths:
-            rows.append(OptionFrequency(layer, str(w), share(lambda c, w=w, f=width: f(c) == w)))
+    for w in space.fc_widths:
+        rows.append(OptionFrequency("fc1", str(w), share(lambda c, w=w: c.fc1_width == w)))
+    with_fc2 = [c for c in choices if c.fc3_reads_fc2]
+    for w in space.fc_widths:
+        count = sum(1 for c in with_fc2 if c.fc2_width == w)
+        rows.append(OptionFrequency("fc2", str(w), count / len(with_fc2) if with_fc2 else 0.0))
     rows.append(OptionFrequency("fc3", "reads fc2", share(lambda c: c.fc3_reads_fc2)))
     return rows
 
