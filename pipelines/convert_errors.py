@@ -30,3 +30,9 @@ class ConversionError(Exception):
         self.kind = kind
         location = path if where is None else f"{path}:{where}"
         super().__init__(f"{location}: {reason}")
+
+
+class DatasetError(ConversionError):
+    """A converted dataset (``metadata.json`` and its shards) is missing, incomplete or does
+    not match its metadata. Raised by `pipelines.records.check_dataset` before any work
+    starts; a subclass of `ConversionError` so every binary reports it as one line."""
