@@ -305,14 +305,16 @@ class Progress:
 def write_dataset(*, name: str, source_dir: str, output_dir: str,
                   attribute_names: Sequence[str], items: Iterable[Item],
                   sizes: Dict[str, int], skips: Skips, num_shards: int = DEFAULT_NUM_SHARDS,
-                  overwrite: bool = False,
-                  extra: Optional[Dict[str, object]] = None) -> records.Metadata:
+                  overwrite: bool = False, extra: Optional[Dict[str, object]] = None,
+                  protected: Sequence[str] = ()) -> records.Metadata:
     """Reads and checks every item's image and writes the converted dataset atomically.
 
     Args:
       sizes: planned records per split (before skipped images); sets the shard counts and the
         progress total. Every split in ``records.SPLITS`` gets shards, even if empty.
       items: in the order they should be written (this makes the output deterministic).
+      protected: folders besides `source_dir` that `output_dir` must not replace (see
+        `pipelines.output_dir`).
     Returns:
       The metadata written; ``image_height/width`` is the most common stored image size.
     """
@@ -322,7 +324,7 @@ def write_dataset(*, name: str, source_dir: str, output_dir: str,
     reencoded = 0
     loader = _Loader()
     with records.DatasetWriter(output_dir, shard_counts(sizes, num_shards),
-                               overwrite=overwrite, protected=[source_dir]) as writer:
+                               overwrite=overwrite, protected=[source_dir, *protected]) as writer:
         for done, item in enumerate(items, start=1):
             try:
                 image = loader.load(item)
