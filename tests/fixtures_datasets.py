@@ -508,3 +508,23 @@ def check_interrupted_then_rerun(convert, output_dir: str, monkeypatch, after: i
     meta = convert(output_dir)
     assert os.path.isfile(os.path.join(output_dir, records.METADATA_FILE))
     return meta
+
+
+# ----------------------------------------------------------------------------- own folder
+
+FOLDER_ATTRIBUTES = ["Smiling", "Eyeglasses", "Hat"]
+
+
+def make_folder(root: str, rows: Sequence[str], header: str = "image,Smiling,Eyeglasses,Hat",
+                bom: bool = False, crlf: bool = False, size: Tuple[int, int] = (14, 12)
+                ) -> str:
+    """An own dataset: ``images/<name>.jpg`` for every row's first field and ``labels.csv``
+    with `header` and `rows` (as written, so tests control every cell). Returns the CSV path.
+    """
+    for i, row in enumerate(rows):
+        image = row.split(",")[0].strip('"')
+        if image:
+            write_jpeg(os.path.join(root, "images", image), *size, seed=i)
+    end = "\r\n" if crlf else "\n"
+    return write_text(os.path.join(root, "labels.csv"),
+                      ("\ufeff" if bom else "") + end.join([header, *rows]) + end)
