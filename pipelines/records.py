@@ -25,7 +25,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import tensorflow as tf
 
@@ -165,8 +165,12 @@ def shard_pattern(data_dir: str, split: str) -> str:
     return os.path.join(data_dir, f"{split}-*-of-*.tfrecord")
 
 
-def check_dataset(data_dir: str, splits: Sequence[str] = SPLITS) -> Metadata:
+def check_dataset(data_dir: Union[str, Sequence[str]], splits: Sequence[str] = SPLITS
+                  ) -> Metadata:
     """Checks a converted dataset before any work starts; returns its metadata.
+
+    `data_dir` may be a list of two or more folders read as one dataset: each is checked and
+    the result is their `combine_metadata`.
 
     A quick pass that reads no image data beyond one record per split: `metadata.json` must
     be valid (`read_metadata`); every split in `splits` must have its complete shard set
@@ -179,6 +183,11 @@ def check_dataset(data_dir: str, splits: Sequence[str] = SPLITS) -> Metadata:
     Raises:
       DatasetError: naming `metadata.json` and the key, or the shard (and record number).
     """
+    if not isinstance(data_dir, str):
+        data_dirs = list(data_dir)
+        if len(data_dirs) == 1:
+            return check_dataset(data_dirs[0], splits)
+        return combine_metadata([check_dataset(d, splits) for d in data_dirs], data_dirs)
     meta = read_metadata(data_dir)
     meta_path = os.path.join(data_dir, METADATA_FILE)
     for split in splits:
@@ -280,6 +289,61 @@ def _check_record(path: str, data: bytes, meta: Metadata) -> None:
     if min(image.shape[:2]) < 1:
         raise DatasetError(path, where, f"image has shape {tuple(image.shape)}",
                            kind="bad_shard")
+
+
+def combine_metadata(metas: Sequence[Metadata], data_dirs: Sequence[str]) -> Metadata:
+    """The metadata of several converted datasets read as one (`pipelines.input.make_dataset`
+    with a list of folders).
+
+    Attributes are concatenated in the order given; every record keeps its own dataset's
+    values and is unknown (-1) for all the others' attributes. A name that occurs in more
+    than one dataset is prefixed with its dataset's name (``celeba/Smiling``,
+    ``lfwa/Smiling``); a dataset name given twice gets ``_2``, ``_3``. Split sizes add up;
+    the stored image size is the first dataset's (it sets the working size, see
+    `pipelines.input.preprocessing_for`). Groups are kept only if every dataset has them.
+    ``extra["combined"]`` lists each part: name, folder, attribute offset and count, split
+    sizes, image size.
+    """
+    if len(metas) < 2 or len(metas) != len(data_dirs):
+        raise ValueError("combine_metadata needs two or more datasets and one folder each")
+    prefixes: List[str] = []
+    for meta in metas:
+        prefix, k = meta.name, 1
+        while prefix in prefixes:
+            k += 1
+            prefix = f"{meta.name}_{k}"
+        prefixes.append(prefix)
+    counts: Dict[str, int] = {}
+    for meta in metas:
+        for name in meta.attribute_names:
+            counts[name] = counts.get(name, 0) + 1
+
+    def renamed(prefix: str, name: str) -> str:
+        return f"{prefix}/{name}" if counts[name] > 1 else name
+
+    names, parts, offset = [], [], 0
+    for prefix, meta, data_dir in zip(prefixes, metas, data_dirs):
+        names += [renamed(prefix, n) for n in meta.attribute_names]
+        parts.append({"name": meta.name, "prefix": prefix, "data_dir": data_dir,
+                      "attribute_offset": offset, "num_attributes": meta.num_attributes,
+                      "split_sizes": dict(meta.split_sizes),
+                      "image_height": meta.image_height, "image_width": meta.image_width})
+        offset += meta.num_attributes
+    if len(set(names)) != len(names):
+        clash = next(n for n in names if names.count(n) > 1)
+        raise ValueError(f"attribute name {clash!r} is ambiguous after prefixing; rename a "
+                         "dataset")
+    groups = None
+    if all(m.groups for m in metas):
+        groups = [[renamed(p, n) for n in g] for p, m in zip(prefixes, metas) for g in m.groups]
+    splits = sorted({s for m in metas for s in m.split_sizes},
+                    key=lambda s: (SPLITS + (s,)).index(s))
+    return Metadata(
+        name="+".join(prefixes), source="; ".join(m.source for m in metas),
+        attribute_names=names,
+        split_sizes={s: sum(m.split_sizes.get(s, 0) for m in metas) for s in splits},
+        image_height=metas[0].image_height, image_width=metas[0].image_width, groups=groups,
+        extra={"combined": parts})
 
 
 def make_example(image_bytes: bytes, attributes: Sequence[int], key: str = "") -> bytes:
