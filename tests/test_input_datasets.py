@@ -1,29 +1,12 @@
 """`pipelines.input`: preprocessing for any converted dataset (table rows, metadata, resize)
 and several converted datasets read as one (labels of the other datasets unknown)."""
 
-import io
-
 import numpy as np
 import pytest
-from PIL import Image
 
 from pipelines import input as pipeline_input
 from pipelines import records
-
-
-def write_tiny(path, name, attribute_names, labels_by_split, size=(10, 8), shade=0):
-    """A converted dataset of flat-colour PNGs; record i of a split has labels_by_split[i]."""
-    shards = {s: 1 for s in records.SPLITS}
-    with records.DatasetWriter(path, shards) as writer:
-        for split in records.SPLITS:
-            for i, labels in enumerate(labels_by_split.get(split, [])):
-                out = io.BytesIO()
-                Image.fromarray(np.full((*size, 3), shade + i, np.uint8)).save(out, "PNG")
-                writer.add(split, out.getvalue(), labels, key=f"{split}/{i}")
-        meta = records.Metadata(name=name, source="test", attribute_names=attribute_names,
-                                split_sizes={}, image_height=size[0], image_width=size[1])
-        writer.finish(meta)
-    return meta
+from tests.fixtures_datasets import write_tiny
 
 
 A_LABELS = [[1, 0], [0, 1], [1, 1], [0, 0]]
