@@ -546,3 +546,29 @@ def write_tiny(path, name, attribute_names, labels_by_split, size=(10, 8), shade
                                 split_sizes={}, image_height=size[0], image_width=size[1])
         writer.finish(meta)
     return meta
+
+
+# ----------------------------------------------------------------------------- real tools' quirks
+
+def windows_text(root: str, suffixes=(".txt", ".csv")) -> List[str]:
+    """Rewrites every text file below `root` as Windows tools leave it: UTF-8 byte-order mark,
+    CRLF line ends and trailing spaces on every line. Returns the files changed."""
+    changed = []
+    for folder, _, files in os.walk(root):
+        for name in sorted(files):
+            if not name.endswith(suffixes):
+                continue
+            path = os.path.join(folder, name)
+            with open(path, encoding="utf-8", newline="") as f:
+                lines = f.read().splitlines()
+            with open(path, "w", encoding="utf-8", newline="") as f:
+                f.write("\ufeff" + "".join(line + "  \r\n" for line in lines))
+            changed.append(path)
+    return changed
+
+
+def padded_cell(values: Sequence[str], column: bool = True) -> np.ndarray:
+    """A cell of strings as a careless export writes them: a byte-order mark on the first,
+    trailing spaces (MATLAB char-matrix padding) and a CR on every one."""
+    return cell([("\ufeff" if i == 0 else "") + v + "  \r" for i, v in enumerate(values)],
+                column)
