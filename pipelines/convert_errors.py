@@ -24,6 +24,8 @@ class ConversionError(Exception):
 
     def __init__(self, path: str, where: Optional[Union[int, str]], reason: str,
                  kind: str = "bad_input"):
+        # One line, always: messages of other libraries (scipy, h5py) may span several.
+        reason = " ".join(line.strip() for line in str(reason).splitlines() if line.strip())
         self.path = path
         self.where = where
         self.reason = reason
