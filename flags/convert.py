@@ -10,8 +10,8 @@ each needs), and ``folder``, your own images with a CSV of labels::
         --labels=~/faces/labels.csv --output_dir=~/data/faces_tfrecords
 
 An existing ``--output_dir`` is replaced (with ``--overwrite``) only if it holds a converted
-dataset, and never when it is the source folder or above it. Bad input, a missing file or a bad flag prints one line to stderr and exits with
-status 2.
+dataset, and never when it is the source folder or above it. Bad input, a missing file or a
+bad flag prints one line to stderr and exits with status 2.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from flags import common  # first: quiets TensorFlow's start-up logging
 
 from absl import flags
 
-from pipelines import output_dir
+from pipelines import output_dir as output_dirs
 
 DATASETS = ("celeba", "lfwa", "market1501", "awa2", "awa1", "apy", "sun", "folder")
 
@@ -74,7 +74,7 @@ def convert() -> object:
     source, output = os.path.expanduser(FLAGS.source_dir), os.path.expanduser(FLAGS.output_dir)
     labels = os.path.expanduser(FLAGS.labels) if FLAGS.labels else None
     # Checked before TensorFlow loads: a refused --output_dir fails at once.
-    output_dir.check_output_dir(output, FLAGS.overwrite, protected=[
+    output_dirs.check_output_dir(output, FLAGS.overwrite, protected=[
         source, os.path.dirname(os.path.abspath(labels)) if labels else None])
     if FLAGS.dataset != "folder" and (FLAGS.name or FLAGS.labels):
         raise ValueError(f"--name and --labels are for --dataset=folder, not "
