@@ -135,3 +135,12 @@ def test_binary_converts_a_folder(tmp_path):
     meta = records.check_dataset(str(tmp_path / "out"))
     assert meta.split_sizes == {"train": 6, "validation": 2, "test": 2}
     assert (meta.extra["split_seed"], meta.extra["num_shards"]) == (1, 2)
+
+
+def test_interrupted_conversion_leaves_nothing(tmp_path, monkeypatch):
+    fx.make_folder(str(tmp_path), [f"{i}.jpg,1,0,1" for i in range(6)])
+    meta = fx.check_interrupted_then_rerun(
+        lambda out: folder.convert(str(tmp_path / "images"), out, name="faces",
+                                   labels=str(tmp_path / "labels.csv")),
+        str(tmp_path / "out"), monkeypatch)
+    assert sum(meta.split_sizes.values()) == 6
