@@ -237,28 +237,42 @@ def _shard_set(data_dir: str, split: str) -> List[str]:
 def _walk_records(path: str):
     """Counts the records of a TFRecord file by walking their length headers (each record:
     8-byte little-endian length, 4-byte CRC, data, 4-byte CRC). Returns (count, first
-    record's bytes or None); a record that runs past the end of the file is a DatasetError."""
+    record's bytes or None); a record that runs past the end of the file is a DatasetError.
+
+    Local files are read with unbuffered ``pread`` of the 12-byte headers only (a buffered
+    or `tf.io.gfile` reader would pull whole blocks: a minute instead of seconds for CelebA);
+    other file systems (``gs://``) through `tf.io.gfile`.
+    """
     try:
+        if os.path.exists(path):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                return _walk(path, os.fstat(fd).st_size, lambda n, at: os.pread(fd, n, at))
+            finally:
+                os.close(fd)
         with tf.io.gfile.GFile(path, "rb") as f:
-            size = f.size()
-            position, count, first = 0, 0, None
-            while position < size:
-                f.seek(position)
-                header = f.read(12)
-                length = (int.from_bytes(header[:8], "little") if len(header) == 12
-                          else size)
-                end = position + 12 + length + 4
-                if end > size:
-                    raise DatasetError(path, None, f"truncated or corrupt: record "
-                                       f"{count + 1} runs past the end of the file (at byte "
-                                       f"{position} of {size}); convert the dataset again",
-                                       kind="bad_shard")
-                if count == 0:
-                    first = f.read(length)
-                position, count = end, count + 1
+            def read(n, at):
+                f.seek(at)
+                return f.read(n)
+            return _walk(path, f.size(), read)
     except (tf.errors.OpError, OSError) as err:
         raise DatasetError(path, None, f"cannot read ({_reason(err)})",
                            kind="bad_shard") from None
+
+
+def _walk(path: str, size: int, read):
+    position, count, first = 0, 0, None
+    while position < size:
+        header = read(12, position)
+        length = int.from_bytes(header[:8], "little") if len(header) == 12 else size
+        end = position + 12 + length + 4
+        if end > size:
+            raise DatasetError(path, None, f"truncated or corrupt: record {count + 1} runs "
+                               f"past the end of the file (at byte {position} of {size}); "
+                               "convert the dataset again", kind="bad_shard")
+        if count == 0:
+            first = read(length, position + 12)
+        position, count = end, count + 1
     return count, first
 
 

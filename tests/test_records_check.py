@@ -105,5 +105,5 @@ def test_every_folder_of_a_combination_is_checked(data, tmp_path):
     fx.write_tiny(other, "other", ["x"], {s: [[1]] for s in records.SPLITS})
     assert records.check_dataset([data, other]).num_attributes == 4
     os.remove(os.path.join(other, "test-00000-of-00001.tfrecord"))
-    with pytest.raises(DatasetError, match="other/test-\*-of-\*.tfrecord: no shards for split"):
+    with pytest.raises(DatasetError, match=r"other/test-\*-of-\*.tfrecord: no shards for split"):
         records.check_dataset([data, other])
