@@ -11,7 +11,7 @@ from pipelines import apy, awa, celeba, convert_common, folder, lfwa, market1501
 from pipelines.convert_errors import ConversionError
 from tests import fixtures_datasets as fx
 
-MUTATIONS_PER_CONVERTER = 60
+MUTATIONS_PER_CONVERTER = 40
 
 
 def _folder_source(root):
