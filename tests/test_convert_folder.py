@@ -144,3 +144,19 @@ def test_interrupted_conversion_leaves_nothing(tmp_path, monkeypatch):
                                    labels=str(tmp_path / "labels.csv")),
         str(tmp_path / "out"), monkeypatch)
     assert sum(meta.split_sizes.values()) == 6
+
+
+def test_converted_folder_feeds_the_input_pipeline_with_a_resize(tmp_path):
+    from pipelines import input as pipeline_input
+
+    fx.make_folder(str(tmp_path), [f"{i}.jpg,{i % 2},,1" for i in range(8)], size=(40, 30))
+    _convert(tmp_path, val_ratio=0.25, test_ratio=0.25)
+    meta = records.check_dataset(str(tmp_path / "out"))
+    assert pipeline_input.preprocessing_for(meta) == pipeline_input.Preprocessing(
+        40, 30, 35, 26, True)
+    prep = pipeline_input.preprocessing_for(meta, image_height=16, image_width=12)
+    assert prep == pipeline_input.Preprocessing(16, 12, 14, 10, True)
+    images, labels = next(iter(pipeline_input.make_dataset(
+        str(tmp_path / "out"), "train", 2, training=True, prep=prep, seed=0)))
+    assert images.shape == (2, 14, 10, 3)
+    assert labels.numpy()[:, 1].tolist() == [-1, -1]  # the blank column stays unknown
