@@ -10,6 +10,8 @@ into place. An existing output folder is replaced only when all of these hold:
 - it is not the source folder, nor a folder that contains the source folder;
 - it was named explicitly: never an empty path, ``.``, the current folder or one above it.
 
+An empty folder (made beforehand) is used as if it did not exist.
+
 The last two are checked even without ``overwrite`` so that the error never suggests a flag
 that would destroy the user's data.
 """
@@ -60,6 +62,8 @@ def check_output_dir(output_dir: str, overwrite: bool = False,
         if not os.path.isdir(absolute):
             raise ConversionError(output_dir, None, "exists and is not a folder; name a new "
                                   "folder for the converted dataset", kind="unsafe_output")
+        if not os.path.islink(absolute) and not os.listdir(absolute):
+            return absolute  # an empty folder made beforehand: nothing to lose
         if not os.path.isfile(os.path.join(absolute, METADATA_FILE)):
             raise ConversionError(output_dir, None, "exists and holds no converted dataset "
                                   f"(no {METADATA_FILE}); it is never replaced, name a new "

@@ -124,3 +124,9 @@ def test_output_is_readable_by_the_group(data, tmp_path):
     for name in os.listdir(tmp_path / "out"):
         assert stat.S_IMODE(os.stat(tmp_path / "out" / name).st_mode) == 0o644, name
     records.check_dataset(str(tmp_path / "out"))
+
+
+def test_an_empty_folder_made_beforehand_is_used(data, tmp_path):
+    os.makedirs(tmp_path / "out")
+    meta = celeba.convert(str(data / "celeba"), str(tmp_path / "out"), num_shards=1)
+    assert records.check_dataset(str(tmp_path / "out")) == meta
