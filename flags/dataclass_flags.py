@@ -4,7 +4,7 @@ field's default, its help ``metadata["help"]``, an enum when ``metadata["choices
 
 Nested dataclass fields are flattened (``RunConfig.candidates.train_steps`` is
 ``--train_steps``); `RunConfig.methods` gives one group of flags per registered method,
-listed under the method's module in ``--helpfull``. Flag names must therefore be unique
+listed under the method's module in ``--helpfull`` (e.g. ``gnas_keras.methods.gnas (--method=gnas)``). Flag names must therefore be unique
 across the sections (`define` raises otherwise).
 """
 
@@ -63,7 +63,8 @@ def _value(name: str, tp) -> Any:
 def define(config, module: str, skip: Iterable[str] = (),
            choices: Optional[Dict[str, Iterable[str]]] = None) -> None:
     """Defines a flag for every field of the dataclass instance `config` (nested dataclass
-    fields flattened; a dict of dataclasses, like `RunConfig.methods`, one group per key)
+    fields flattened, listed as ``<module>.<field>``; a dict of dataclasses, like
+    `RunConfig.methods`, one group per key, listed under the section's module)
     except those named in `skip`. `choices` makes string fields enums whose values live
     elsewhere (datasets, spaces, methods)."""
     skip, choices = set(skip), choices or {}
@@ -72,10 +73,10 @@ def define(config, module: str, skip: Iterable[str] = (),
             continue
         value = getattr(config, field.name)
         if dataclasses.is_dataclass(value):
-            define(value, module, skip, choices)
+            define(value, f"{module}.{field.name}", skip, choices)
         elif isinstance(value, dict):
             for key, section in value.items():
-                define(section, f"{module} ({field.name}: {key})", skip, choices)
+                define(section, f"{type(section).__module__} (--method={key})", skip, choices)
         else:
             _define(field.name, _type(type(config), field), value,
                     field.metadata.get("help", ""),
