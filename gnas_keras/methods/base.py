@@ -155,3 +155,20 @@ def warmup_chunk(loop: "Loop", candidates: "CandidateConfig", rng: np.random.Gen
     check_finite(evaluation, f"warm-up step {done}")
     logger.warmup(done + steps, candidates.warmup_steps, evaluation, time.time() - start)
     return done + steps
+
+
+def resume(state, rng: np.random.Generator, checkpoint: Optional[Callable[[Any, str], None]]
+           ) -> "tuple[float, Callable[[str], None]]":
+    """Continues a method state: sets `rng` to the state's ``rng_state`` and returns the
+    search's start time (earlier by the state's ``elapsed`` seconds) and ``save(boundary)``,
+    which records the generator state and elapsed time in `state` and calls `checkpoint`."""
+    rng.bit_generator.state = state.rng_state
+    start = time.time() - state.elapsed
+
+    def save(boundary: str) -> None:
+        state.rng_state = rng.bit_generator.state
+        state.elapsed = time.time() - start
+        if checkpoint:
+            checkpoint(state, boundary)
+
+    return start, save

@@ -50,7 +50,7 @@ from gnas_keras.architecture import Architecture
 from gnas_keras.config import CandidateConfig, setting
 from gnas_keras.evaluation import Evaluation, check_finite
 from gnas_keras.methods.base import (Method, SearchContext, SearchLogger, SearchResult,
-                                     warmup_chunk)
+                                     resume, warmup_chunk)
 from gnas_keras.tree import Routing, random_routing
 
 if TYPE_CHECKING:
@@ -197,7 +197,6 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
     The model's routing is left at the final tree.
     """
     model, logger = loop.model, logger or SearchLogger()
-    checkpoint = checkpoint or (lambda state, boundary: None)
     space, n = model.space, model.num_attributes
     layers = list(reversed(space.searched_layers(n)))   # top searched layer first
     counts = space.block_counts(n)
@@ -205,13 +204,7 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
     k, v = candidates.train_steps, candidates.val_batches
     if state is None:
         state = SearchState(rng_state=rng.bit_generator.state)
-    rng.bit_generator.state = state.rng_state
-    start = time.time() - state.elapsed
-
-    def save(boundary: str) -> None:
-        state.rng_state = rng.bit_generator.state
-        state.elapsed = time.time() - start
-        checkpoint(state, boundary)
+    start, save = resume(state, rng, checkpoint)
 
     # 0. Optional warm-up on uniformly random trees (not in Algorithm 1; see module doc).
     while state.warmup_done < candidates.warmup_steps:

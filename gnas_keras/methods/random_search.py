@@ -29,7 +29,7 @@ from gnas_keras.architecture import Architecture
 from gnas_keras.config import CandidateConfig, setting
 from gnas_keras.evaluation import check_finite
 from gnas_keras.methods.base import (Method, SearchContext, SearchLogger, SearchResult,
-                                     warmup_chunk)
+                                     resume, warmup_chunk)
 from gnas_keras.tree import Routing, random_routing
 
 if TYPE_CHECKING:
@@ -98,17 +98,10 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
     Data streams are seeded by the trial number, like GNAS's by the candidate's position.
     """
     model, logger = loop.model, logger or SearchLogger()
-    checkpoint = checkpoint or (lambda state, boundary: None)
     space, n = model.space, model.num_attributes
     if state is None:
         state = RandomSearchState(rng_state=rng.bit_generator.state)
-    rng.bit_generator.state = state.rng_state
-    start = time.time() - state.elapsed
-
-    def save(boundary: str) -> None:
-        state.rng_state = rng.bit_generator.state
-        state.elapsed = time.time() - start
-        checkpoint(state, boundary)
+    start, save = resume(state, rng, checkpoint)
 
     while state.warmup_done < candidates.warmup_steps:  # the same warm-up as GNAS, if any
         state.warmup_done = warmup_chunk(loop, candidates, rng, state.warmup_done, logger,
