@@ -4,8 +4,7 @@ r"""Supernet train step on a fixed routing vs a plain static Keras model of the 
     PYTHONPATH=. .venv/bin/python -m benchmarks.train_step --space=tiny --height=32 --width=32
 
 A: `Supernet.train_function` (what GNAS runs: routed layers, masked loss + L2 on the active
-weights, row-sparse Nesterov SGD, metrics). B: `build_tree_model(supernet, routing,
-fold_bn=False)` (standard Conv2D / BatchNormalization / Dense layers of only the live blocks)
+weights, row-sparse Nesterov SGD, metrics). B: `Supernet.to_tree_network(architecture)` (a `TreeNetwork`: standard Conv2D / BatchNormalization / Dense layers of only the live blocks)
 trained by a plain ``tf.function`` step with the same loss, the same L2 and Keras' Nesterov
 SGD. Both read the same batch from a repeated in-memory dataset; the routing is the full tree
 (every block live), so both compute the same blocks. Target: A / B <= 1.15.
@@ -23,9 +22,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks import timing  # noqa: E402  (defines the model flags)
-from gnas_keras.export import build_tree_model  # noqa: E402
+from gnas_keras.architecture import Architecture  # noqa: E402
 from gnas_keras.space import get_space  # noqa: E402
-from gnas_keras.supernet import build_supernet, masked_cross_entropy  # noqa: E402
+from gnas_keras.models.base import masked_cross_entropy  # noqa: E402
+from gnas_keras.models.supernet import build_supernet  # noqa: E402
 from gnas_keras.tree import independent_routing  # noqa: E402
 
 flags.DEFINE_integer("batch_size", 64, "Training batch size.")
@@ -69,8 +69,9 @@ def supernet_on_full_tree(space_name: str, num_attributes: int, shape):
     """A compiled supernet (the paper's SGD settings) routed to the full tree, and the tree."""
     space = get_space(space_name)
     routing = independent_routing(space, num_attributes)
+    keras.utils.set_random_seed(0)
     supernet = build_supernet(space, num_attributes, shape, weight_decay=WEIGHT_DECAY,
-                              routing=routing, seed=0)
+                              routing=routing)
     supernet.make_train_function()
     return supernet, routing
 
@@ -81,7 +82,7 @@ def main(argv):
     data = random_batch(FLAGS.batch_size, shape, n)
     supernet, routing = supernet_on_full_tree(FLAGS.space, n, shape)
     super_iter = iter(data)
-    static = build_tree_model(supernet, routing, fold_bn=False)
+    static = supernet.to_tree_network(Architecture.from_space(supernet.space, routing))
     static_step = static_train_step(static, iter(data))
 
     def run_supernet():

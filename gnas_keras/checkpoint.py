@@ -1,11 +1,13 @@
 """A run's checkpoints: weights and optimizer slots, plus where the run is.
 
-``<workdir>/checkpoints/`` holds TensorFlow checkpoints of the supernet and its optimizer
-(`tf.train.CheckpointManager`: weights, momentum, iteration count, learning rate and routing
-variables) and ``state.json``: the run's configuration, its phase, the search position and
-whatever each phase has finished. `save` writes the TensorFlow checkpoint first and then
-replaces ``state.json`` atomically; ``state.json`` names its checkpoint, and the manager keeps
-the previous one, so a kill at any moment leaves a state and weights that belong together.
+``<workdir>/checkpoints/`` holds TensorFlow checkpoints of the objects the run names (the
+model and its optimizer: weights, momentum, iteration count, learning rate and routing
+variables; a method's extra trackables) and ``state.json``: the run's configuration, its
+phase, the search position and whatever each phase has finished. `save` writes the
+TensorFlow checkpoint first and then replaces ``state.json`` atomically; ``state.json`` names
+its checkpoint, and the previous one is kept, so a kill at any moment leaves a state and
+weights that belong together. The objects may differ from phase to phase (a supernet while
+searching, a tree network while fine-tuning): `restore` reads into the objects given.
 """
 
 from __future__ import annotations
@@ -45,16 +47,12 @@ def config_differences(saved: Dict, current: Dict,
 class RunCheckpoint:
     """Saves and restores one run's state in ``<workdir>/checkpoints``."""
 
-    def __init__(self, workdir: str, model, config: Dict, max_to_keep: int = 2):
-        """model: a compiled `Supernet`; config: `RunConfig.to_dict()`."""
+    def __init__(self, workdir: str, config: Dict, max_to_keep: int = 2):
+        """config: `RunConfig.to_dict()`."""
         self.directory = os.path.join(workdir, "checkpoints")
         self.config = config
-        self.model = model
-        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
         self.max_to_keep = max_to_keep
         self.latest: Optional[str] = None  # the weights that belong to the current state
-        self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory,
-                                                  max_to_keep=max_to_keep)
 
     @property
     def state_path(self) -> str:
@@ -67,8 +65,6 @@ class RunCheckpoint:
         """Forgets the saved run (``--restart``)."""
         shutil.rmtree(self.directory, ignore_errors=True)
         self.latest = None
-        self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory,
-                                                  max_to_keep=self.max_to_keep)
 
     def read_state(self) -> Optional[Dict]:
         if not self.exists():
@@ -86,21 +82,43 @@ class RunCheckpoint:
                 f"configuration: {listed}; pass --restart to start over, or use another "
                 "--workdir")
 
-    def restore(self) -> Optional[Dict]:
-        """Loads the weights named by ``state.json`` and returns the state (None if new)."""
+    def restore_state(self) -> Optional[Dict]:
+        """The saved state (None if new), after checking its configuration."""
         state = self.read_state()
         if state is None:
             return None
         self.check_config(state)
-        if state.get("checkpoint"):
-            self.checkpoint.restore(state["checkpoint"]).assert_existing_objects_matched()
         self.latest = state.get("checkpoint")
         return state
 
-    def save(self, state: Dict, weights: bool = True) -> None:
-        """Writes the weights (unless `weights` is False: the last ones saved still belong to
-        the state), then ``state.json`` naming them."""
-        if weights:
-            self.latest = self.manager.save()
+    def restore_objects(self, objects: Dict) -> bool:
+        """Loads the weights named by ``state.json`` into `objects` (the same names and
+        structure they were saved with); False when the state names none."""
+        if not self.latest:
+            return False
+        tf.train.Checkpoint(**objects).read(self.latest).assert_existing_objects_matched()
+        return True
+
+    def _next_path(self) -> str:
+        numbers = [int(f[5:].split(".")[0]) for f in os.listdir(self.directory)
+                   if f.startswith("ckpt-") and f[5:].split(".")[0].isdigit()] \
+            if os.path.isdir(self.directory) else []
+        return os.path.join(self.directory, f"ckpt-{max(numbers, default=0) + 1}")
+
+    def _prune(self) -> None:
+        prefixes = sorted({int(f[5:].split(".")[0]) for f in os.listdir(self.directory)
+                           if f.startswith("ckpt-") and f[5:].split(".")[0].isdigit()})
+        for number in prefixes[:-self.max_to_keep]:
+            for f in os.listdir(self.directory):
+                if f.startswith(f"ckpt-{number}."):
+                    os.remove(os.path.join(self.directory, f))
+
+    def save(self, state: Dict, objects: Optional[Dict] = None) -> None:
+        """Writes the weights of `objects` (None: the last ones saved still belong to the
+        state), then ``state.json`` naming them."""
+        if objects is not None:
+            os.makedirs(self.directory, exist_ok=True)
+            self.latest = tf.train.Checkpoint(**objects).write(self._next_path())
+            self._prune()
         write_json_atomic(self.state_path, dict(state, config=self.config,
                                                 checkpoint=self.latest))

@@ -1,119 +1,150 @@
-"""One config object for a run: the binaries build it from flags, the library reads only it."""
+"""One config object for a run: the binaries build it from flags, the library reads only it.
+
+Every setting is written once, here or in a method's config dataclass
+(`gnas_keras.methods`): a field's default, its help text (``metadata["help"]``) and its
+allowed values (``metadata["choices"]``). ``flags/dataclass_flags.py`` derives the absl flags
+from these dataclasses. No TensorFlow is imported.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
-from gnas_keras.gnas import GnasConfig
-
-METHODS = ("gnas", "random", "shared", "independent", "random_tree", "planted_tree")
-SEARCHES = ("gnas", "random")
 STRATEGIES = ("default", "mirrored", "multiworker")
 ON_NAN = ("stop", "rollback")
 
 
+def setting(default: Any, help: str, choices: Optional[Tuple[str, ...]] = None,
+            **kwargs) -> Any:
+    """A dataclass field with its help text (and allowed values): the one place a setting
+    is written."""
+    metadata = {"help": help}
+    if choices is not None:
+        metadata["choices"] = tuple(choices)
+    if isinstance(default, (list, tuple, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default),
+                                 metadata=metadata, **kwargs)
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+@dataclasses.dataclass
+class CandidateConfig:
+    """How a candidate tree is scored on the shared supernet weights; used by every method
+    that searches on a supernet (GNAS, random search), so that equal settings give them
+    equal compute."""
+
+    train_steps: int = setting(400, "K: training batches per candidate (paper: 400 / 2000; "
+                                    "0 = weights frozen during the search, Fig. 4).")
+    val_batches: int = setting(5, "V: validation batches per candidate (paper: 1 / 5 / 20).")
+    warmup_steps: int = setting(0, "Steps on uniformly random trees before the search (not "
+                                   "in the paper's Alg. 1; every edge starts equally trained).")
+    warmup_resample: int = setting(20, "Warm-up: a new random tree every this many steps.")
+    fixed_val_batches: bool = setting(False, "Evaluate every candidate on the same V "
+                                             "validation batches (default: V random ones).")
+
+    def validate(self) -> None:
+        if self.val_batches <= 0:
+            raise ValueError(f"val_batches: must be > 0, got {self.val_batches}")
+        for name in ("train_steps", "warmup_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if self.warmup_resample <= 0:
+            raise ValueError(f"warmup_resample: must be > 0, got {self.warmup_resample}")
+
+
+def _default_method_configs() -> Dict[str, Any]:
+    from gnas_keras.methods import default_configs
+    return default_configs()
+
+
 @dataclasses.dataclass
 class RunConfig:
-    """Everything a search run needs.
+    """Everything a run needs. `methods` holds each registered method's own config
+    (`gnas_keras.methods.REGISTRY`), keyed by method name."""
 
-    Attributes:
-      dataset: a key of `pipelines.input.PREPROCESSING` (``synthetic``, ``celeba``, ...).
-      data_dir: a converted dataset (TFRecords + metadata.json).
-      workdir: the run directory (TensorBoard events, tree.json, report.json).
-      export_dir, export_name: the SavedModel goes to ``export_dir/export_name/<version>/``;
-        an empty export_dir skips the export.
-      method: ``gnas`` and ``random`` (random search, `random_search`) search; ``shared``
-        (one trunk), ``independent`` (least sharing), ``random_tree`` (one random tree) and
-        ``planted_tree`` (the tree of a dataset's planted grouping: synthetic only) train a
-        fixed tree with the same loop.
-      random_trials: trials of random search (0 = GNAS's budget, max_rounds x evaluations
-        per round).
-      space: a preset of `gnas_keras.space`.
-      num_attributes: expected attribute count (0 = take it from the data); a flagfile for a
-        40-attribute dataset pointed at other data fails early instead of training.
-      batch_size: global batch size (all replicas together).
-      learning_rate, momentum, weight_decay, dropout: SGD with Nesterov momentum; the paper's
-        0.1 / 0.9 / 1e-4, dropout 0.75 for LFWA and Market-1501, none otherwise.
-      crop_height, crop_width, flip: override the dataset's preprocessing (0 / None = keep).
-      finetune_steps: steps on train+validation for the chosen tree after the search.
-      finetune_lr: 0 = continue with the learning rate the search ended at.
-      compare: fixed trees also trained from scratch with `compare_steps` steps each, with the
-        found tree under the same budget, for an architecture-only comparison (e.g.
-        ``("random_tree", "shared")``); empty = none.
-      strategy: ``default`` (one device), ``mirrored`` (all local GPUs/CPUs) or
-        ``multiworker`` (TF_CONFIG).
-      seed: seeds weights, routing draws and data order.
-      deterministic: TensorFlow op determinism, so that a run (also one interrupted and
-        resumed) gives bit-identical trees and metrics on the same machine.
-      checkpoint_every: also checkpoint after every this many GNAS candidate evaluations (0 =
-        only at layer and round boundaries, after warm-up chunks and fine-tune chunks).
-      on_nan: ``stop`` or ``rollback`` (see `gnas_keras.run.run`).
-      restart: forget the workdir's checkpoints and start over.
-    """
+    dataset: str = setting("synthetic", "Dataset name (a key of pipelines.input."
+                                        "PREPROCESSING).")
+    data_dir: str = setting("data/synthetic", "Converted dataset (TFRecords + metadata.json).")
+    workdir: str = setting("runs/synthetic_gnas", "Run directory: TensorBoard, checkpoints, "
+                                                  "tree.json, report.json.")
+    export_dir: str = setting("saved_models", "SavedModel base directory ('' = no export).")
+    export_name: str = setting("", "Model name under export_dir (default <dataset>_<method>).")
+    method: str = setting("gnas", "Search method or fixed tree (gnas_keras.methods).")
+    space: str = setting("tiny", "Search space preset (gnas_keras.space).")
+    num_attributes: int = setting(0, "Expected number of attributes (0 = whatever the data "
+                                     "has); a flagfile pointed at other data fails early.")
+    batch_size: int = setting(64, "Global training batch size (all replicas together).")
+    eval_batch_size: int = setting(256, "Evaluation batch size.")
+    learning_rate: float = setting(0.1, "SGD learning rate (paper: 0.1).")
+    momentum: float = setting(0.9, "Nesterov momentum (paper: 0.9).")
+    weight_decay: float = setting(1e-4, "L2 on the weights the tree uses (paper: 1e-4).")
+    dropout: float = setting(0.0, "Dropout rate after fc1 and fc2 (paper: 0.75 for LFWA and "
+                                  "Market-1501).")
+    bn_momentum: float = setting(0.99, "Batch-norm moving-average momentum, Keras convention "
+                                       "(PyTorch's momentum=0.1 is 0.9 here).")
+    bn_epsilon: float = setting(1e-3, "Batch-norm epsilon (PyTorch: 1e-5).")
+    crop_height: int = setting(0, "Crop height (0 = dataset default).")
+    crop_width: int = setting(0, "Crop width (0 = dataset default).")
+    flip: Optional[bool] = setting(None, "Random horizontal flip (None = dataset default).")
+    candidates: CandidateConfig = dataclasses.field(default_factory=CandidateConfig)
+    methods: Dict[str, Any] = dataclasses.field(default_factory=_default_method_configs)
+    finetune_steps: int = setting(1000, "Fine-tune steps on train+validation for the chosen "
+                                        "tree.")
+    finetune_lr: float = setting(0.0, "Fine-tune learning rate (0 = continue with the "
+                                      "learning rate the search ended at).")
+    compare: Tuple[str, ...] = setting((), "Fixed trees also trained from scratch with "
+                                           "compare_steps each, beside the found tree.")
+    compare_steps: int = setting(1000, "Steps for each from-scratch tree.")
+    strategy: str = setting("default", "tf.distribute strategy.", choices=STRATEGIES)
+    seed: int = setting(0, "Random seed: weights, tree draws, data order.")
+    deterministic: bool = setting(False, "TensorFlow op determinism: identical results, "
+                                         "also across resumption.")
+    checkpoint_every: int = setting(10, "Also checkpoint every this many candidate "
+                                        "evaluations (0 = only at boundaries).")
+    on_nan: str = setting("stop", "On a NaN/Inf loss: stop (keep the last good checkpoint) or "
+                                  "roll back to it with half the learning rate.", choices=ON_NAN)
+    restart: bool = setting(False, "Start over even if workdir holds a checkpointed run "
+                                   "(default: resume).")
 
-    dataset: str = "synthetic"
-    data_dir: str = "data/synthetic"
-    workdir: str = "runs/synthetic_gnas"
-    export_dir: str = "saved_models"
-    export_name: str = ""
-    method: str = "gnas"
-    space: str = "tiny"
-    num_attributes: int = 0
-    batch_size: int = 64
-    eval_batch_size: int = 256
-    learning_rate: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    dropout: float = 0.0
-    crop_height: int = 0
-    crop_width: int = 0
-    flip: Optional[bool] = None
-    gnas: GnasConfig = dataclasses.field(default_factory=GnasConfig)
-    finetune_steps: int = 1000
-    finetune_lr: float = 0.0
-    compare: Tuple[str, ...] = ()
-    compare_steps: int = 1000
-    random_trials: int = 0
-    strategy: str = "default"
-    seed: int = 0
-    deterministic: bool = False
-    checkpoint_every: int = 10
-    on_nan: str = "stop"
-    restart: bool = False
+    def method_config(self, name: Optional[str] = None) -> Any:
+        """The config of method `name` (default: this run's method); None if it has none."""
+        return self.methods.get(name or self.method)
 
     def to_dict(self) -> Dict:
         return dataclasses.asdict(self)
 
     def validate(self) -> None:
         """Raises ValueError naming the offending field (the binaries add the flag name)."""
-        if self.method not in METHODS:
-            raise ValueError(f"method: {self.method!r} is not one of {METHODS}")
+        from gnas_keras.methods import REGISTRY, fixed_methods
+        if self.method not in REGISTRY:
+            raise ValueError(f"method: {self.method!r} is not one of {tuple(REGISTRY)}")
         if self.on_nan not in ON_NAN:
             raise ValueError(f"on_nan: {self.on_nan!r} is not one of {ON_NAN}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy: {self.strategy!r} is not one of {STRATEGIES}")
-        fixed = tuple(m for m in METHODS if m not in SEARCHES)
         for m in self.compare:
-            if m not in fixed:
-                raise ValueError(f"compare: {m!r} is not one of {fixed}")
+            if m not in fixed_methods():
+                raise ValueError(f"compare: {m!r} is not one of {fixed_methods()}")
         positive = {"batch_size": self.batch_size, "eval_batch_size": self.eval_batch_size,
-                    "val_batches": self.gnas.val_batches,
-                    "max_rounds": self.gnas.max_rounds, "patience": self.gnas.patience,
                     "learning_rate": self.learning_rate}
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"{name}: must be > 0, got {value}")
-        nonneg = {"train_steps": self.gnas.train_steps, "random_trials": self.random_trials,
-                  "finetune_steps": self.finetune_steps, "compare_steps": self.compare_steps,
-                  "warmup_steps": self.gnas.warmup_steps, "weight_decay": self.weight_decay,
-                  "finetune_lr": self.finetune_lr, "crop_height": self.crop_height,
-                  "crop_width": self.crop_width, "checkpoint_every": self.checkpoint_every,
+        nonneg = {"finetune_steps": self.finetune_steps, "compare_steps": self.compare_steps,
+                  "weight_decay": self.weight_decay, "finetune_lr": self.finetune_lr,
+                  "crop_height": self.crop_height, "crop_width": self.crop_width,
+                  "checkpoint_every": self.checkpoint_every,
                   "num_attributes": self.num_attributes}
         for name, value in nonneg.items():
             if value < 0:
                 raise ValueError(f"{name}: must be >= 0, got {value}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout: must be in [0, 1), got {self.dropout}")
-        if not 0.0 < self.gnas.lr_decay <= 1.0:
-            raise ValueError(f"lr_decay: must be in (0, 1], got {self.gnas.lr_decay}")
+        if not 0.0 <= self.bn_momentum < 1.0 or self.bn_epsilon <= 0:
+            raise ValueError(f"bn_momentum / bn_epsilon: need 0 <= momentum < 1 and epsilon > "
+                             f"0, got {self.bn_momentum} / {self.bn_epsilon}")
+        self.candidates.validate()
+        for name, section in self.methods.items():
+            if hasattr(section, "validate"):
+                section.validate()

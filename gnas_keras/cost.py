@@ -2,11 +2,12 @@
 
 Everything here is computed analytically from `SearchSpace` (no TensorFlow), so that
 ``python -m flags.describe`` answers instantly even for supernets too large to build on a
-laptop. The per-block formulas mirror `gnas_keras.supernet` and `gnas_keras.export`
-(tests/test_presets.py checks them against built models):
+laptop. The per-block formulas mirror `gnas_keras.models.supernet` and `gnas_keras.export`
+(tests/test_presets.py checks them against built models); a tree's own size is
+`gnas_keras.architecture.cost` (any architecture, not only trees of a space):
 
-- conv block: k x k convolution, SAME padding, stride 1, then BN, ReLU and a 2x2/2 max-pool
-  (VALID, so odd sizes round down). In the exported tree BN is folded into the convolution
+- conv block: k x k convolution, SAME padding, stride 1, then BN, ReLU and the layer's pool
+  (2x2/2 max, VALID, so odd sizes round down; none; or global average). In the exported tree BN is folded into the convolution
   (kernel + bias); in the supernet every edge has a kernel (no bias) and BN gamma and beta
   (trainable) plus moving mean and variance (not counted: not trainable).
 - fc block: dense layer with bias on the flattened parent block.
@@ -23,6 +24,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, List, Optional, Tuple
 
+from gnas_keras.architecture import Architecture
+from gnas_keras.architecture import cost as architecture_cost
 from gnas_keras.space import SearchSpace
 from gnas_keras.tree import Routing, independent_routing
 
@@ -108,12 +111,13 @@ def layer_costs(space: SearchSpace, num_attributes: int, image_height: int,
         c = spec.channels
         if spec.kind == "conv":
             h, w, cin = shape
-            if h < 2 or w < 2:
+            if spec.pool == "max" and (h < 2 or w < 2):
                 raise ValueError(
                     f"space {space.name}: image {image_height}x{image_width} is too small: "
                     f"{spec.name} gets {h}x{w} and its 2x2 max-pool needs at least 2x2")
             kernel = spec.kernel * spec.kernel * cin * c
-            new_shape: Tuple[int, ...] = (h // 2, w // 2, c)
+            new_shape: Tuple[int, ...] = {"max": (h // 2, w // 2, c), "none": (h, w, c),
+                                          "global_avg": (c,)}[spec.pool]
             block_params, edge_params, macs = kernel + c, kernel + 2 * c, h * w * kernel
         else:
             din = 1
@@ -144,13 +148,13 @@ def describe(space: SearchSpace, num_attributes: int, image_height: int, image_w
     layers = layer_costs(space, num_attributes, image_height, image_width)
     routing = routing or full_tree(space, num_attributes)
     routing.validate(space, num_attributes)
-    live = [len(blocks) for blocks in routing.live_blocks()]
+    tree = architecture_cost(Architecture.from_space(space, routing), image_height, image_width)
     return Cost(
         space=space.name, num_attributes=num_attributes, image_height=image_height,
         image_width=image_width,
-        tree_parameters=sum(k * l.block_parameters for k, l in zip(live, layers)),
+        tree_parameters=tree.parameters,
         supernet_parameters=sum(l.edges * l.edge_parameters for l in layers),
-        macs_per_image=sum(k * l.block_macs for k, l in zip(live, layers)),
+        macs_per_image=tree.macs_per_image,
         supernet_macs_per_image=sum(l.blocks * l.block_macs for l in layers),
         possible_trees=space.num_trees(num_attributes),
         evaluations_per_round=space.evaluations_per_round(num_attributes),

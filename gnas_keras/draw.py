@@ -3,11 +3,13 @@ and a PNG image tensor for TensorBoard.
 
 A layered dendrogram from left to right: the image, then one column per conv layer with only
 its live blocks, then the attributes as leaves labelled by name (FC-1..FC-3 are one block per
-attribute, so the attribute stands for them, as in `Routing.render`). Leaves are ordered by a
-depth-first walk, so edges never cross. Every attribute group gets a colour: the group is the
-attribute's ancestor block at the grouping layer (`gnas_keras.run.grouping_layer`, the top conv
-layer, where the ARI is measured); a block is drawn in its group's colour when all the
-attributes below it are in one group, grey when it is shared by several.
+attribute, so the attribute stands for them, as in `Architecture.render`: the columns end at
+the architecture's `head_layer`). Leaves are ordered by a depth-first walk, so edges never
+cross. Every attribute group gets a colour: the group is the attribute's ancestor block at
+the architecture's group layer (`Architecture.group_layer`, where the ARI is measured); a
+block is drawn in its group's colour when all the attributes below it are in one group, grey
+when it is shared by several. A block whose spec differs from its layer's others (width,
+kernel) is labelled with it.
 
 Coordinates are pixels, y growing downwards; one `TreeLayout` feeds both renderers.
 """
@@ -20,9 +22,8 @@ import os
 from typing import Dict, List, Optional, Sequence, Tuple
 from xml.sax.saxutils import escape
 
-from gnas_keras.io import write_text_atomic
-from gnas_keras.space import SearchSpace
-from gnas_keras.tree import Routing
+from gnas_keras.architecture import Architecture
+from gnas_keras.io import write_bytes_atomic, write_text_atomic
 
 # matplotlib's tab10 without its grey, then the light half of tab20 (grey means shared).
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -66,18 +67,25 @@ class TreeLayout:
         return [n for n in self.nodes if n.leaf]
 
 
-def layout(routing: Routing, space: SearchSpace, attribute_names: Sequence[str],
-           title: str = "", group_layer: Optional[int] = None) -> TreeLayout:
-    """Positions for the live blocks of `routing` (see the module docstring).
+def layout(architecture: Architecture, attribute_names: Sequence[str], title: str = "",
+           group_layer: Optional[int] = None) -> TreeLayout:
+    """Positions for the live blocks of `architecture` (see the module docstring).
 
-    group_layer: the layer whose blocks define the colours (default
-    `gnas_keras.run.grouping_layer(space)`).
+    group_layer: the layer whose blocks define the colours (default: the architecture's).
     """
+    routing = architecture.routing
     if group_layer is None:
-        from gnas_keras.run import grouping_layer  # lazy: run imports TensorFlow and this
-        group_layer = grouping_layer(space)
+        group_layer = architecture.grouping_layer
     n = len(attribute_names)
-    conv = len(space.layers) - 3                  # conv layers 0..conv-1; fc1 = conv
+    conv = architecture.head_layer                # shared layers 0..conv-1; heads from conv
+    uniform = [len(set(layer)) == 1 for layer in architecture.blocks]
+
+    def block_label(l: int, j: int) -> str:
+        if uniform[l]:
+            return str(j)
+        b = architecture.blocks[l][j]
+        return f"{j}: {f'{b.kernel}x{b.kernel} ' if b.op == 'conv' else ''}w{b.width}"
+
     descendants = routing.descendants()
     children: Dict[Tuple[int, int], List[int]] = {}
     for l in range(1, conv + 1):
@@ -124,14 +132,16 @@ def layout(routing: Routing, space: SearchSpace, attribute_names: Sequence[str],
         for j, below in enumerate(descendants[l]):
             if below:
                 y = sum(y_leaf[a] for a in below) / len(below)
-                add(Node(l + 1, j, x_of(l + 1), y, colour(below), str(j), False), (l, j))
+                add(Node(l + 1, j, x_of(l + 1), y, colour(below), block_label(l, j), False),
+                    (l, j))
                 parent = (-1, 0) if l == 0 else (l - 1, routing.parents[l][j])
                 edges.append((index[parent], index[(l, j)]))
     for a in order:
         add(Node(conv + 1, a, x_of(conv + 1), y_leaf[a], colour([a]), attribute_names[a],
                  True), (conv, a))
         edges.append((index[(conv - 1, routing.parents[conv][a])], index[(conv, a)]))
-    columns = [(x_of(0), "image")] + [(x_of(l + 1), space.layers[l].name) for l in range(conv)]
+    columns = [(x_of(0), "image")] + [(x_of(l + 1), architecture.layer_names[l])
+                                      for l in range(conv)]
     columns.append((x_of(conv + 1), "attributes"))
     label_px = LABEL_CHARS_PX * max(len(a) for a in attribute_names)
     width = int(x_of(conv + 1) + 12 + label_px + MARGIN)
@@ -209,28 +219,18 @@ def to_png(tree: TreeLayout, dpi: int = 100) -> bytes:
     return buffer.getvalue()
 
 
-def write_bytes_atomic(path: str, data: bytes) -> None:
-    """Writes `data` beside `path` and renames it over (readers never see a partial file)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
-def write_pictures(routing: Routing, space: SearchSpace, attribute_names: Sequence[str],
-                   stem: str, title: str = "") -> Tuple[str, str]:
+def write_pictures(architecture: Architecture, attribute_names: Sequence[str], stem: str,
+                   title: str = "") -> Tuple[str, str]:
     """Writes ``stem.svg`` and ``stem.png`` (each atomically); returns both paths."""
-    tree = layout(routing, space, attribute_names, title)
+    tree = layout(architecture, attribute_names, title)
     write_text_atomic(stem + ".svg", to_svg(tree))
     write_bytes_atomic(stem + ".png", to_png(tree))
     return stem + ".svg", stem + ".png"
 
 
-def image_tensor(routing: Routing, space: SearchSpace, attribute_names: Sequence[str],
-                 title: str = ""):
+def image_tensor(architecture: Architecture, attribute_names: Sequence[str], title: str = ""):
     """The picture as a uint8 tensor [1, height, width, 4] for ``tf.summary.image``."""
     import tensorflow as tf
 
-    png = to_png(layout(routing, space, attribute_names, title))
+    png = to_png(layout(architecture, attribute_names, title))
     return tf.image.decode_png(png, channels=4)[tf.newaxis]

@@ -25,8 +25,10 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from gnas_keras import cost, draw, metrics
-from gnas_keras.config import METHODS
+from gnas_keras import draw, metrics
+from gnas_keras.architecture import Architecture
+from gnas_keras.architecture import cost as architecture_cost
+from gnas_keras.methods import REGISTRY
 from gnas_keras.io import write_json_atomic, write_text_atomic
 from gnas_keras.space import SearchSpace
 from gnas_keras.tree import Routing
@@ -68,12 +70,20 @@ def input_size(report: Dict):
     return prep.crop_height, prep.crop_width
 
 
-def macs_per_image(report: Dict) -> int:
-    """Multiply-accumulates of the run's tree for one image (`gnas_keras.cost.describe`)."""
+def report_architecture(report: Dict) -> Architecture:
+    """The run's architecture; a report from before architectures were saved has only the
+    tree, whose blocks come from its search space."""
     space = SearchSpace.from_dict(report["search_space"])
+    if "architecture" in report:
+        return Architecture.from_dict(report["architecture"], space)
+    return Architecture.from_space(space, Routing.from_lists(report["tree"]))
+
+
+def macs_per_image(report: Dict) -> int:
+    """Multiply-accumulates of the run's architecture for one image
+    (`gnas_keras.architecture.cost`)."""
     height, width = input_size(report)
-    return cost.describe(space, report["num_attributes"], height, width,
-                         Routing.from_lists(report["tree"])).macs_per_image
+    return architecture_cost(report_architecture(report), height, width).macs_per_image
 
 
 def latency_ms_per_image(saved_model: str, batch: int = LATENCY_BATCH, repeats: int = 20,
@@ -116,9 +126,9 @@ def evaluate_run(run_dir: str, workdir: str, latency: bool = True,
     name = report["method"] if name == "." else name
     names = report["attribute_names"]
     space = SearchSpace.from_dict(report["search_space"])
-    routing = Routing.from_lists(report["tree"])
     notes = []
-    svg, png = draw.write_pictures(routing, space, names, os.path.join(run_dir, "tree"),
+    svg, png = draw.write_pictures(report_architecture(report), names,
+                                   os.path.join(run_dir, "tree"),
                                    title=f"{name}: {report['method']} on {report['dataset']}")
     out = {
         "name": name, "path": os.path.abspath(run_dir), "method": report["method"],
@@ -153,8 +163,9 @@ def evaluate_run(run_dir: str, workdir: str, latency: bool = True,
 
 
 def _method_order(run: Dict):
+    methods = list(REGISTRY)
     method = run["method"]
-    return (METHODS.index(method) if method in METHODS else len(METHODS), run["name"])
+    return (methods.index(method) if method in methods else len(methods), run["name"])
 
 
 def evaluate(workdir: str, latency: bool = True, latency_repeats: int = 20,

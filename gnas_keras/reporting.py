@@ -17,9 +17,11 @@ import numpy as np
 import tensorflow as tf
 
 from gnas_keras import draw
-from gnas_keras.gnas import RoundResult, SearchLogger, reward_gaps
+from gnas_keras.architecture import Architecture
+from gnas_keras.evaluation import Evaluation
+from gnas_keras.methods.base import SearchLogger
+from gnas_keras.methods.gnas import RoundResult, reward_gaps
 from gnas_keras.space import SearchSpace
-from gnas_keras.training import Evaluation
 
 
 def format_duration(seconds: float) -> str:
@@ -37,11 +39,10 @@ class SearchReporter(SearchLogger):
     """Writes a search's progress to TensorBoard and one line per candidate to `out`."""
 
     def __init__(self, logdir: str, space: SearchSpace, attribute_names: Sequence[str],
-                 max_rounds: int, out: Callable[[str], None] = terminal):
+                 out: Callable[[str], None] = terminal):
         self.writer = tf.summary.create_file_writer(logdir)
         self.space = space
         self.attribute_names = list(attribute_names)
-        self.max_rounds = max_rounds
         self.out = out
         self._warmup_fifth = 0
 
@@ -52,9 +53,10 @@ class SearchReporter(SearchLogger):
             self.out(f"warm-up on random trees: step {step}/{steps}  train loss "
                      f"{evaluation.loss:.4f}  elapsed {format_duration(elapsed)}")
 
-    def candidate(self, round_: int, layer: str, candidate: int, num_candidates: int,
-                  evaluation: Evaluation, elapsed: float, eta: float, done: int) -> None:
-        self.out(f"round {round_}/{self.max_rounds}  layer {layer}  candidate "
+    def candidate(self, round_: int, max_rounds: int, layer: str, candidate: int,
+                  num_candidates: int, evaluation: Evaluation, elapsed: float, eta: float,
+                  done: int) -> None:
+        self.out(f"round {round_}/{max_rounds}  layer {layer}  candidate "
                  f"{candidate + 1}/{num_candidates}  val error {evaluation.mean_error:.4f}  "
                  f"elapsed {format_duration(elapsed)}  eta <= {format_duration(eta)}")
         with self.writer.as_default():
@@ -70,7 +72,8 @@ class SearchReporter(SearchLogger):
             tf.summary.scalar("search/best_val_error", best_error, step=trial)
 
     def round(self, result: RoundResult) -> None:
-        tree = result.routing.render(self.space, self.attribute_names)
+        architecture = Architecture.from_space(self.space, result.routing)
+        tree = architecture.render(self.attribute_names)
         gaps = ", ".join(
             f"{layer} {np.nanmedian(reward_gaps(m)):.4f}/{np.nanmedian(result.reward_errors[layer]):.4f}"
             for layer, m in result.rewards.items())
@@ -90,7 +93,16 @@ class SearchReporter(SearchLogger):
                                               step=step)
             tf.summary.text("tree", "```\n" + tree + "\n```", step=step)
             tf.summary.image("tree_image", draw.image_tensor(
-                result.routing, self.space, self.attribute_names, f"round {step}"), step=step)
+                architecture, self.attribute_names, f"round {step}"), step=step)
+        self.writer.flush()
+
+    def architecture(self, step: int, architecture: Architecture, title: str) -> None:
+        self.out(f"{title}:\n{architecture.render(self.attribute_names)}")
+        with self.writer.as_default():
+            tf.summary.text("tree", "```\n" + architecture.render(self.attribute_names)
+                            + "\n```", step=step)
+            tf.summary.image("tree_image", draw.image_tensor(
+                architecture, self.attribute_names, title), step=step)
         self.writer.flush()
 
     def close(self) -> None:

@@ -1,13 +1,17 @@
-"""One run, end to end: data -> search (or a fixed tree) -> fine-tune -> test -> export -> report.
+"""One run, end to end: data -> method -> fine-tune -> test -> compare -> export -> report.
 
-Every method goes through this one function, so they share the trainer, the evaluator, the
-exporter and the report format. The run directory (``config.workdir``) gets
+Every method (`gnas_keras.methods`) goes through this one module, so they share the trainer,
+the evaluator, the exporter and the report format; it knows no method's internals: a method
+gets a `SearchContext` and returns a `SearchResult` (an `Architecture`, optionally the
+trained model to fine-tune, and its own report entries). The run directory
+(``config.workdir``) gets
 
 - ``tensorboard/``: events (see `gnas_keras.reporting`);
-- ``tree.json``: the chosen tree (`Routing.to_json`);
-- ``test_predictions.npz``: test-set probabilities and labels of the fine-tuned tree;
-- ``report.json``: method, dataset, space, tree, per-attribute and mean test error, parameter
-  count, search wall time, the comparisons, and for a dataset with a planted grouping the
+- ``tree.json``: the found architecture (`Architecture.to_json`);
+- ``test_predictions.npz``: test-set probabilities and labels of the fine-tuned network;
+- ``report.json``: method, dataset, space, tree and architecture, per-attribute and mean test
+  error, parameters and MACs, search wall time, the method's entries (GNAS: ``rounds``,
+  random search: ``trials``), the comparisons, and for a dataset with a planted grouping the
   adjusted Rand index between the found and planted groupings.
 """
 
@@ -21,22 +25,26 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import tensorflow as tf
 
-from gnas_keras import gnas, random_search
+from gnas_keras.architecture import Architecture, cost
 from gnas_keras.checkpoint import RunCheckpoint
-from gnas_keras.config import SEARCHES, RunConfig
-from gnas_keras.export import build_tree_model, export_saved_model, next_version
+from gnas_keras.config import RunConfig
+from gnas_keras.data import Data, planted_groups
+from gnas_keras.evaluation import Evaluation, NumericalError, segment_seed
+from gnas_keras.export import export_saved_model, next_version
 from gnas_keras.io import write_json_atomic, write_text_atomic
-from gnas_keras.reporting import SearchReporter, format_duration, terminal
+from gnas_keras.methods import Method, get_method
+from gnas_keras.methods.base import SearchContext, SearchLogger, SearchResult
+from gnas_keras.models.base import AttributeModel, parameter_count
+from gnas_keras.reporting import SearchReporter, terminal
 from gnas_keras.space import SearchSpace, get_space
-from gnas_keras.supernet import Supernet, build_supernet, parameter_count
-from gnas_keras.training import (Evaluation, Loop, NumericalError, check_finite,
-                                 repeat_batches, segment_seed)
-from gnas_keras.tree import Routing, adjusted_rand_index, routing_for
-from pipelines import input as data_input
+from gnas_keras.training import (Loop, new_supernet, new_tree_network, train_and_test,
+                                 train_from_scratch)
+from gnas_keras.tree import adjusted_rand_index
 from pipelines import records
 
-
 PREDICTIONS_FILE = "test_predictions.npz"
+PHASES = ("search", "finetune", "compare", "export", "done")
+MAX_ROLLBACKS = 3
 
 
 def save_predictions(path: str, probabilities: np.ndarray, labels: np.ndarray,
@@ -49,17 +57,6 @@ def save_predictions(path: str, probabilities: np.ndarray, labels: np.ndarray,
     os.replace(tmp, path)
 
 
-def new_supernet(config: RunConfig, num_attributes: int, image_shape, seed: int,
-                 strategy: Optional[tf.distribute.Strategy] = None) -> Supernet:
-    """A compiled supernet with the run's space and optimizer settings, built under
-    `strategy` (default: the current one)."""
-    with (strategy or tf.distribute.get_strategy()).scope():
-        return build_supernet(get_space(config.space), num_attributes, image_shape,
-                              learning_rate=config.learning_rate, momentum=config.momentum,
-                              weight_decay=config.weight_decay, dropout=config.dropout,
-                              seed=seed)
-
-
 def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
@@ -68,37 +65,22 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def grouping_layer(space: SearchSpace) -> int:
-    """The layer whose blocks partition the attributes for the ARI: the top conv layer, i.e.
-    the parents of FC-1, where the finest shared grouping of the tree is."""
-    return len(space.layers) - 4
-
-
-def planted_groups(meta: records.Metadata) -> Optional[List[int]]:
-    """Group index of every attribute if the dataset has a planted grouping, else None."""
-    if not meta.groups:
-        return None
-    index = {a: g for g, members in enumerate(meta.groups) for a in members}
-    return [index[a] for a in meta.attribute_names]
-
-
-def tree_summary(routing: Routing, space: SearchSpace, meta: records.Metadata) -> Dict:
-    """Attribute groups at every conv layer, and ARI to the planted groups if there are any."""
-    names = meta.attribute_names
+def tree_summary(architecture: Architecture, meta: records.Metadata) -> Dict:
+    """Attribute groups at every layer below the per-attribute heads, and the ARI to the
+    planted groups (at the architecture's group layer and at every such layer) if any."""
+    names, head = meta.attribute_names, architecture.head_layer
     groups = {}
-    for l, spec in enumerate(space.layers[:len(space.layers) - 3]):
-        labels = routing.grouping(l)
-        groups[spec.name] = [[names[n] for n in range(len(names)) if labels[n] == b]
-                             for b in sorted(set(labels))]
-    summary = {"groups": groups}
+    for l in range(head):
+        labels = architecture.grouping(l)
+        groups[architecture.layer_names[l]] = [
+            [names[n] for n in range(len(names)) if labels[n] == b] for b in sorted(set(labels))]
+    summary: Dict = {"groups": groups}
     planted = planted_groups(meta)
     if planted:
-        l = grouping_layer(space)
-        summary["ari_layer"] = space.layers[l].name
-        summary["ari"] = adjusted_rand_index(routing.grouping(l), planted)
-        summary["ari_by_layer"] = {
-            space.layers[k].name: adjusted_rand_index(routing.grouping(k), planted)
-            for k in range(1, len(space.layers) - 3)}
+        summary["ari_layer"] = architecture.group_layer
+        summary["ari"] = adjusted_rand_index(architecture.grouping(), planted)
+        summary["ari_by_layer"] = {architecture.layer_names[k]: adjusted_rand_index(
+            architecture.grouping(k), planted) for k in range(1, head)}
     return summary
 
 
@@ -107,91 +89,260 @@ def error_report(evaluation: Evaluation, names: List[str]) -> Dict:
             "test_error": {a: float(e) for a, e in zip(names, evaluation.errors)}}
 
 
-def round_report(r: gnas.RoundResult) -> Dict:
-    """A round for report.json, with the median (over children) gap between the best and
-    second-best candidate reward next to the median standard error of a reward: when the
-    gaps are not clearly larger than the errors, the choice of parents is mostly noise."""
-    return {"round": r.round, "mean_val_error": r.validation.mean_error,
-            "learning_rate": r.learning_rate, "changed": r.changed, "elapsed": r.elapsed,
-            "tree": [list(p) for p in r.routing.parents],
-            "median_reward_gap": {k: float(np.nanmedian(gnas.reward_gaps(v)))
-                                  for k, v in r.rewards.items()},
-            "median_reward_standard_error": {k: float(np.nanmedian(v))
-                                             for k, v in r.reward_errors.items()}}
-
-
 @dataclasses.dataclass
-class Data:
-    """The datasets of a run. Training and reward streams are functions seed -> dataset, so
-    that every segment of a run can start a stream of its own (see `training.segment_seed`)."""
+class RunState:
+    """Where a run is; saved in ``state.json`` at every checkpoint.
 
-    meta: records.Metadata
-    prep: data_input.Preprocessing
-    config: RunConfig
+    Attributes:
+      phase: one of `PHASES`.
+      rollbacks: NaN rollbacks so far (``on_nan="rollback"``).
+      search: the method's state (its ``to_dict()``) while searching.
+      search_seconds: search wall time (also across restarts).
+      architecture: the found architecture (`Architecture.to_dict`), after the search.
+      finetune_model: ``supernet`` (the method's supernet is fine-tuned) or ``tree`` (a tree
+        network of the architecture).
+      search_report: the method's own report.json entries.
+      finetune_done: fine-tune steps done.
+      test: the fine-tuned network's test `Evaluation` (dict).
+      comparisons: from-scratch results by tree name.
+      export_version: the version chosen once for the export (0 = not yet).
+      numerical_errors: where NaN/Inf losses happened.
+      report: report.json once written.
+    """
+
+    phase: str = "search"
+    rollbacks: int = 0
+    search: Optional[Dict] = None
+    search_seconds: float = 0.0
+    architecture: Optional[Dict] = None
+    finetune_model: str = ""
+    search_report: Dict = dataclasses.field(default_factory=dict)
+    finetune_done: int = 0
+    test: Optional[Dict] = None
+    comparisons: Dict[str, Dict] = dataclasses.field(default_factory=dict)
+    export_version: int = 0
+    numerical_errors: List[Dict] = dataclasses.field(default_factory=list)
+    report: Optional[Dict] = None
+
+    def to_dict(self) -> Dict:
+        return dataclasses.asdict(self)
 
     @classmethod
-    def load(cls, config: RunConfig) -> "Data":
-        meta = records.read_metadata(config.data_dir)
-        prep = data_input.preprocessing_for(config.dataset, config.crop_height,
-                                            config.crop_width, config.flip)
-        if meta.name != config.dataset:
-            raise ValueError(f"{config.data_dir}: holds dataset {meta.name!r}, "
-                             f"not {config.dataset!r}")
-        if config.num_attributes and config.num_attributes != meta.num_attributes:
-            raise ValueError(f"num_attributes: {config.num_attributes} given, but "
-                             f"{config.data_dir}/metadata.json has {meta.num_attributes}")
-        for split in ("train", "validation", "test"):
-            if meta.split_sizes.get(split, 0) < 1:
-                raise ValueError(f"{config.data_dir}: split {split!r} is empty")
-        if meta.split_sizes["train"] < config.batch_size:
-            raise ValueError(f"batch_size: {config.batch_size} is larger than the training "
-                             f"split ({meta.split_sizes['train']} examples)")
-        return cls(meta, prep, config)
-
-    def _make(self, split: str, training: bool, seed: int = 0, **kwargs) -> tf.data.Dataset:
-        batch = self.config.batch_size if training else self.config.eval_batch_size
-        return data_input.make_dataset(self.config.data_dir, split, batch, training,
-                                       self.prep, seed=seed, **kwargs)
-
-    def train(self, seed: int) -> tf.data.Dataset:
-        return self._make("train", True, seed)
-
-    def train_and_validation(self, seed: int) -> tf.data.Dataset:
-        return self._make("train+validation", True, seed)
-
-    def rewards(self, seed: int) -> tf.data.Dataset:
-        """Endless validation batches for rewards: shuffled by `seed`, or with
-        ``fixed_val_batches`` always the same first V batches."""
-        if self.config.gnas.fixed_val_batches:
-            return repeat_batches(self._make("validation", False), self.config.gnas.val_batches)
-        return self._make("validation", False, seed, shuffled_evaluation=True)
+    def from_dict(cls, d: Dict) -> "RunState":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
 
     @property
-    def test(self) -> tf.data.Dataset:
-        return self._make("test", False)
+    def resumed(self) -> bool:
+        return self.phase != "search" or self.search is not None
 
 
-def train_and_test(model: Supernet, data: Data, steps: int, config: RunConfig,
-                   out: Callable[[str], None], label: str, done: int = 0,
-                   checkpoint: Optional[Callable[[int], None]] = None):
-    """Trains `model`'s current tree on train+validation from step `done` to `steps` in five
-    chunks (each on its own seeded stream, `checkpoint(done)` after each), then one pass over
-    the test set; returns the test `Evaluation` and the `Loop`."""
-    loop = Loop(model, data.train_and_validation, config.seed)
-    start, chunk = time.time(), max(1, -(-steps // 5))
-    while done < steps:
-        loop.restart(4, done)
-        n = min(chunk, steps - done)
-        train = loop.train(n)
-        check_finite(train, f"{label} step {done}")
-        done += n
-        out(f"{label}: step {done}/{steps}  train loss {train.loss:.4f}  "
-            f"elapsed {format_duration(time.time() - start)}")
-        if checkpoint:
-            checkpoint(done)
-    evaluation = loop.evaluate_dataset(data.test, data.meta.split_sizes["test"],
-                                       config.eval_batch_size)
-    return evaluation, loop
+def _objects(model: AttributeModel, extra: Optional[Dict] = None) -> Dict:
+    """What a checkpoint holds: the model, its optimizer, and any extra trackables."""
+    return {"model": model, "optimizer": model.optimizer, **(extra or {})}
+
+
+class _Run:
+    """The phases of `run`; `state` is checkpointed as they go."""
+
+    def __init__(self, config: RunConfig, data: Data, method: Method, saver: RunCheckpoint,
+                 state: RunState, strategy: tf.distribute.Strategy,
+                 out: Callable[[str], None]):
+        self.config, self.data, self.method, self.saver = config, data, method, saver
+        self.state, self.strategy, self.out = state, strategy, out
+        self.meta = data.meta
+        self.space: SearchSpace = get_space(config.space)
+        self.lr_factor = 1.0  # < 1 right after a NaN rollback: applied once weights are back
+
+    # --- helpers ---------------------------------------------------------------------------
+    def context(self, rng: np.random.Generator, logger: SearchLogger, saved=None,
+                checkpoint=None, **models) -> SearchContext:
+        return SearchContext(
+            config=self.config, method_config=self.config.method_config(),
+            space=self.space, num_attributes=self.meta.num_attributes,
+            attribute_names=list(self.meta.attribute_names),
+            planted_groups=planted_groups(self.meta), rng=rng, logger=logger,
+            saved_state=saved, checkpoint=checkpoint or (lambda state, boundary: None),
+            train_data=self.data.train, strategy=self.strategy,
+            image_shape=self.data.image_shape, **models)
+
+    def restore(self, objects: Dict) -> None:
+        """Loads the last checkpoint into `objects` and applies a pending rollback's halved
+        learning rate."""
+        if self.saver.restore_objects(objects) and self.lr_factor != 1.0:
+            optimizer = objects["optimizer"]
+            lr = float(optimizer.learning_rate.numpy()) * self.lr_factor
+            optimizer.learning_rate.assign(lr)
+            self.out(f"rolled back to {self.saver.latest}, learning rate {lr:.4g}")
+        self.lr_factor = 1.0
+
+    def new_supernet(self):
+        return new_supernet(self.config, self.space, self.meta.num_attributes,
+                            self.data.image_shape, self.config.seed, self.strategy)
+
+    def finetune_model(self) -> AttributeModel:
+        """The model of the fine-tune, export phases, built to take the checkpoint."""
+        architecture = Architecture.from_dict(self.state.architecture, self.space)
+        if self.state.finetune_model == "supernet":
+            model = self.new_supernet()
+            model.set_routing(architecture.routing)
+        else:
+            model = new_tree_network(self.config, architecture, self.data.image_shape,
+                                     self.config.seed, self.strategy)
+        self.restore(_objects(model))
+        return model
+
+    def save(self, objects: Optional[Dict] = None) -> None:
+        self.saver.save(self.state.to_dict(), objects)
+
+    # --- 1. the method -----------------------------------------------------------------------
+    def search(self) -> Optional[AttributeModel]:
+        config, state = self.config, self.state
+        start = time.time() - state.search_seconds
+        rng = np.random.default_rng(config.seed)
+        reporter = SearchReporter(os.path.join(config.workdir, "tensorboard"), self.space,
+                                  self.meta.attribute_names, self.out)
+        objects: Dict = {}
+
+        def checkpoint(search_state, boundary: str) -> None:
+            every = config.checkpoint_every
+            if boundary != "candidate" or (every and search_state.evaluations % every == 0):
+                state.search = search_state.to_dict()
+                state.search_seconds = time.time() - start
+                self.save(objects)
+
+        models: Dict = {}
+        if self.method.uses_supernet:
+            supernet = self.new_supernet()
+            loop = Loop(supernet, self.data.train, config.seed)
+            models = dict(supernet=supernet, loop=loop, val_data=lambda *position: loop.iterator(
+                self.data.rewards(segment_seed(config.seed, *position))))
+        context = self.context(rng, reporter, state.search, checkpoint, **models)
+        if self.method.uses_supernet:
+            objects.update(_objects(models["supernet"]))
+        objects.update(self.method.trackables(context))
+        if objects:
+            self.restore(objects)
+        result: SearchResult = self.method.search(context)
+        reporter.close()
+
+        result.architecture.validate()
+        state.architecture = result.architecture.to_dict()
+        state.search_report = result.report
+        state.search_seconds = time.time() - start
+        state.search = None
+        state.phase, state.finetune_done = "finetune", 0
+        if result.model is None:
+            state.finetune_model = "tree"
+            model = new_tree_network(config, result.architecture, self.data.image_shape,
+                                     config.seed, self.strategy)
+        else:
+            state.finetune_model = "supernet" if result.model is models.get("supernet") \
+                else "tree"
+            model = result.model
+        if config.finetune_lr:
+            model.optimizer.learning_rate.assign(config.finetune_lr)
+        self.save(_objects(model))
+        return model
+
+    # --- 2. fine-tune and test ---------------------------------------------------------------
+    def finetune(self, model: AttributeModel, architecture: Architecture) -> None:
+        state, names = self.state, self.meta.attribute_names
+        self.out("tree:\n" + architecture.render(names))
+
+        def checkpoint(done: int, loop: Loop) -> None:
+            state.finetune_done = done
+            self.save(_objects(model))
+
+        test, loop = train_and_test(model, self.data, self.config.finetune_steps, self.config,
+                                    self.out, "fine-tune", state.finetune_done, checkpoint)
+        probabilities, labels = loop.predict(self.data.test)
+        save_predictions(os.path.join(self.config.workdir, PREDICTIONS_FILE), probabilities,
+                         labels, names)
+        state.phase, state.test = "compare", test.to_dict()
+        state.comparisons, state.finetune_done = {}, self.config.finetune_steps
+        self.save(_objects(model))
+
+    # --- 3. architecture-only comparison -----------------------------------------------------
+    def compare(self, architecture: Architecture) -> None:
+        """Every tree from scratch with the same budget. A comparison cut short is redone
+        from scratch (each is a few minutes at most)."""
+        config, state = self.config, self.state
+        h, w, _ = self.data.image_shape
+        for name in (("found_tree",) + tuple(config.compare)) if config.compare else ():
+            if name in state.comparisons:
+                continue
+            tree = architecture if name == "found_tree" else get_method(name).search(
+                self.context(np.random.default_rng(config.seed + 1), SearchLogger())
+            ).architecture
+            evaluation = train_from_scratch(tree, self.data, config.compare_steps, config,
+                                            config.seed + 2, self.out, self.strategy,
+                                            f"from scratch: {name}").test
+            state.comparisons[name] = {
+                "mean_test_error": evaluation.mean_error,
+                "parameters": cost(tree, h, w).parameters,
+                "tree": [list(p) for p in tree.parents], **tree_summary(tree, self.meta)}
+            self.save()
+        state.phase = "export"
+        self.save()
+
+    # --- 4. export and report ----------------------------------------------------------------
+    def export(self, model: AttributeModel, architecture: Architecture) -> None:
+        """A version number is chosen once, so a resumed export does not add another."""
+        config, state, meta = self.config, self.state, self.meta
+        export_path = ""
+        if config.export_dir:
+            name = config.export_name or f"{meta.name}_{config.method}"
+            if not state.export_version:
+                state.export_version = next_version(os.path.join(config.export_dir, name))
+                self.save()
+            export_path = os.path.join(config.export_dir, name, str(state.export_version))
+            if not os.path.exists(export_path):
+                self.out(f"exporting to {export_path}")
+                export_saved_model(model, architecture, meta.attribute_names,
+                                   config.export_dir, name, version=state.export_version)
+        h, w, _ = self.data.image_shape
+        size = cost(architecture, h, w)
+        test = Evaluation.from_dict(state.test)
+        state.report = {
+            "method": config.method, "dataset": meta.name, "data_dir": config.data_dir,
+            "search_space": self.space.to_dict(), "num_attributes": meta.num_attributes,
+            "attribute_names": meta.attribute_names,
+            "tree": [list(p) for p in architecture.parents],
+            "architecture": architecture.to_dict(),
+            "tree_text": architecture.render(meta.attribute_names),
+            **tree_summary(architecture, meta),
+            **error_report(test, meta.attribute_names),
+            "parameters": size.parameters, "macs_per_image": size.macs_per_image,
+            "supernet_parameters": parameter_count(model)
+            if state.finetune_model == "supernet" else None,
+            "search_seconds": state.search_seconds,
+            "rounds": [], "trials": [], **state.search_report,
+            "comparisons_from_scratch": state.comparisons,
+            "compare_steps": config.compare_steps if state.comparisons else 0,
+            "numerical_errors": state.numerical_errors,
+            "export": export_path,
+            "config": config.to_dict(),
+        }
+        write_json_atomic(os.path.join(config.workdir, "report.json"), state.report)
+        state.phase = "done"
+        self.save()
+
+    def phases(self) -> Dict:
+        state = self.state
+        model = self.search() if state.phase == "search" else None
+        architecture = Architecture.from_dict(state.architecture, self.space)
+        write_text_atomic(os.path.join(self.config.workdir, "tree.json"),
+                          architecture.to_json(self.meta.attribute_names))
+        if state.phase in ("finetune", "export") and model is None:
+            model = self.finetune_model()
+        if state.phase == "finetune":
+            self.finetune(model, architecture)
+        if state.phase == "compare":
+            self.compare(architecture)
+        if state.phase == "export":
+            self.export(model or self.finetune_model(), architecture)
+        return state.report
 
 
 def run(config: RunConfig, out: Callable[[str], None] = terminal) -> Dict:
@@ -211,174 +362,38 @@ def run(config: RunConfig, out: Callable[[str], None] = terminal) -> Dict:
     meta, n = data.meta, data.meta.num_attributes
     space = get_space(config.space)
     space.validate(n)
-    image_shape = data_input.input_shape(data.prep)
+    method = get_method(config.method)
     strategy = make_strategy(config.strategy)
     os.makedirs(config.workdir, exist_ok=True)
-
-    model = new_supernet(config, n, image_shape, config.seed, strategy)
-    saver = RunCheckpoint(config.workdir, model, config.to_dict())
+    saver = RunCheckpoint(config.workdir, config.to_dict())
     if config.restart:
         saver.clear()
-    state = saver.restore() or {"phase": "search", "rollbacks": 0}
-    out(f"{config.method} on {meta.name} ({n} attributes, {image_shape[0]}x{image_shape[1]}),"
-        f" space {space.name}: {space.num_trees(n):.3g} trees, "
-        f"{space.evaluations_per_round(n)} evaluations per round, "
-        f"{parameter_count(model):,} supernet parameters, "
-        f"{strategy.num_replicas_in_sync} replica(s)"
-        + (f"; resuming at phase {state['phase']} from {saver.directory}"
-           if state["phase"] != "search" or "search" in state else ""))
-
+    saved = saver.restore_state()
+    state = RunState.from_dict(saved) if saved else RunState()
+    h, w, _ = data.image_shape
+    out(f"{config.method} on {meta.name} ({n} attributes, {h}x{w}), space {space.name}: "
+        f"{space.num_trees(n):.3g} trees, {space.evaluations_per_round(n)} evaluations per "
+        f"round, {strategy.num_replicas_in_sync} replica(s)"
+        + (f"; resuming at phase {state.phase} from {saver.directory}" if state.resumed
+           else ""))
+    current = _Run(config, data, method, saver, state, strategy, out)
     while True:
         try:
-            state = run_phases(config, data, model, saver, state, strategy, out)
-            break
+            return current.phases()
         except NumericalError as err:
-            state = saver.read_state() or {"phase": "search", "rollbacks": 0}
-            events = state.setdefault("numerical_errors", [])
-            events.append({"where": err.where, "message": str(err),
-                           "resumable_from": state.get("checkpoint")})
+            saved = saver.read_state()
+            state = RunState.from_dict(saved) if saved else RunState()
+            state.numerical_errors = current.state.numerical_errors + [{
+                "where": err.where, "message": str(err),
+                "resumable_from": saved.get("checkpoint") if saved else None}]
             if config.on_nan == "rollback" and saver.exists() \
-                    and state.get("rollbacks", 0) < MAX_ROLLBACKS:
-                state = saver.restore()
-                state["rollbacks"] = state.get("rollbacks", 0) + 1
-                state["numerical_errors"] = events
-                lr = float(model.optimizer.learning_rate.numpy()) / 2
-                model.optimizer.learning_rate.assign(lr)
-                out(f"{err}: rolled back to {state.get('checkpoint')}, learning rate {lr:.4g}")
+                    and state.rollbacks < MAX_ROLLBACKS:
+                state.rollbacks += 1
+                out(f"{err}: rolling back to {saver.latest}")
+                current = _Run(config, data, method, saver, state, strategy, out)
+                current.lr_factor = 0.5
                 continue
-            saver.save(state, weights=False)  # records where; keeps the last good weights
+            saver.save(state.to_dict())  # records where; keeps the last good weights
             raise NumericalError(
-                f"{err}; the last good checkpoint {state.get('checkpoint') or '(none yet)'} "
+                f"{err}; the last good checkpoint {saver.latest or '(none yet)'} "
                 f"is kept and {saver.state_path} records where it happened", err.where)
-    return state["report"]
-
-
-MAX_ROLLBACKS = 3
-
-
-def run_phases(config: RunConfig, data: Data, model: Supernet, saver: RunCheckpoint,
-               state: Dict, strategy: tf.distribute.Strategy,
-               out: Callable[[str], None]) -> Dict:
-    """The phases of `run`, each continuing from `state` and checkpointing as it goes."""
-    meta, n, space = data.meta, data.meta.num_attributes, model.space
-
-    # 1. The tree: searched, or fixed by the method.
-    if state["phase"] == "search":
-        start = time.time() - state.get("search_seconds", 0.0)
-        rng = np.random.default_rng(config.seed)
-        if config.method in SEARCHES:
-            reporter = SearchReporter(os.path.join(config.workdir, "tensorboard"), space,
-                                      meta.attribute_names, config.gnas.max_rounds, out)
-            loop = Loop(model, data.train, config.seed)
-
-            def val_data(*position):
-                return loop.iterator(data.rewards(segment_seed(config.seed, *position)))
-
-            if config.method == "gnas":
-                def checkpoint(search_state: gnas.SearchState, boundary: str) -> None:
-                    every = config.checkpoint_every
-                    if boundary != "candidate" or (every and
-                                                   search_state.evaluations % every == 0):
-                        saver.save({**state, "search": search_state.to_dict()})
-
-                previous = state.get("search")
-                results = gnas.search(
-                    loop, val_data, config.gnas, rng, reporter,
-                    gnas.SearchState.from_dict(previous) if previous else None, checkpoint)
-                state["rounds"] = [round_report(r) for r in results]
-            else:
-                trials = random_search.search(loop, val_data, config.gnas, rng, reporter,
-                                              config.random_trials)
-                state["trials"] = [{"trial": t.trial, "mean_val_error": t.validation.mean_error,
-                                    "best_val_error": t.best_error, "elapsed": t.elapsed}
-                                   for t in trials]
-            reporter.close()
-            routing = model.routing
-        else:
-            routing = routing_for(config.method, space, n, rng, planted_groups(meta))
-            model.set_routing(routing)
-        state.update(phase="finetune", tree=[list(p) for p in routing.parents],
-                     search_seconds=time.time() - start, finetune_done=0)
-        state.pop("search", None)
-        if config.finetune_lr:
-            model.optimizer.learning_rate.assign(config.finetune_lr)
-        saver.save(state)
-    routing = Routing.from_lists(state["tree"])
-    model.set_routing(routing)
-    tree_json = routing.to_json(space, meta.attribute_names)
-    write_text_atomic(os.path.join(config.workdir, "tree.json"), tree_json)
-
-    # 2. Fine-tune the chosen tree on train+validation and test it.
-    if state["phase"] == "finetune":
-        out("tree:\n" + routing.render(space, meta.attribute_names))
-
-        def checkpoint(done: int) -> None:
-            saver.save({**state, "finetune_done": done})
-
-        test, loop = train_and_test(model, data, config.finetune_steps, config, out,
-                                    "fine-tune", state["finetune_done"], checkpoint)
-        probabilities, labels = loop.predict(data.test)
-        save_predictions(os.path.join(config.workdir, PREDICTIONS_FILE), probabilities,
-                         labels, meta.attribute_names)
-        state.update(phase="compare", test=test.to_dict(), comparisons={},
-                     finetune_done=config.finetune_steps)
-        saver.save(state)
-    test = Evaluation.from_dict(state["test"])
-
-    # 3. Architecture-only comparison: every tree from scratch with the same budget. A
-    #    comparison cut short is redone from scratch (each is a few minutes at most).
-    if state["phase"] == "compare":
-        for name in (("found_tree",) + tuple(config.compare)) if config.compare else ():
-            if name in state["comparisons"]:
-                continue
-            tree = routing if name == "found_tree" else routing_for(
-                name, space, n, np.random.default_rng(config.seed + 1), planted_groups(meta))
-            scratch = new_supernet(config, n, model.image_shape, config.seed + 2, strategy)
-            scratch.set_routing(tree)
-            evaluation, _ = train_and_test(scratch, data, config.compare_steps, config, out,
-                                           f"from scratch: {name}")
-            state["comparisons"][name] = {
-                "mean_test_error": evaluation.mean_error,
-                "parameters": parameter_count(build_tree_model(scratch, tree)),
-                "tree": [list(p) for p in tree.parents], **tree_summary(tree, space, meta)}
-            saver.save(state, weights=False)
-        state["phase"] = "export"
-        saver.save(state, weights=False)
-
-    # 4. Export (a version number chosen once, so a resumed export does not add another).
-    if state["phase"] == "export":
-        export_path = ""
-        if config.export_dir:
-            name = config.export_name or f"{meta.name}_{config.method}"
-            if not state.get("export_version"):
-                state["export_version"] = next_version(os.path.join(config.export_dir, name))
-                saver.save(state, weights=False)
-            export_path = os.path.join(config.export_dir, name, str(state["export_version"]))
-            if not os.path.exists(export_path):
-                out(f"exporting to {export_path}")
-                export_saved_model(model, routing, meta.attribute_names, config.export_dir,
-                                   name, tree_json, version=state["export_version"])
-        pruned = build_tree_model(model, routing)
-        state["report"] = {
-            "method": config.method, "dataset": meta.name, "data_dir": config.data_dir,
-            "search_space": space.to_dict(), "num_attributes": n,
-            "attribute_names": meta.attribute_names,
-            "tree": [list(p) for p in routing.parents],
-            "tree_text": routing.render(space, meta.attribute_names),
-            **tree_summary(routing, space, meta),
-            **error_report(test, meta.attribute_names),
-            "parameters": parameter_count(pruned),
-            "supernet_parameters": parameter_count(model),
-            "search_seconds": state["search_seconds"],
-            "rounds": state.get("rounds", []),
-            "trials": state.get("trials", []),
-            "comparisons_from_scratch": state["comparisons"],
-            "compare_steps": config.compare_steps if state["comparisons"] else 0,
-            "numerical_errors": state.get("numerical_errors", []),
-            "export": export_path,
-            "config": config.to_dict(),
-        }
-        write_json_atomic(os.path.join(config.workdir, "report.json"), state["report"])
-        state["phase"] = "done"
-        saver.save(state, weights=False)
-    return state

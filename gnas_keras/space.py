@@ -32,6 +32,8 @@ class LayerSpec:
       blocks: number of blocks B_l, or `ATTRIBUTES` for N.
       channels: feature maps per block (conv) or units per block (fc).
       searchable: whether the parents of this layer's blocks are searched.
+      pool: conv only: ``max`` (2x2/2 max-pool, the paper's), ``none``, or ``global_avg``
+        (global average pooling to one vector per block, e.g. at the conv -> fc transition).
     """
 
     name: str
@@ -40,12 +42,28 @@ class LayerSpec:
     blocks: int
     channels: int
     searchable: bool = False
+    pool: str = "max"
+
+
+POOLS = ("max", "none", "global_avg")
 
 
 @dataclasses.dataclass(frozen=True)
 class SearchSpace:
+    """Layers of the pre-defined graph, and `group_layer`: the name of the layer whose blocks
+    partition the attributes when a tree's grouping is read (ARI, colours of the picture);
+    empty = the top conv layer (the parents of FC-1, the finest shared grouping)."""
+
     name: str
     layers: Tuple[LayerSpec, ...]
+    group_layer: str = ""
+
+    @property
+    def grouping_layer(self) -> int:
+        """Index of the layer where groups are read (see the class docstring)."""
+        if self.group_layer:
+            return [s.name for s in self.layers].index(self.group_layer)
+        return max(l for l, s in enumerate(self.layers) if s.kind == "conv")
 
     def block_counts(self, num_attributes: int) -> List[int]:
         """B_l for every layer, with N substituted."""
@@ -67,6 +85,16 @@ class SearchSpace:
                              "attribute, and fc3 must have 2 channels (logits)")
         if self.layers[-3].blocks != ATTRIBUTES:
             raise ValueError(f"space {self.name}: fc1 must have one block per attribute")
+        names = [s.name for s in self.layers]
+        if self.group_layer and self.group_layer not in names:
+            raise ValueError(f"space {self.name}: group_layer {self.group_layer!r} is not one "
+                             f"of its layers {names}")
+        for s in self.layers:
+            if s.pool not in POOLS or (s.kind == "fc" and s.pool != "max"):
+                raise ValueError(f"space {self.name}: layer {s.name}: pool must be one of "
+                                 f"{POOLS} (conv only), got {s.pool!r}")
+        if any(s.pool == "global_avg" for s in self.layers[:-4]):
+            raise ValueError(f"space {self.name}: only the top conv layer may pool globally")
         counts = self.block_counts(num_attributes)
         if counts[0] != 1:
             raise ValueError(f"space {self.name}: the first layer must have one block")
@@ -98,11 +126,13 @@ class SearchSpace:
         return sum(counts[l - 1] for l in self.searched_layers(num_attributes))
 
     def to_dict(self) -> Dict:
-        return {"name": self.name, "layers": [dataclasses.asdict(s) for s in self.layers]}
+        return {"name": self.name, "layers": [dataclasses.asdict(s) for s in self.layers],
+                "group_layer": self.group_layer}
 
     @classmethod
     def from_dict(cls, d: Dict) -> "SearchSpace":
-        return cls(d["name"], tuple(LayerSpec(**s) for s in d["layers"]))
+        return cls(d["name"], tuple(LayerSpec(**s) for s in d["layers"]),
+                   d.get("group_layer", ""))
 
 
 def _table1(name: str, deep: bool, wide: bool) -> SearchSpace:

@@ -43,14 +43,17 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from gnas_keras import gnas, random_search
-from gnas_keras.config import RunConfig
-from gnas_keras.gnas import GnasConfig
-from gnas_keras.io import write_json_atomic
+from gnas_keras.architecture import Architecture
+from gnas_keras.config import CandidateConfig, RunConfig, setting
+from gnas_keras.data import Data
+from gnas_keras.evaluation import segment_seed
+from gnas_keras.io import write_bytes_atomic, write_json_atomic
+from gnas_keras.methods import gnas, random_search
+from gnas_keras.methods.base import SearchLogger
+from gnas_keras.methods.gnas import GnasConfig
 from gnas_keras.reporting import format_duration, terminal
-from gnas_keras.run import Data, new_supernet
 from gnas_keras.space import get_space
-from gnas_keras.training import Loop, segment_seed
+from gnas_keras.training import Loop, new_supernet, train_from_scratch
 from gnas_keras.tree import Routing
 from pipelines import input as data_input
 
@@ -58,37 +61,44 @@ SETTINGS = ("random_init", "trained")
 METHODS = ("gnas", "random")
 
 
+# The run settings flags.study takes from `RunConfig` (the rest are the study's own).
+RUN_FIELDS = ("dataset", "data_dir", "space", "batch_size", "learning_rate", "momentum",
+              "weight_decay", "dropout", "bn_momentum", "bn_epsilon", "seed")
+
+
 @dataclasses.dataclass
 class StudyConfig:
     """The study's budget; every field is a flag of ``flags.study``.
 
-    Attributes:
-      run: dataset, data_dir, workdir, space, batch_size (training), eval_batch_size (the
-        size of one validation batch, the paper's mini-batch), optimizer settings and seed.
-      val_batches: the V of GNAS-V and Random-V.
-      max_rounds, patience: GNAS's budget (frozen weights: ``train_steps=0``).
-      random_trials: trials per random search; 0 = GNAS's maximum budget in evaluations
-        (max_rounds x evaluations per round).
-      heldout_batches: validation batches set aside as the fixed held-out set.
-      settings: a subset of `SETTINGS`.
-      supernet_steps, supernet_resample: the ``trained`` setting's supernet training (steps on
-        uniformly random trees, a new tree every `supernet_resample` steps).
-      scratch_steps, scratch_chunk: Fig. 5's training from scratch and its test interval.
-      scratch_val_batches: which V's trees Fig. 5 trains (one of `val_batches`).
+    `run` supplies `RUN_FIELDS` (dataset, data, space, training batch size, optimizer and
+    batch-norm settings, seed); its ``workdir`` and ``eval_batch_size`` are the study's
+    `workdir` and `val_batch_size`, and it exports nothing.
     """
 
-    run: RunConfig
-    val_batches: Tuple[int, ...] = (1, 5, 20)
-    max_rounds: int = 6
-    patience: int = 2
-    random_trials: int = 0
-    heldout_batches: int = 4
-    settings: Tuple[str, ...] = SETTINGS
-    supernet_steps: int = 300
-    supernet_resample: int = 20
-    scratch_steps: int = 600
-    scratch_chunk: int = 100
-    scratch_val_batches: int = 5
+    run: RunConfig = dataclasses.field(default_factory=RunConfig)
+    workdir: str = setting("runs/study", "Output directory of the study.")
+    val_batch_size: int = setting(64, "Examples in one validation / test batch of the study "
+                                      "(the paper's mini-batch).")
+    val_batches: Tuple[int, ...] = setting((1, 5, 20), "V of GNAS-V and Random-V: validation "
+                                                       "batches per evaluation.")
+    max_rounds: int = setting(6, "GNAS round cap (weights frozen).")
+    patience: int = setting(2, "GNAS stops after this many unchanged rounds.")
+    random_trials: int = setting(0, "Random search trials (0 = GNAS's budget: max_rounds x "
+                                    "evaluations per round).")
+    heldout_batches: int = setting(4, "Validation batches kept apart to score every curve.")
+    settings: Tuple[str, ...] = setting(SETTINGS, f"Subset of {list(SETTINGS)}.")
+    supernet_steps: int = setting(300, "Steps of supernet training on random trees for the "
+                                       "'trained' setting.")
+    supernet_resample: int = setting(20, "New random tree every this many supernet steps.")
+    scratch_steps: int = setting(600, "Fig. 5: training steps from scratch per tree "
+                                      "(0 = skip).")
+    scratch_chunk: int = setting(100, "Fig. 5: test every this many steps.")
+    scratch_val_batches: int = setting(5, "Fig. 5: train the trees of GNAS-V and Random-V "
+                                          "with this V.")
+
+    def __post_init__(self):
+        self.run = dataclasses.replace(self.run, workdir=self.workdir, export_dir="",
+                                       eval_batch_size=self.val_batch_size)
 
     def validate(self) -> None:
         """Raises ValueError naming the offending field."""
@@ -155,8 +165,7 @@ def search_points(method: str, loop: Loop, val_data: Callable[..., Iterator],
     layer and round: the start tree at its first evaluation, then every change.
     """
     rng = np.random.default_rng(config.run.seed)
-    search_config = GnasConfig(train_steps=0, val_batches=val_batches,
-                               max_rounds=config.max_rounds, patience=config.patience)
+    candidates = CandidateConfig(train_steps=0, val_batches=val_batches)
     points: List[Tuple[float, Routing, Optional[float]]] = []
     if method == "gnas":
         def record(state: gnas.SearchState, boundary: str) -> None:
@@ -167,10 +176,12 @@ def search_points(method: str, loop: Loop, val_data: Callable[..., Iterator],
             else:
                 points.append((state.elapsed, state.routing, error))
 
-        rounds = gnas.search(loop, val_data, search_config, rng, None, None, record)
+        rounds = gnas.search(loop, val_data, candidates,
+                             GnasConfig(max_rounds=config.max_rounds, patience=config.patience),
+                             rng, None, None, record)
         return points, max(rounds[-1].elapsed, points[-1][0])
-    trials = random_search.search(loop, val_data, search_config, rng, None,
-                                  config.random_trials)
+    trials = random_search.search(loop, val_data, candidates, trial_budget(config, loop.model),
+                                  rng, SearchLogger())
     for t in trials:
         if not points or t.best_routing != points[-1][1]:
             points.append((t.elapsed, t.best_routing, t.best_error))
@@ -179,11 +190,18 @@ def search_points(method: str, loop: Loop, val_data: Callable[..., Iterator],
 
 def train_supernet(loop: Loop, val_data: Callable[..., Iterator], config: StudyConfig) -> None:
     """The ``trained`` setting: `supernet_steps` steps on uniformly random trees, a new tree
-    every `supernet_resample` steps. This is GNAS's own warm-up (`GnasConfig.warmup_steps`),
+    every `supernet_resample` steps. This is GNAS's own warm-up (`CandidateConfig.warmup_steps`),
     followed by one frozen round of one-batch evaluations that leaves the weights as they are."""
-    gnas.search(loop, val_data, GnasConfig(
-        train_steps=0, val_batches=1, max_rounds=1, warmup_steps=config.supernet_steps,
-        warmup_resample=config.supernet_resample), np.random.default_rng(config.run.seed + 1))
+    gnas.search(loop, val_data, CandidateConfig(
+        train_steps=0, val_batches=1, warmup_steps=config.supernet_steps,
+        warmup_resample=config.supernet_resample), GnasConfig(max_rounds=1),
+        np.random.default_rng(config.run.seed + 1))
+
+
+def trial_budget(config: StudyConfig, supernet) -> int:
+    """Random search's trials: `random_trials`, or GNAS's maximum number of evaluations."""
+    return config.random_trials or config.max_rounds * supernet.space.evaluations_per_round(
+        supernet.num_attributes)
 
 
 def heldout_curve(setting: str, method: str, val_batches: int, points, budget: float,
@@ -220,26 +238,16 @@ def ratios(curves: List[Curve]) -> List[Dict]:
     return out
 
 
-def scratch_curve(routing: Routing, data: Data, config: StudyConfig, image_shape,
-                  label: str, out: Callable[[str], None]) -> Dict:
-    """Trains `routing` from scratch on train+validation; test mean error at step 0 and after
-    every `scratch_chunk` steps. Returns {"steps": [...], "errors": [...]}."""
-    model = new_supernet(config.run, data.meta.num_attributes, image_shape,
-                         config.run.seed + 2)
-    model.set_routing(routing)
-    size, batch = data.meta.split_sizes["test"], config.run.eval_batch_size
-    loop = Loop(model, data.train_and_validation, config.run.seed)
-    steps, errors = [0], [loop.evaluate_dataset(data.test, size, batch).mean_error]
-    done, start = 0, time.time()
-    while done < config.scratch_steps:
-        n = min(config.scratch_chunk, config.scratch_steps - done)
-        loop.train(n)
-        done += n
-        steps.append(done)
-        errors.append(loop.evaluate_dataset(data.test, size, batch).mean_error)
-        out(f"from scratch: {label} step {done}/{config.scratch_steps}  test error "
-            f"{errors[-1]:.4f}  elapsed {format_duration(time.time() - start)}")
-    return {"steps": steps, "errors": errors}
+def scratch_curve(routing: Routing, data: Data, config: StudyConfig, label: str,
+                  out: Callable[[str], None]) -> Dict:
+    """Trains `routing` from scratch on train+validation (`training.train_from_scratch`);
+    test mean error at step 0 and after every `scratch_chunk` steps. Returns
+    {"steps": [...], "errors": [...]}."""
+    architecture = Architecture.from_space(get_space(config.run.space), routing)
+    result = train_from_scratch(architecture, data, config.scratch_steps, config.run,
+                                config.run.seed + 2, out, label=f"from scratch: {label}",
+                                test_every=config.scratch_chunk)
+    return {"steps": [s for s, _ in result.curve], "errors": [e for _, e in result.curve]}
 
 
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
@@ -306,12 +314,6 @@ def plot_scratch(scratch: Dict[str, Dict], dataset: str) -> bytes:
     return _png(fig)
 
 
-def _write_png(path: str, png: bytes) -> None:
-    from gnas_keras.draw import write_bytes_atomic
-
-    write_bytes_atomic(path, png)
-
-
 def run_study(config: StudyConfig, out: Callable[[str], None] = terminal) -> Dict:
     """Runs the study (see the module docstring); returns study.json's content."""
     config.validate()
@@ -320,7 +322,6 @@ def run_study(config: StudyConfig, out: Callable[[str], None] = terminal) -> Dic
     n = data.meta.num_attributes
     space = get_space(run_config.space)
     space.validate(n)
-    image_shape = data_input.input_shape(data.prep)
     validation_batches = -(-data.meta.split_sizes["validation"] // run_config.eval_batch_size)
     if config.heldout_batches >= validation_batches:
         raise ValueError(f"heldout_batches: {config.heldout_batches} leaves no search stream: "
@@ -333,6 +334,7 @@ def run_study(config: StudyConfig, out: Callable[[str], None] = terminal) -> Dic
     heldout = validation.take(config.heldout_batches).cache()
     rest = validation.skip(config.heldout_batches).cache()
     trials = config.random_trials or config.max_rounds * space.evaluations_per_round(n)
+    image_shape = data.image_shape
     out(f"efficiency study on {data.meta.name}, space {space.name}: V in "
         f"{list(config.val_batches)}, GNAS <= {config.max_rounds} rounds of "
         f"{space.evaluations_per_round(n)} evaluations, random search {trials} trials, "
@@ -340,7 +342,7 @@ def run_study(config: StudyConfig, out: Callable[[str], None] = terminal) -> Dic
 
     curves: List[Curve] = []
     for setting in config.settings:
-        model = new_supernet(run_config, n, image_shape, run_config.seed)
+        model = new_supernet(run_config, space, n, image_shape, run_config.seed)
         loop = Loop(model, data.train, run_config.seed)
 
         def val_data(*position) -> Iterator:
@@ -380,13 +382,13 @@ def run_study(config: StudyConfig, out: Callable[[str], None] = terminal) -> Dic
             if c.setting == setting and c.val_batches == config.scratch_val_batches:
                 trees[c.label] = c.trees[-1]
                 scratch[c.label] = scratch_curve(Routing.from_lists(c.trees[-1]), data, config,
-                                                 image_shape, c.label, out)
+                                                 c.label, out)
 
     efficiency_png = plot_efficiency(curves, data.meta.name)
-    _write_png(os.path.join(workdir, "efficiency.png"), efficiency_png)
+    write_bytes_atomic(os.path.join(workdir, "efficiency.png"), efficiency_png)
     scratch_png = plot_scratch(scratch, data.meta.name) if scratch else None
     if scratch_png:
-        _write_png(os.path.join(workdir, "scratch.png"), scratch_png)
+        write_bytes_atomic(os.path.join(workdir, "scratch.png"), scratch_png)
     writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
     with writer.as_default():
         tf.summary.image("study/efficiency", tf.image.decode_png(efficiency_png, 4)[None], 0)

@@ -1,68 +1,46 @@
 """The one training/evaluation loop every method shares.
 
-`Loop` drives a compiled `Supernet` with its own persistent data iterators, so that GNAS can
+`Loop` drives a compiled `AttributeModel` (a supernet or a tree network) with its own persistent data iterators, so that GNAS can
 train K batches, evaluate V batches, reassign the routing and continue, thousands of times,
 without rebuilding a `fit()` (which would restart the input pipeline and its shuffle buffer
 on every call). It calls the model's compiled ``train_function`` / ``test_function``, which
-run ``Supernet.train_step`` / ``test_step`` under the model's distribution strategy.
+run ``AttributeModel.train_step`` / ``test_step`` under the model's distribution strategy.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Iterator, Optional
+import time
+from typing import TYPE_CHECKING, Callable, Iterator, List, Optional, Tuple
 
+import keras
 import numpy as np
 import tensorflow as tf
 
-from gnas_keras.supernet import Supernet
+from gnas_keras.architecture import Architecture
+from gnas_keras.evaluation import Evaluation, check_finite, segment_seed
+from gnas_keras.models.base import AttributeModel
+from gnas_keras.models.supernet import Supernet, build_supernet
+from gnas_keras.models.tree_net import TreeNetwork, build_tree_network
+from gnas_keras.space import SearchSpace
 
-
-@dataclasses.dataclass
-class Evaluation:
-    """Mean loss, per-attribute accuracy [N] and labelled examples per attribute [N] over
-    the evaluated batches."""
-
-    loss: float
-    accuracy: np.ndarray
-    counts: Optional[np.ndarray] = None
-
-    def to_dict(self):
-        return {"loss": self.loss, "accuracy": self.accuracy.tolist(),
-                "counts": None if self.counts is None else self.counts.tolist()}
-
-    @classmethod
-    def from_dict(cls, d) -> "Evaluation":
-        return cls(d["loss"], np.asarray(d["accuracy"], dtype=np.float64),
-                   None if d["counts"] is None else np.asarray(d["counts"], dtype=np.float64))
-
-    @property
-    def mean_error(self) -> float:
-        return float(1.0 - np.nanmean(self.accuracy))
-
-    @property
-    def errors(self) -> np.ndarray:
-        return 1.0 - self.accuracy
-
-
-def segment_seed(seed: int, *position: int) -> int:
-    """A data seed for one segment of a run (a candidate, a warm-up chunk, ...), from the run
-    seed and the segment's position: a resumed run draws exactly the data it would have."""
-    return int(np.random.SeedSequence([seed, *position]).generate_state(1)[0])
+if TYPE_CHECKING:
+    from gnas_keras.config import RunConfig
+    from gnas_keras.data import Data
 
 
 class Loop:
-    """Train and evaluate a supernet on its current routing.
+    """Train and evaluate a model (a supernet on its current routing, or a tree network).
 
     Args:
-      model: a compiled `Supernet` (built under ``strategy.scope()`` when distributed).
+      model: a compiled `AttributeModel` (built under ``strategy.scope()`` when distributed).
       train_data: an infinite dataset of training batches (global batch size), or a function
         seed -> such a dataset, which `restart` uses to start a new, seeded stream.
       seed: the run seed `restart` derives segment seeds from.
     """
 
-    def __init__(self, model: Supernet, train_data, seed: int = 0):
+    def __init__(self, model: AttributeModel, train_data, seed: int = 0):
         self.model = model
         self.strategy = model.distribute_strategy
         self.seed = seed
@@ -130,24 +108,86 @@ class Loop:
                           counts=np.asarray(tracker.count.numpy()))
 
 
-def check_finite(evaluation: Evaluation, where: str) -> None:
-    """Raises `NumericalError` if the loss of a training segment is NaN or infinite."""
-    if not np.isfinite(evaluation.loss):
-        raise NumericalError(f"training loss is {evaluation.loss} at {where}", where)
+# --- models with a run's settings ------------------------------------------------------------
+def new_supernet(config: "RunConfig", space: SearchSpace, num_attributes: int, image_shape,
+                 seed: int, strategy: Optional[tf.distribute.Strategy] = None) -> Supernet:
+    """A compiled supernet with the run's settings, its initial weights drawn from `seed`
+    (Keras' global seed is set here, visibly), built under `strategy` (default: current)."""
+    keras.utils.set_random_seed(seed)
+    with (strategy or tf.distribute.get_strategy()).scope():
+        return build_supernet(space, num_attributes, image_shape,
+                              learning_rate=config.learning_rate, momentum=config.momentum,
+                              weight_decay=config.weight_decay, dropout=config.dropout,
+                              bn_momentum=config.bn_momentum, bn_epsilon=config.bn_epsilon)
 
 
-class NumericalError(FloatingPointError):
-    """A NaN or Inf loss; `where` says in which segment of the run it happened."""
+def new_tree_network(config: "RunConfig", architecture: Architecture, image_shape, seed: int,
+                     strategy: Optional[tf.distribute.Strategy] = None) -> TreeNetwork:
+    """A compiled `TreeNetwork` of `architecture` with fresh weights drawn from `seed`."""
+    keras.utils.set_random_seed(seed)
+    with (strategy or tf.distribute.get_strategy()).scope():
+        return build_tree_network(architecture, image_shape,
+                                  learning_rate=config.learning_rate, momentum=config.momentum,
+                                  weight_decay=config.weight_decay, dropout=config.dropout,
+                                  bn_momentum=config.bn_momentum, bn_epsilon=config.bn_epsilon)
 
-    def __init__(self, message: str, where: str):
-        super().__init__(message)
-        self.where = where
+
+# --- train on train+validation, then test ----------------------------------------------------
+def train_and_test(model: AttributeModel, data: "Data", steps: int, config: "RunConfig",
+                   out: Callable[[str], None], label: str, done: int = 0,
+                   after_chunk: Optional[Callable[[int, Loop], None]] = None,
+                   chunk_steps: int = 0) -> Tuple[Evaluation, Loop]:
+    """Trains `model` on train+validation from step `done` to `steps` in chunks of
+    `chunk_steps` (0 = a fifth of `steps`), each on its own seeded stream, calling
+    ``after_chunk(done, loop)`` after each (checkpoints, test curves); then one pass over the
+    test set. Returns the test `Evaluation` and the `Loop`."""
+    from gnas_keras.reporting import format_duration
+    loop = Loop(model, data.train_and_validation, config.seed)
+    start, chunk = time.time(), chunk_steps or max(1, -(-steps // 5))
+    while done < steps:
+        loop.restart(4, done)
+        n = min(chunk, steps - done)
+        train = loop.train(n)
+        check_finite(train, f"{label} step {done}")
+        done += n
+        out(f"{label}: step {done}/{steps}  train loss {train.loss:.4f}  "
+            f"elapsed {format_duration(time.time() - start)}")
+        if after_chunk:
+            after_chunk(done, loop)
+    return test(loop, data, config), loop
 
 
-def repeat_batches(dataset: tf.data.Dataset, fixed_batches: Optional[int] = None
-                   ) -> tf.data.Dataset:
-    """An endless evaluation stream: cycles through `dataset` in order, or through only its
-    first `fixed_batches` batches (so that every evaluation sees the same examples)."""
-    if fixed_batches:
-        dataset = dataset.take(fixed_batches).cache()
-    return dataset.repeat()
+def test(loop: Loop, data: "Data", config: "RunConfig") -> Evaluation:
+    """One pass of `loop`'s model over the test split."""
+    return loop.evaluate_dataset(data.test, data.meta.split_sizes["test"],
+                                 config.eval_batch_size)
+
+
+@dataclasses.dataclass
+class ScratchResult:
+    """`train_from_scratch`'s answer: the final test `Evaluation`, and with ``test_every``
+    the test mean error curve [(step, error)] from step 0."""
+
+    test: Evaluation
+    curve: List[Tuple[int, float]]
+
+
+def train_from_scratch(architecture: Architecture, data: "Data", steps: int,
+                       config: "RunConfig", seed: int,
+                       out: Callable[[str], None] = lambda line: None,
+                       strategy: Optional[tf.distribute.Strategy] = None,
+                       label: str = "from scratch", test_every: int = 0) -> ScratchResult:
+    """`architecture` as a fresh `TreeNetwork` (weights from `seed`), trained `steps` steps on
+    train+validation with the run's optimizer settings (chunks of `test_every` steps, tested
+    after each, when given), then tested. The architecture-only comparison of a run
+    (``--compare``) and of the study (Fig. 5)."""
+    model = new_tree_network(config, architecture, data.image_shape, seed, strategy)
+    curve: List[Tuple[int, float]] = []
+    if test_every:
+        curve.append((0, test(Loop(model, data.train_and_validation, config.seed), data,
+                              config).mean_error))
+    evaluation, _ = train_and_test(
+        model, data, steps, config, out, label, chunk_steps=test_every,
+        after_chunk=(lambda done, loop: curve.append((done, test(loop, data, config).mean_error)))
+        if test_every else None)
+    return ScratchResult(evaluation, curve)

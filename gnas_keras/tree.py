@@ -12,8 +12,7 @@ A block with no descendants is dead: it is computed by the supernet but pruned o
 from __future__ import annotations
 
 import dataclasses
-import json
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -78,44 +77,6 @@ class Routing:
             if l > 0 and not spec.searchable and tuple(layer) != fixed_parents(below, counts[l]):
                 raise ValueError(f"layer {spec.name} is not searchable but its routing "
                                  f"{list(layer)} differs from the fixed one")
-
-    # --- serialization and display ------------------------------------------------------------
-    def to_json(self, space: SearchSpace, attribute_names: Sequence[str]) -> str:
-        return json.dumps({
-            "space": space.name,
-            "layers": [s.name for s in space.layers],
-            "parents": [list(p) for p in self.parents],
-            "attribute_names": list(attribute_names),
-        }, indent=1)
-
-    @classmethod
-    def from_json(cls, text: str) -> "Routing":
-        return cls.from_lists(json.loads(text)["parents"])
-
-    def render(self, space: SearchSpace, attribute_names: Sequence[str]) -> str:
-        """Indented text: every live block with its children, attributes as leaves."""
-        names = [s.name for s in space.layers]
-        children: Dict[tuple, List[int]] = {}
-        for l in range(1, len(self.parents)):
-            for j, p in enumerate(self.parents[l]):
-                children.setdefault((l - 1, p), []).append(j)
-        live = self.descendants()
-        fc1 = len(self.parents) - 3
-        lines = ["image"]
-
-        def walk(l: int, j: int, depth: int):
-            if not live[l][j]:
-                return
-            if l == fc1:  # fc1, fc2, fc3 are per attribute: show the attribute as the leaf
-                n = next(iter(live[l][j]))
-                lines.append("  " * depth + f"{names[l]}[{j}] -> {attribute_names[n]}")
-                return
-            lines.append("  " * depth + f"{names[l]}[{j}]  ({len(live[l][j])} attributes)")
-            for c in children.get((l, j), []):
-                walk(l + 1, c, depth + 1)
-
-        walk(0, 0, 1)
-        return "\n".join(lines)
 
 
 def fixed_parents(below: int, here: int) -> tuple:
@@ -184,9 +145,9 @@ def planted_routing(space: SearchSpace, num_attributes: int, groups: Sequence[in
     """The tree a known grouping asks for: attribute n's fc1 block hangs under block
     ``groups[n] % B`` of the top conv layer, and below it block j under block
     ``j % B_{l-1}``, so different groups share as little as the space allows."""
-    fc1 = len(space.layers) - 3
+    heads = space.grouping_layer + 1  # the layer whose blocks are the attributes' own
     return _routing(space, num_attributes, lambda l, below, here: (
-        [groups[n] % below for n in range(here)] if l == fc1
+        [groups[n] % below for n in range(here)] if l == heads
         else [j % below for j in range(here)]))
 
 

@@ -1,8 +1,11 @@
 import numpy as np
 
-from gnas_keras import gnas
+from gnas_keras.config import CandidateConfig
+from gnas_keras.evaluation import Evaluation
+from gnas_keras.methods import gnas
+from gnas_keras.methods.base import SearchLogger
 from gnas_keras.space import get_space
-from gnas_keras.training import Evaluation, Loop
+from gnas_keras.training import Loop
 from gnas_keras.tree import Routing
 
 
@@ -82,8 +85,8 @@ def test_search_finds_planted_parents_with_an_oracle_reward():
 
     model = FakeModel(space, n)
     loop = FakeLoop(model, accuracy_of)
-    config = gnas.GnasConfig(train_steps=3, val_batches=1, max_rounds=10, patience=2)
-    results = gnas.search(loop, lambda *p: None, config, np.random.default_rng(0))
+    results = gnas.search(loop, lambda *p: None, CandidateConfig(train_steps=3, val_batches=1),
+                          gnas.GnasConfig(max_rounds=10, patience=2), np.random.default_rng(0))
     final = model.routing
     assert final.parents[3] == tuple(i % 4 for i in range(n))
     assert final.parents[2] == (3, 2, 1, 0)
@@ -97,12 +100,15 @@ def test_search_finds_planted_parents_with_an_oracle_reward():
 
 
 def test_search_on_a_real_supernet_runs_and_logs(synthetic_dir):
-    from gnas_keras.run import Data
+    import keras
+
     from gnas_keras.config import RunConfig
-    from gnas_keras.supernet import build_supernet
+    from gnas_keras.data import Data
+    from gnas_keras.models.supernet import build_supernet
 
     data = Data.load(RunConfig(data_dir=synthetic_dir, batch_size=32, eval_batch_size=64))
-    model = build_supernet(get_space("tiny"), 16, (32, 32, 3), seed=0)
+    keras.utils.set_random_seed(0)
+    model = build_supernet(get_space("tiny"), 16, (32, 32, 3))
     loop = Loop(model, data.train)
     positions = []
 
@@ -112,14 +118,15 @@ def test_search_on_a_real_supernet_runs_and_logs(synthetic_dir):
 
     events = []
 
-    class Log(gnas.SearchLogger):
+    class Log(SearchLogger):
         def candidate(self, *args):
-            events.append(args[:4])
+            events.append(args[:5])
 
-    config = gnas.GnasConfig(train_steps=2, val_batches=1, max_rounds=1, warmup_steps=3,
-                             warmup_resample=2)
-    results = gnas.search(loop, val_data, config, np.random.default_rng(0), Log())
-    assert [e[1:3] for e in events] == [("fc1", b) for b in range(4)] + \
+    candidates = CandidateConfig(train_steps=2, val_batches=1, warmup_steps=3,
+                                 warmup_resample=2)
+    results = gnas.search(loop, val_data, candidates, gnas.GnasConfig(max_rounds=1),
+                          np.random.default_rng(0), Log())
+    assert [e[2:4] for e in events] == [("fc1", b) for b in range(4)] + \
         [("conv3", b) for b in range(4)]
     assert model.routing == results[0].routing
     assert positions == [(1, k) for k in range(8)] + [(2, 1)]  # one stream per evaluation
@@ -127,7 +134,7 @@ def test_search_on_a_real_supernet_runs_and_logs(synthetic_dir):
 
 
 def test_random_search_keeps_the_best_tree_seen():
-    from gnas_keras import random_search
+    from gnas_keras.methods import random_search
     space, n = get_space("tiny"), 8
 
     def accuracy_of(routing):
@@ -135,10 +142,11 @@ def test_random_search_keeps_the_best_tree_seen():
 
     model = FakeModel(space, n)
     loop = FakeLoop(model, accuracy_of)
-    config = gnas.GnasConfig(train_steps=0, val_batches=1, max_rounds=3)
-    trials = random_search.search(loop, lambda *p: None, config, np.random.default_rng(0))
-    assert len(trials) == 3 * 8 and loop.trained == 0  # GNAS's budget; frozen weights
-    errors = [t.validation.mean_error for t in trials]
+    trials = random_search.search(loop, lambda *p: None,
+                                  CandidateConfig(train_steps=0, val_batches=1), 24,
+                                  np.random.default_rng(0))
+    assert len(trials) == 24 and loop.trained == 0  # frozen weights
+    errors = [t.mean_val_error for t in trials]
     assert [t.best_error for t in trials] == list(np.minimum.accumulate(errors))
     best = trials[int(np.argmin(errors))].routing
     assert model.routing == best == trials[-1].best_routing

@@ -54,7 +54,7 @@ def report(workdir):
     with open(os.path.join(workdir, "report.json")) as f:
         r = json.load(f)
     return {k: r[k] for k in ("tree", "test_error", "mean_test_error", "parameters")}, \
-        [x["mean_val_error"] for x in r["rounds"]]
+        [x["mean_val_error"] for x in r["rounds"] + r["trials"]]
 
 
 def exported_probabilities(export_dir):
@@ -95,6 +95,35 @@ def test_killed_and_resumed_search_ends_like_an_uninterrupted_one(
         np.testing.assert_allclose(p, expected_probabilities[name], atol=1e-6)
 
 
+RANDOM = ("--method=random", "--random_trials=4")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_random(synthetic_dir, tmp_path_factory):
+    base = tmp_path_factory.mktemp("uninterrupted_random")
+    run_to_end(args(synthetic_dir, base / "run", base / "export", *RANDOM))
+    return report(base / "run"), exported_probabilities(base / "export")
+
+
+def test_killed_and_resumed_random_search_ends_like_an_uninterrupted_one(
+        uninterrupted_random, synthetic_dir, tmp_path):
+    """Random search through the real run: killed after its second of four trials (mid
+    third trial), resumed by the same command, it ends with the identical tree, trials,
+    test errors and exported model."""
+    flag_args = args(synthetic_dir, tmp_path / "run", tmp_path / "export", *RANDOM)
+    run_and_kill(flag_args, "random trial 2/4")
+    assert not os.path.exists(tmp_path / "run" / "report.json")
+    resumed = run_to_end(flag_args)
+    assert "resuming at phase search" in resumed.stderr
+    assert "random trial 1/4" not in resumed.stderr  # trials 1 and 2 are not redone
+    expected_report, expected_probabilities = uninterrupted_random
+    assert report(tmp_path / "run") == expected_report
+    assert len(expected_report[1]) == 4
+    probabilities = exported_probabilities(tmp_path / "export")
+    for name, p in probabilities.items():
+        np.testing.assert_allclose(p, expected_probabilities[name], atol=1e-6)
+
+
 def test_a_different_configuration_is_refused_and_restart_starts_over(
         synthetic_dir, tmp_path):
     flag_args = args(synthetic_dir, tmp_path / "run", "")
@@ -108,20 +137,22 @@ def test_a_different_configuration_is_refused_and_restart_starts_over(
     again = run_to_end([*flag_args, "--train_steps=3", "--restart"])
     assert "resuming" not in again.stderr
     with open(tmp_path / "run" / "report.json") as f:
-        assert json.load(f)["config"]["gnas"]["train_steps"] == 3
+        assert json.load(f)["config"]["candidates"]["train_steps"] == 3
 
 
 def test_nan_stops_keeps_the_last_good_checkpoint_and_records_where(
         synthetic_dir, tmp_path, monkeypatch):
     from gnas_keras import run as run_module
-    from gnas_keras.config import RunConfig
-    from gnas_keras.gnas import GnasConfig
-    from gnas_keras.training import Evaluation, Loop, NumericalError
+    from gnas_keras.config import CandidateConfig, RunConfig
+    from gnas_keras.evaluation import Evaluation, NumericalError
+    from gnas_keras.methods.gnas import GnasConfig
+    from gnas_keras.training import Loop
 
     config = RunConfig(data_dir=synthetic_dir, workdir=str(tmp_path / "run"), export_dir="",
                        batch_size=16, eval_batch_size=64, finetune_steps=2,
                        checkpoint_every=1, deterministic=True,
-                       gnas=GnasConfig(train_steps=1, val_batches=1, max_rounds=1))
+                       candidates=CandidateConfig(train_steps=1, val_batches=1),
+                       methods={"gnas": GnasConfig(max_rounds=1)})
     real_train, calls = Loop.train, []
 
     def train(self, steps):  # the 4th training segment (fc1 candidate 4) diverges
@@ -147,23 +178,38 @@ def test_nan_stops_keeps_the_last_good_checkpoint_and_records_where(
 def test_rollback_halves_the_learning_rate_and_continues(synthetic_dir, tmp_path,
                                                          monkeypatch):
     from gnas_keras import run as run_module
-    from gnas_keras.config import RunConfig
-    from gnas_keras.gnas import GnasConfig
-    from gnas_keras.training import Evaluation, Loop
+    from gnas_keras.config import CandidateConfig, RunConfig
+    from gnas_keras.evaluation import Evaluation
+    from gnas_keras.methods.gnas import GnasConfig
+    from gnas_keras.training import Loop
 
     config = RunConfig(data_dir=synthetic_dir, workdir=str(tmp_path / "run"), export_dir="",
                        batch_size=16, eval_batch_size=64, finetune_steps=2, on_nan="rollback",
                        checkpoint_every=1,
-                       gnas=GnasConfig(train_steps=1, val_batches=1, max_rounds=1))
-    real_train, calls = Loop.train, []
+                       candidates=CandidateConfig(train_steps=1, val_batches=1),
+                       methods={"gnas": GnasConfig(max_rounds=1)})
+    real_train, calls, seen = Loop.train, [], {}
+
+    def weights(loop):
+        return [v.numpy().copy() for v in loop.model.weights + loop.model.optimizer.variables
+                if "iteration" not in v.path and "learning_rate" not in v.path]
 
     def train(self, steps):
+        # Candidate 3 (call 3) diverges; the checkpoint before it (after candidate 2) holds
+        # the weights it started from. Its redo (call 4) must start from exactly those.
         calls.append(steps)
+        if len(calls) in (3, 4):
+            seen[len(calls)] = (weights(self), self.learning_rate)
         result = real_train(self, steps)
         return Evaluation(float("inf"), result.accuracy) if len(calls) == 3 else result
 
     monkeypatch.setattr(Loop, "train", train)
     lines = []
     report = run_module.run(config, out=lines.append)
+    (before, lr_before), (after, lr_after) = seen[3], seen[4]
+    assert lr_before == pytest.approx(0.1) and lr_after == pytest.approx(0.05)
+    assert len(before) == len(after)
+    for old, new in zip(before, after):
+        np.testing.assert_array_equal(old, new)
     assert any("rolled back" in line and "learning rate 0.05" in line for line in lines)
     assert len(report["numerical_errors"]) == 1 and np.isfinite(report["mean_test_error"])

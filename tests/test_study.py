@@ -13,10 +13,9 @@ from gnas_keras.study import Curve, StudyConfig, ratios, run_study
 
 
 def tiny_config(synthetic_dir, workdir, **overrides):
-    run = RunConfig(data_dir=synthetic_dir, workdir=str(workdir), export_dir="",
-                    batch_size=16, eval_batch_size=32)
+    run = RunConfig(data_dir=synthetic_dir, batch_size=16)
     return dataclasses.replace(StudyConfig(
-        run=run, val_batches=(1, 2), max_rounds=1, patience=1, random_trials=3,
+        run=run, workdir=str(workdir), val_batch_size=32, val_batches=(1, 2), max_rounds=1, patience=1, random_trials=3,
         heldout_batches=1, supernet_steps=4, supernet_resample=2, scratch_steps=2,
         scratch_chunk=1, scratch_val_batches=2), **overrides)
 
@@ -49,7 +48,19 @@ def test_study_writes_plots_json_and_curves(synthetic_dir, tmp_path):
         with Image.open(tmp_path / name) as image:
             image.verify()
     assert any(f.startswith("events") for f in os.listdir(tmp_path / "tensorboard"))
-    assert any("GNAS-2 gets there" in line or "never" in line for line in lines)
+    # Every ratio is printed with its own numbers: "never" exactly when GNAS did not get there.
+    for r in result["ratios"]:
+        line = next(line for line in lines if line.startswith(
+            f"{r['setting']}: Random-{r['val_batches']} ends at {r['random_final_error']:.4f}"))
+        reached = line.split("gets there: ")[1]
+        assert reached == ("never" if r["ratio"] is None else
+                           f"{r['gnas_seconds_to_random_final_error']:.1f} s = "
+                           f"{r['ratio']:.3f} of it")
+    assert run_config_of(saved)["eval_batch_size"] == 32
+
+
+def run_config_of(study_json):
+    return study_json["config"]["run"]
 
 
 def test_ratio_is_time_to_random_final_error_over_random_budget():

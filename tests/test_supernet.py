@@ -2,11 +2,14 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
+from gnas_keras.models.base import SparseSGD, masked_cross_entropy
+from gnas_keras.models.supernet import build_supernet
 from gnas_keras.space import get_space
-from gnas_keras.supernet import build_supernet, masked_cross_entropy
 from gnas_keras.training import Loop
 from gnas_keras.tree import random_routing
 
@@ -35,7 +38,8 @@ def test_masked_loss_ignores_unknown_labels():
 
 def test_routing_change_does_not_retrace():
     space = get_space("tiny")
-    model = build_supernet(space, N, (32, 32, 3), seed=0)
+    keras.utils.set_random_seed(0)
+    model = build_supernet(space, N, (32, 32, 3))
     loop = Loop(model, batches())
     loop.train(2)
     val = loop.iterator(batches(seed=1))
@@ -57,7 +61,8 @@ def test_routing_change_does_not_retrace():
 
 def test_inactive_edges_and_their_optimizer_state_do_not_move():
     space = get_space("tiny")
-    model = build_supernet(space, N, (32, 32, 3), seed=0, weight_decay=1e-2)
+    keras.utils.set_random_seed(0)
+    model = build_supernet(space, N, (32, 32, 3), weight_decay=1e-2)
     loop = Loop(model, batches())
     rng = np.random.default_rng(1)
     loop.train(3)  # some momentum everywhere the first tree touched
@@ -86,10 +91,46 @@ def test_inactive_edges_and_their_optimizer_state_do_not_move():
     assert moved_rows > 0
 
 
-def test_mirrored_strategy_on_two_logical_cpus():
-    """Runs in a fresh process: logical devices must be configured before TF starts."""
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "mirrored_check.py")],
-                            capture_output=True, text=True, timeout=300,
+@pytest.mark.parametrize("argument, expected", [
+    ((), "replicas 2 routing identical"),
+    (("gnas",), "mirrored run of gnas: test error"),
+])
+def test_mirrored_strategy_on_two_logical_cpus(argument, expected):
+    """Runs in a fresh process: logical devices must be configured before TF starts (and a
+    second strategy in the same process would share collective keys). The second case is a
+    whole GNAS run with --strategy=mirrored."""
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "mirrored_check.py"),
+                             *argument], capture_output=True, text=True, timeout=300,
                             env={**os.environ, "PYTHONPATH": ROOT})
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "replicas 2 routing identical" in result.stdout
+    assert expected in result.stdout
+
+
+def test_sparse_sgd_equals_keras_nesterov_sgd_on_the_active_rows():
+    """Rows gathered (some twice, like the forward pass and the L2 term) get exactly Keras'
+    Nesterov SGD on those rows; the other rows and their momentum never change."""
+    rng = np.random.default_rng(0)
+    start = rng.normal(size=(6, 3)).astype("float32")
+    rows = tf.constant([4, 1, 4])
+    target = tf.constant(rng.normal(size=(3, 3)).astype("float32"))
+    sparse = keras.Variable(start)
+    dense = keras.Variable(start[[1, 4]])  # the active rows only, as their own variable
+    ours = SparseSGD(learning_rate=0.1, momentum=0.9, nesterov=True)
+    keras_sgd = keras.optimizers.SGD(learning_rate=0.1, momentum=0.9, nesterov=True)
+    ours.build([sparse])
+    keras_sgd.build([dense])
+    for _ in range(4):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.square(tf.gather(sparse, rows) - target))
+        grad = tape.gradient(loss, sparse)
+        assert isinstance(grad, tf.IndexedSlices)
+        ours.apply([grad], [sparse])
+        with tf.GradientTape() as tape:
+            picked = tf.gather(dense, [1, 0, 1])  # dense rows 0, 1 = sparse rows 1, 4
+            loss = tf.reduce_sum(tf.square(picked - target))
+        keras_sgd.apply([tf.convert_to_tensor(tape.gradient(loss, dense))], [dense])
+    np.testing.assert_allclose(sparse.numpy()[[1, 4]], dense.numpy(), rtol=1e-6, atol=1e-6)
+    untouched = [0, 2, 3, 5]
+    np.testing.assert_array_equal(sparse.numpy()[untouched], start[untouched])
+    np.testing.assert_array_equal(ours.momentums[0].numpy()[untouched], 0.0)
+    assert not np.array_equal(sparse.numpy()[[1, 4]], start[[1, 4]])

@@ -1,7 +1,10 @@
+import json
+
 import numpy as np
 import pytest
 
 from gnas_keras import space as spaces
+from gnas_keras.architecture import Architecture
 from gnas_keras.tree import (Routing, adjusted_rand_index, independent_routing, random_routing,
                              shared_routing)
 
@@ -44,8 +47,13 @@ def test_validate_rejects_bad_trees():
 def test_json_round_trip_and_render():
     r = random_routing(TINY, 6, np.random.default_rng(3))
     names = [f"attr{i}" for i in range(6)]
-    assert Routing.from_json(r.to_json(TINY, names)) == r
-    text = r.render(TINY, names)
+    architecture = Architecture.from_space(TINY, r)
+    assert Architecture.from_json(architecture.to_json(names)) == architecture
+    # A tree.json written before architectures (no blocks) loads with its space's blocks.
+    old = json.dumps({"space": "tiny", "layers": [s.name for s in TINY.layers],
+                      "parents": [list(p) for p in r.parents], "attribute_names": names})
+    assert Architecture.from_json(old) == architecture
+    text = architecture.render(names)
     assert text.splitlines()[0] == "image"
     assert sorted(line.split("-> ")[1] for line in text.splitlines() if "->" in line) == names
 

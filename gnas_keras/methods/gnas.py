@@ -16,8 +16,10 @@ Algorithm 1 of the paper, top to bottom:
 A "searched layer" is a searchable layer whose parent layer has more than one block
 (`SearchSpace.searched_layers`). Everything around the algorithm (data, distribution,
 TensorBoard, checkpoints) lives elsewhere; `search` reports progress through `SearchLogger`.
+`METHOD` plugs it into the run (`gnas_keras.methods`).
 
-Choices the paper leaves open, each a `GnasConfig` field:
+Choices the paper leaves open, each a config field (`GnasConfig`, or the candidate settings
+`config.CandidateConfig` that random search shares):
 - ``warmup_steps``: optional training on uniformly random trees before the first round, so
   every edge starts equally trained (the paper's Fig. 4 also searches from inherited weights).
   Default 0 in the library = the paper's Algorithm 1.
@@ -40,25 +42,37 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 
-from gnas_keras.training import Evaluation, Loop, check_finite
+from gnas_keras.architecture import Architecture
+from gnas_keras.config import CandidateConfig, setting
+from gnas_keras.evaluation import Evaluation, check_finite
+from gnas_keras.methods.base import (Method, SearchContext, SearchLogger, SearchResult,
+                                     resume, warmup_chunk)
 from gnas_keras.tree import Routing, random_routing
+
+if TYPE_CHECKING:
+    from gnas_keras.training import Loop
 
 
 @dataclasses.dataclass
 class GnasConfig:
-    train_steps: int = 400          # K: training batches per candidate (paper: 400 / 2000);
-                                    # 0 = weights frozen during the search (Fig. 4)
-    val_batches: int = 5            # V: validation batches per candidate (paper: 1 / 5 / 20)
-    max_rounds: int = 300           # round cap (paper: 150 CelebA, 300 LFWA / Market-1501)
-    patience: int = 3               # stop after this many rounds without a tree change
-    lr_decay: float = 0.96          # learning rate x this after every round
-    warmup_steps: int = 0           # steps on uniformly random trees before round 1
-    warmup_resample: int = 20       # draw a new random tree every this many warm-up steps
-    fixed_val_batches: bool = False
+    """GNAS's own settings (the candidate settings K, V, warm-up are `CandidateConfig`)."""
+
+    max_rounds: int = setting(300, "GNAS round cap (paper: 150 CelebA, 300 LFWA / "
+                                   "Market-1501); also random search's default budget.")
+    patience: int = setting(3, "GNAS stops after this many rounds without a tree change.")
+    lr_decay: float = setting(0.96, "Learning rate factor after every GNAS round (paper: "
+                                    "0.96).")
+
+    def validate(self) -> None:
+        for name in ("max_rounds", "patience"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")
+        if not 0.0 < self.lr_decay <= 1.0:
+            raise ValueError(f"lr_decay: must be in (0, 1], got {self.lr_decay}")
 
 
 @dataclasses.dataclass
@@ -129,24 +143,6 @@ class SearchState:
                       "results": [RoundResult.from_dict(r) for r in d["results"]]})
 
 
-class SearchLogger:
-    """Receives progress; the default does nothing. See `gnas_keras.reporting`."""
-
-    def warmup(self, step: int, steps: int, evaluation: Evaluation, elapsed: float) -> None:
-        pass
-
-    def candidate(self, round_: int, layer: str, candidate: int, num_candidates: int,
-                  evaluation: Evaluation, elapsed: float, eta: float, done: int) -> None:
-        pass
-
-    def trial(self, trial: int, trials: int, evaluation: Evaluation, best_error: float,
-              elapsed: float, eta: float) -> None:
-        """A random-search trial (`gnas_keras.random_search`)."""
-
-    def round(self, result: RoundResult) -> None:
-        pass
-
-
 def block_rewards(descendants: List[frozenset], accuracy: np.ndarray) -> np.ndarray:
     """Eq. 5: reward of each child block = mean accuracy over the attributes below it.
 
@@ -182,23 +178,8 @@ def best_parents(rewards: np.ndarray, current: tuple) -> tuple:
     return tuple(chosen)
 
 
-def warmup_chunk(loop: Loop, config: GnasConfig, rng: np.random.Generator, done: int,
-                 logger: SearchLogger, start: float) -> int:
-    """Trains one warm-up chunk (up to `warmup_resample` steps) on a new uniformly random
-    tree, from warm-up step `done`; returns the steps done after it. Shared by GNAS and
-    random search, so both start from equally trained weights."""
-    model = loop.model
-    model.set_routing(random_routing(model.space, model.num_attributes, rng))
-    loop.restart(0, done)
-    steps = min(config.warmup_resample, config.warmup_steps - done)
-    evaluation = loop.train(steps)
-    check_finite(evaluation, f"warm-up step {done}")
-    logger.warmup(done + steps, config.warmup_steps, evaluation, time.time() - start)
-    return done + steps
-
-
-def search(loop: Loop, val_data: Callable[..., Iterator], config: GnasConfig,
-           rng: np.random.Generator, logger: Optional[SearchLogger] = None,
+def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: CandidateConfig,
+           config: GnasConfig, rng: np.random.Generator, logger: Optional[SearchLogger] = None,
            state: Optional[SearchState] = None,
            checkpoint: Optional[Callable[[SearchState, str], None]] = None
            ) -> List[RoundResult]:
@@ -207,6 +188,7 @@ def search(loop: Loop, val_data: Callable[..., Iterator], config: GnasConfig,
     Args:
       loop: the trainer; `loop.restart(*position)` reseeds its training stream.
       val_data: position -> an endless iterator of validation batches for that position.
+      candidates: K (train_steps), V (val_batches) and the warm-up.
       rng: draws the warm-up trees and the initial tree; its state is part of the state.
       state: where to continue (from `checkpoint`); None starts a new search.
       checkpoint: called as checkpoint(state, boundary) after every warm-up chunk
@@ -215,24 +197,19 @@ def search(loop: Loop, val_data: Callable[..., Iterator], config: GnasConfig,
     The model's routing is left at the final tree.
     """
     model, logger = loop.model, logger or SearchLogger()
-    checkpoint = checkpoint or (lambda state, boundary: None)
     space, n = model.space, model.num_attributes
     layers = list(reversed(space.searched_layers(n)))   # top searched layer first
     counts = space.block_counts(n)
     total = config.max_rounds * sum(counts[l - 1] for l in layers)
+    k, v = candidates.train_steps, candidates.val_batches
     if state is None:
         state = SearchState(rng_state=rng.bit_generator.state)
-    rng.bit_generator.state = state.rng_state
-    start = time.time() - state.elapsed
-
-    def save(boundary: str) -> None:
-        state.rng_state = rng.bit_generator.state
-        state.elapsed = time.time() - start
-        checkpoint(state, boundary)
+    start, save = resume(state, rng, checkpoint)
 
     # 0. Optional warm-up on uniformly random trees (not in Algorithm 1; see module doc).
-    while state.warmup_done < config.warmup_steps:
-        state.warmup_done = warmup_chunk(loop, config, rng, state.warmup_done, logger, start)
+    while state.warmup_done < candidates.warmup_steps:
+        state.warmup_done = warmup_chunk(loop, candidates, rng, state.warmup_done, logger,
+                                         start)
         save("warmup")
 
     # 1. Initialization: a random tree (the weights are random from the model's creation).
@@ -250,17 +227,18 @@ def search(loop: Loop, val_data: Callable[..., Iterator], config: GnasConfig,
         descendants = state.routing.descendants()[l]     # I_j: unchanged by layer l's parents
 
         model.set_routing(state.routing.with_layer(l, [b] * counts[l]))   # all children -> b
-        if config.train_steps:                                            # 0: frozen (Fig. 4)
+        if k:                                                             # 0: frozen (Fig. 4)
             loop.restart(1, state.evaluations)
-            check_finite(loop.train(config.train_steps),
+            check_finite(loop.train(k),
                          f"round {state.round} layer {name} candidate {b}")
-        evaluation = loop.evaluate(val_data(1, state.evaluations), config.val_batches)
+        evaluation = loop.evaluate(val_data(1, state.evaluations), v)
         state.rewards[name][b] = block_rewards(descendants, evaluation.accuracy)   # Eq. 5
         state.reward_errors[name][b] = reward_standard_errors(descendants, evaluation)
         state.evaluations += 1
         state.candidate += 1
         per_candidate = (time.time() - rounds_start) / (state.evaluations - evaluations_before)
-        logger.candidate(state.round, name, b, counts[l - 1], evaluation, time.time() - start,
+        logger.candidate(state.round, config.max_rounds, name, b, counts[l - 1], evaluation,
+                         time.time() - start,
                          per_candidate * (total - state.evaluations), state.evaluations)
         if state.candidate < counts[l - 1]:
             save("candidate")
@@ -276,7 +254,7 @@ def search(loop: Loop, val_data: Callable[..., Iterator], config: GnasConfig,
 
         # Round done.
         model.set_routing(state.routing)
-        validation = loop.evaluate(val_data(2, state.round), config.val_batches)
+        validation = loop.evaluate(val_data(2, state.round), v)
         changed = state.routing != state.round_start
         result = RoundResult(state.round, state.routing, changed, loop.learning_rate,
                              state.rewards, state.reward_errors, validation,
@@ -292,3 +270,31 @@ def search(loop: Loop, val_data: Callable[..., Iterator], config: GnasConfig,
         save("round")
     model.set_routing(state.routing)
     return state.results
+
+
+def round_report(r: RoundResult) -> Dict:
+    """A round for report.json, with the median (over children) gap between the best and
+    second-best candidate reward next to the median standard error of a reward: when the
+    gaps are not clearly larger than the errors, the choice of parents is mostly noise."""
+    return {"round": r.round, "mean_val_error": r.validation.mean_error,
+            "learning_rate": r.learning_rate, "changed": r.changed, "elapsed": r.elapsed,
+            "tree": [list(p) for p in r.routing.parents],
+            "median_reward_gap": {k: float(np.nanmedian(reward_gaps(v)))
+                                  for k, v in r.rewards.items()},
+            "median_reward_standard_error": {k: float(np.nanmedian(v))
+                                             for k, v in r.reward_errors.items()}}
+
+
+def _search(context: SearchContext) -> SearchResult:
+    saved = context.saved_state
+    results = search(context.loop, context.val_data, context.config.candidates,
+                     context.method_config, context.rng, context.logger,
+                     SearchState.from_dict(saved) if saved else None, context.checkpoint)
+    supernet = context.supernet
+    return SearchResult(Architecture.from_space(supernet.space, supernet.routing), supernet,
+                        {"rounds": [round_report(r) for r in results]})
+
+
+METHOD = Method("gnas", _search, GnasConfig, uses_supernet=True,
+                summary="GNAS (Huang et al. 2018): greedy layer-wise parent updates on "
+                        "shared weights.")

@@ -19,6 +19,7 @@ momentum of inactive edges stay bit-for-bit unchanged. Weight decay is therefore
 the gathered rows in the loss (`Supernet.active_l2`), not the optimizer's decoupled decay,
 which would shrink every row.
 
+The training contract (loss, L2 on the active rows, accuracy, steps) is `AttributeModel`'s.
 The model's input is a float image batch [batch, H, W, 3] with pixel values in [0, 255]; its
 output is logits [batch, N, 2] (class 1 = attribute present).
 """
@@ -31,16 +32,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from gnas_keras.models.base import AttributeModel, compile_model, normalize_images
 from gnas_keras.space import SearchSpace
 from gnas_keras.tree import Routing, fixed_parents
 
+# Keras' BatchNormalization defaults (PyTorch's are momentum 0.9 in Keras terms, eps 1e-5).
 BN_EPSILON = 1e-3
 BN_MOMENTUM = 0.99
-
-
-def normalize_images(images):
-    """[0, 255] pixels -> [-1, 1]; the same op runs in the exported model."""
-    return images / 127.5 - 1.0
 
 
 class _Routed(keras.layers.Layer):
@@ -86,16 +84,22 @@ class _Routed(keras.layers.Layer):
 
 
 class RoutedConv(_Routed):
-    """Per edge: conv k x k (no bias) -> BN -> ReLU -> 2x2/2 max-pool.
+    """Per edge: conv k x k (no bias) -> BN -> ReLU -> pool (``max``: 2x2/2, ``none``, or
+    ``global_avg``).
 
-    Input: block stack [B_{l-1}, batch, H, W, C_in]. Output: [B_l, batch, H/2, W/2, C_out].
+    Input: block stack [B_{l-1}, batch, H, W, C_in]. Output: [B_l, batch, H/2, W/2, C_out]
+    (max), [B_l, batch, H, W, C_out] (none) or [B_l, batch, C_out] (global_avg).
     """
 
     def __init__(self, parent_blocks: int, blocks: int, searchable: bool, kernel_size: int,
-                 channels: int, **kwargs):
+                 channels: int, pool: str = "max", bn_momentum: float = BN_MOMENTUM,
+                 bn_epsilon: float = BN_EPSILON, **kwargs):
         super().__init__(parent_blocks, blocks, searchable, **kwargs)
         self.kernel_size = kernel_size
         self.channels = channels
+        self.pool = pool
+        self.bn_momentum = bn_momentum
+        self.bn_epsilon = bn_epsilon
 
     def build(self, input_shape):
         cin = input_shape[-1]
@@ -137,8 +141,13 @@ class RoutedConv(_Routed):
                 variances.append(variance)
             else:
                 mean, variance = means[j], variances[j]
-            y = tf.nn.batch_normalization(y, mean, variance, betas[j], gammas[j], BN_EPSILON)
-            y = tf.nn.max_pool2d(tf.nn.relu(y), ksize=2, strides=2, padding="VALID")
+            y = tf.nn.batch_normalization(y, mean, variance, betas[j], gammas[j],
+                                          self.bn_epsilon)
+            y = tf.nn.relu(y)
+            if self.pool == "max":
+                y = tf.nn.max_pool2d(y, ksize=2, strides=2, padding="VALID")
+            elif self.pool == "global_avg":
+                y = tf.reduce_mean(y, axis=[1, 2])
             outputs.append(y)
         if training:
             self._update_moving_stats(edges, tf.stack(means), tf.stack(variances))
@@ -148,16 +157,21 @@ class RoutedConv(_Routed):
         idx = edges[:, None]
         for var, batch_value in ((self.moving_mean, means), (self.moving_variance, variances)):
             old = tf.gather(var, edges)
-            new = old * BN_MOMENTUM + tf.stop_gradient(batch_value) * (1.0 - BN_MOMENTUM)
+            new = old * self.bn_momentum + tf.stop_gradient(batch_value) * (1.0 - self.bn_momentum)
             var.assign(tf.tensor_scatter_nd_update(var.value, idx, new))
 
     def compute_output_shape(self, input_shape):
         _, batch, h, w, _ = input_shape
-        return (self.blocks, batch, h // 2, w // 2, self.channels)
+        if self.pool == "global_avg":
+            return (self.blocks, batch, self.channels)
+        if self.pool == "max":
+            h, w = h // 2, w // 2
+        return (self.blocks, batch, h, w, self.channels)
 
     def get_config(self):
         return {**super().get_config(), "kernel_size": self.kernel_size,
-                "channels": self.channels}
+                "channels": self.channels, "pool": self.pool, "bn_momentum": self.bn_momentum,
+                "bn_epsilon": self.bn_epsilon}
 
 
 class RoutedDense(_Routed):
@@ -211,46 +225,7 @@ class RoutedDense(_Routed):
                 "dropout": self.dropout}
 
 
-def masked_cross_entropy(labels, logits):
-    """Mean 2-class cross-entropy over the labelled (image, attribute) pairs.
-
-    labels: int [batch, N] in {-1, 0, 1}; -1 (unknown) is masked out.
-    logits: float [batch, N, 2]. Returns a scalar (0 when nothing is labelled).
-    """
-    labels = tf.cast(labels, tf.int32)
-    mask = tf.cast(labels >= 0, logits.dtype)
-    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.maximum(labels, 0),
-                                                        logits=logits)
-    return tf.reduce_sum(ce * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
-
-
-class AttributeAccuracy(keras.metrics.Metric):
-    """Per-attribute accuracy over labelled examples, a vector [N] (NaN where none)."""
-
-    def __init__(self, num_attributes: int, name="attribute_accuracy", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.num_attributes = num_attributes
-        self.correct = self.add_variable(shape=(num_attributes,), initializer="zeros",
-                                         name="correct", aggregation="sum")
-        self.count = self.add_variable(shape=(num_attributes,), initializer="zeros",
-                                       name="count", aggregation="sum")
-
-    def update_state(self, labels, logits, sample_weight=None):
-        labels = tf.cast(labels, tf.int32)
-        mask = tf.cast(labels >= 0, tf.float32)
-        hit = tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels),
-                      tf.float32)
-        self.correct.assign_add(tf.reduce_sum(hit * mask, axis=0))
-        self.count.assign_add(tf.reduce_sum(mask, axis=0))
-
-    def result(self):
-        return self.correct / self.count
-
-    def get_config(self):
-        return {**super().get_config(), "num_attributes": self.num_attributes}
-
-
-class Supernet(keras.Model):
+class Supernet(AttributeModel):
     """All trees of a search space in one functional Keras model.
 
     Args:
@@ -260,10 +235,13 @@ class Supernet(keras.Model):
       dropout: rate after every fc layer but the logits (paper: 0.75 for LFWA, Market-1501).
       weight_decay: L2 coefficient on the active weights (PyTorch-style: the gradient gets
         ``weight_decay * w`` for every parameter used in the step).
+      bn_momentum, bn_epsilon: batch norm, in Keras' convention (running = momentum *
+        running + (1 - momentum) * batch).
     """
 
     def __init__(self, space: SearchSpace, num_attributes: int, image_shape,
-                 dropout: float = 0.0, weight_decay: float = 1e-4, **kwargs):
+                 dropout: float = 0.0, weight_decay: float = 1e-4,
+                 bn_momentum: float = BN_MOMENTUM, bn_epsilon: float = BN_EPSILON, **kwargs):
         space.validate(num_attributes)
         counts = space.block_counts(num_attributes)
         image = keras.Input(shape=tuple(image_shape), name="image")
@@ -273,7 +251,8 @@ class Supernet(keras.Model):
             below = 1 if l == 0 else counts[l - 1]
             if spec.kind == "conv":
                 layer = RoutedConv(below, counts[l], spec.searchable, spec.kernel,
-                                   spec.channels, name=spec.name)
+                                   spec.channels, spec.pool, bn_momentum, bn_epsilon,
+                                   name=spec.name)
             else:
                 last = l == len(space.layers) - 1
                 layer = RoutedDense(below, counts[l], spec.searchable, spec.channels,
@@ -283,16 +262,12 @@ class Supernet(keras.Model):
             routed.append(layer)
         logits = keras.layers.Lambda(lambda s: tf.transpose(s, [1, 0, 2]), name="logits")(x)
         super().__init__(inputs=image, outputs=logits, **kwargs)
+        self.init_training(num_attributes, image_shape, weight_decay)
         self.space = space
-        self.num_attributes = num_attributes
-        self.image_shape = tuple(image_shape)
         self.dropout = dropout
-        self.weight_decay = weight_decay
+        self.bn_momentum = bn_momentum
+        self.bn_epsilon = bn_epsilon
         self.routed_layers: List[_Routed] = routed
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.accuracy_tracker = AttributeAccuracy(num_attributes)
-        self.train_step_traces = 0  # Python side effect: counts traces, not steps
-        self.test_step_traces = 0
 
     # --- routing --------------------------------------------------------------------------
     @property
@@ -306,45 +281,37 @@ class Supernet(keras.Model):
             layer.parents.assign(np.asarray(parents, np.int32))
 
     # --- training -------------------------------------------------------------------------
-    def active_l2(self):
-        """Sum of squares of every weight the current tree uses."""
-        return tf.add_n([tf.reduce_sum(tf.square(w)) for layer in self.routed_layers
-                         for w in layer.active_weights()])
+    def weights_in_use(self):
+        """The rows of the active edges (gathered: their gradients are sparse)."""
+        return [w for layer in self.routed_layers for w in layer.active_weights()]
 
-    @property
-    def metrics(self):
-        return [self.loss_tracker, self.accuracy_tracker]
+    # --- one tree as a static network ------------------------------------------------------
+    def block_weights(self, layer: int, block: int, parent: int) -> List[np.ndarray]:
+        """The weights of edge parent -> block of `layer`, in `TreeNetwork.block_weights`'
+        order (conv: kernel, gamma, beta, moving mean, moving variance; fc: kernel, bias)."""
+        routed = self.routed_layers[layer]
+        e = parent * routed.blocks + block if routed.searchable else block
+        names = (("kernel", "gamma", "beta", "moving_mean", "moving_variance")
+                 if isinstance(routed, RoutedConv) else ("kernel", "bias"))
+        return [getattr(routed, n).numpy()[e] for n in names]
 
-    def train_step(self, data):
-        self.train_step_traces += 1
-        images, labels = data
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        with tf.GradientTape() as tape:
-            logits = self(images, training=True)
-            loss = masked_cross_entropy(labels, logits)
-            total = loss + 0.5 * self.weight_decay * self.active_l2()
-            # Gradients are summed over replicas: scale so the step is the global mean's.
-            scaled = total / replicas
-        grads = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply(grads, self.trainable_variables)
-        self.loss_tracker.update_state(loss)
-        self.accuracy_tracker.update_state(labels, logits)
-        return {"loss": self.loss_tracker.result(),
-                "accuracy": tf.reduce_mean(self.accuracy_tracker.result())}
-
-    def test_step(self, data):
-        self.test_step_traces += 1
-        images, labels = data
-        logits = self(images, training=False)
-        self.loss_tracker.update_state(masked_cross_entropy(labels, logits))
-        self.accuracy_tracker.update_state(labels, logits)
-        return {"loss": self.loss_tracker.result(),
-                "accuracy": tf.reduce_mean(self.accuracy_tracker.result())}
+    def to_tree_network(self, architecture):
+        """A `TreeNetwork` of `architecture` (a tree of this space, `Architecture.from_space`)
+        holding this supernet's weights of the tree's edges; computes what the supernet does
+        on that routing (dead blocks are not built)."""
+        from gnas_keras.models.tree_net import TreeNetwork, copy_weights
+        architecture.routing.validate(self.space, self.num_attributes)
+        tree = TreeNetwork(architecture, self.image_shape, dropout=self.dropout,
+                           weight_decay=self.weight_decay, bn_momentum=self.bn_momentum,
+                           bn_epsilon=self.bn_epsilon)
+        copy_weights(lambda l, j: self.block_weights(l, j, architecture.parents[l][j]), tree)
+        return tree
 
     def get_config(self):
         return {"space": self.space.to_dict(), "num_attributes": self.num_attributes,
                 "image_shape": list(self.image_shape), "dropout": self.dropout,
-                "weight_decay": self.weight_decay, "name": self.name}
+                "weight_decay": self.weight_decay, "bn_momentum": self.bn_momentum,
+                "bn_epsilon": self.bn_epsilon, "name": self.name}
 
     @classmethod
     def from_config(cls, config):
@@ -353,59 +320,16 @@ class Supernet(keras.Model):
         return cls(**config)
 
 
-class SparseSGD(keras.optimizers.SGD):
-    """SGD with (Nesterov) momentum that leaves the rows without gradient alone.
-
-    Keras' SGD turns a sparse (IndexedSlices) gradient into dense momentum arithmetic, so
-    the momentum of every row decays and every row with momentum keeps moving. In the paper's
-    PyTorch setup each edge is its own parameter and an edge outside the sampled tree gets no
-    gradient, hence no update at all. This optimizer does the same per row: for a sparse
-    gradient only the gathered rows' momentum and weights change.
-    """
-
-    def update_step(self, gradient, variable, learning_rate):
-        if not isinstance(gradient, tf.IndexedSlices):
-            return super().update_step(gradient, variable, learning_rate)
-        lr = tf.cast(learning_rate, variable.dtype)
-        # A row can appear more than once (the forward pass and the L2 term both gather it).
-        rows, position = tf.unique(gradient.indices)
-        grad = tf.math.unsorted_segment_sum(tf.cast(gradient.values, variable.dtype),
-                                            position, tf.shape(rows)[0])
-        if self.momentum == 0:
-            self.assign_sub(variable, tf.IndexedSlices(grad * lr, rows))
-            return
-        momentum = tf.cast(self.momentum, variable.dtype)
-        m = self.momentums[self._get_variable_index(variable)]
-        m_rows = tf.gather(m.value if hasattr(m, "value") else m, rows) * momentum - grad * lr
-        self.assign(m, tf.IndexedSlices(m_rows, rows))
-        step = m_rows * momentum - grad * lr if self.nesterov else m_rows
-        self.assign_add(variable, tf.IndexedSlices(step, rows))
-
-
-def make_optimizer(learning_rate: float, momentum: float = 0.9,
-                   nesterov: bool = True) -> keras.optimizers.SGD:
-    """SGD with Nesterov momentum, row-sparse for the supernet's edge-major weights; no
-    optimizer-side weight decay (see module docstring)."""
-    return SparseSGD(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov)
-
-
 def build_supernet(space: SearchSpace, num_attributes: int, image_shape, *,
                    learning_rate: float = 0.1, momentum: float = 0.9,
                    weight_decay: float = 1e-4, dropout: float = 0.0,
-                   routing: Optional[Routing] = None, seed: Optional[int] = None) -> Supernet:
-    """A compiled supernet (call inside ``strategy.scope()`` to distribute it)."""
-    if seed is not None:
-        keras.utils.set_random_seed(seed)
+                   bn_momentum: float = BN_MOMENTUM, bn_epsilon: float = BN_EPSILON,
+                   routing: Optional[Routing] = None) -> Supernet:
+    """A compiled supernet (call inside ``strategy.scope()`` to distribute it). Its initial
+    weights come from Keras' global seed: seed it (``keras.utils.set_random_seed``) first."""
     model = Supernet(space, num_attributes, image_shape, dropout=dropout,
-                     weight_decay=weight_decay)
-    model.compile(optimizer=make_optimizer(learning_rate, momentum), jit_compile=False)
-    # Create the momentum slots now, under the caller's strategy scope: created lazily inside
-    # the first traced train step, their initializers fail under MirroredStrategy.
-    model.optimizer.build(model.trainable_variables)
+                     weight_decay=weight_decay, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon)
+    compile_model(model, learning_rate, momentum)
     if routing is not None:
         model.set_routing(routing)
     return model
-
-
-def parameter_count(model: keras.Model) -> int:
-    return int(sum(np.prod(v.shape) for v in model.trainable_variables))

@@ -1,0 +1,85 @@
+"""The datasets of a run, from its config (`pipelines.input` does the reading)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import List, Optional
+
+import tensorflow as tf
+
+from gnas_keras.config import RunConfig
+from pipelines import input as data_input
+from pipelines import records
+
+
+def repeat_batches(dataset: tf.data.Dataset, fixed_batches: Optional[int] = None
+                   ) -> tf.data.Dataset:
+    """An endless evaluation stream: cycles through `dataset` in order, or through only its
+    first `fixed_batches` batches (so that every evaluation sees the same examples)."""
+    if fixed_batches:
+        dataset = dataset.take(fixed_batches).cache()
+    return dataset.repeat()
+
+
+def planted_groups(meta: records.Metadata) -> Optional[List[int]]:
+    """Group index of every attribute if the dataset has a planted grouping, else None."""
+    if not meta.groups:
+        return None
+    index = {a: g for g, members in enumerate(meta.groups) for a in members}
+    return [index[a] for a in meta.attribute_names]
+
+
+@dataclasses.dataclass
+class Data:
+    """The datasets of a run. Training and reward streams are functions seed -> dataset, so
+    that every segment of a run can start a stream of its own (see `training.segment_seed`)."""
+
+    meta: records.Metadata
+    prep: data_input.Preprocessing
+    config: RunConfig
+
+    @classmethod
+    def load(cls, config: RunConfig) -> "Data":
+        meta = records.read_metadata(config.data_dir)
+        prep = data_input.preprocessing_for(config.dataset, config.crop_height,
+                                            config.crop_width, config.flip)
+        if meta.name != config.dataset:
+            raise ValueError(f"{config.data_dir}: holds dataset {meta.name!r}, "
+                             f"not {config.dataset!r}")
+        if config.num_attributes and config.num_attributes != meta.num_attributes:
+            raise ValueError(f"num_attributes: {config.num_attributes} given, but "
+                             f"{config.data_dir}/metadata.json has {meta.num_attributes}")
+        for split in ("train", "validation", "test"):
+            if meta.split_sizes.get(split, 0) < 1:
+                raise ValueError(f"{config.data_dir}: split {split!r} is empty")
+        if meta.split_sizes["train"] < config.batch_size:
+            raise ValueError(f"batch_size: {config.batch_size} is larger than the training "
+                             f"split ({meta.split_sizes['train']} examples)")
+        return cls(meta, prep, config)
+
+    def _make(self, split: str, training: bool, seed: int = 0, **kwargs) -> tf.data.Dataset:
+        batch = self.config.batch_size if training else self.config.eval_batch_size
+        return data_input.make_dataset(self.config.data_dir, split, batch, training,
+                                       self.prep, seed=seed, **kwargs)
+
+    def train(self, seed: int) -> tf.data.Dataset:
+        return self._make("train", True, seed)
+
+    def train_and_validation(self, seed: int) -> tf.data.Dataset:
+        return self._make("train+validation", True, seed)
+
+    def rewards(self, seed: int) -> tf.data.Dataset:
+        """Endless validation batches for rewards: shuffled by `seed`, or with
+        ``fixed_val_batches`` always the same first V batches."""
+        candidates = self.config.candidates
+        if candidates.fixed_val_batches:
+            return repeat_batches(self._make("validation", False), candidates.val_batches)
+        return self._make("validation", False, seed, shuffled_evaluation=True)
+
+    @property
+    def test(self) -> tf.data.Dataset:
+        return self._make("test", False)
+
+    @property
+    def image_shape(self):
+        return data_input.input_shape(self.prep)

@@ -1,0 +1,176 @@
+"""The contract every trainable model of a run meets: `AttributeModel`.
+
+An `AttributeModel` maps a float image batch [batch, H, W, 3] (pixels in [0, 255]) to logits
+[batch, N, 2] (class 1 = attribute present) and owns what training needs, so that the one
+loop (`gnas_keras.training.Loop`), the evaluator and the exporter work with any of them:
+
+- the masked loss (`masked_cross_entropy`: unknown labels, -1, do not count);
+- L2 on the weights in use, ``0.5 * weight_decay * sum(w**2)`` over `weights_in_use()` (the
+  gradient gets ``weight_decay * w``, as PyTorch's SGD weight_decay on the parameters used);
+- per-attribute accuracy (`AttributeAccuracy`) and the mean loss (``loss_tracker``);
+- ``train_step`` / ``test_step``.
+
+Subclasses: `gnas_keras.models.supernet.Supernet` (all trees of a space, routing as
+variables) and `gnas_keras.models.tree_net.TreeNetwork` (one `Architecture`, static).
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def normalize_images(images):
+    """[0, 255] pixels -> [-1, 1]; the same op runs in the exported model."""
+    return images / 127.5 - 1.0
+
+
+def masked_cross_entropy(labels, logits):
+    """Mean 2-class cross-entropy over the labelled (image, attribute) pairs.
+
+    labels: int [batch, N] in {-1, 0, 1}; -1 (unknown) is masked out.
+    logits: float [batch, N, 2]. Returns a scalar (0 when nothing is labelled).
+    """
+    labels = tf.cast(labels, tf.int32)
+    mask = tf.cast(labels >= 0, logits.dtype)
+    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.maximum(labels, 0),
+                                                        logits=logits)
+    return tf.reduce_sum(ce * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+
+
+class AttributeAccuracy(keras.metrics.Metric):
+    """Per-attribute accuracy over labelled examples, a vector [N] (NaN where none)."""
+
+    def __init__(self, num_attributes: int, name="attribute_accuracy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.num_attributes = num_attributes
+        self.correct = self.add_variable(shape=(num_attributes,), initializer="zeros",
+                                         name="correct", aggregation="sum")
+        self.count = self.add_variable(shape=(num_attributes,), initializer="zeros",
+                                       name="count", aggregation="sum")
+
+    def update_state(self, labels, logits, sample_weight=None):
+        labels = tf.cast(labels, tf.int32)
+        mask = tf.cast(labels >= 0, tf.float32)
+        hit = tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels),
+                      tf.float32)
+        self.correct.assign_add(tf.reduce_sum(hit * mask, axis=0))
+        self.count.assign_add(tf.reduce_sum(mask, axis=0))
+
+    def result(self):
+        return self.correct / self.count
+
+    def get_config(self):
+        return {**super().get_config(), "num_attributes": self.num_attributes}
+
+
+class AttributeModel(keras.Model):
+    """A functional Keras model image -> logits [batch, N, 2] with the shared training
+    contract (module docstring). Subclasses call `init_training` after building the graph
+    and implement `weights_in_use`."""
+
+    def init_training(self, num_attributes: int, image_shape, weight_decay: float) -> None:
+        self.num_attributes = num_attributes
+        self.image_shape = tuple(image_shape)
+        self.weight_decay = weight_decay
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy_tracker = AttributeAccuracy(num_attributes)
+        self.train_step_traces = 0  # Python side effect: counts traces, not steps
+        self.test_step_traces = 0
+
+    def weights_in_use(self) -> List[tf.Tensor]:
+        """The trainable weights (or rows of them) the current network uses."""
+        raise NotImplementedError
+
+    def to_tree_network(self, architecture):
+        """A `gnas_keras.models.tree_net.TreeNetwork` of `architecture` with this model's
+        weights (what the exporter prunes and folds)."""
+        raise NotImplementedError
+
+    def l2_in_use(self):
+        """Sum of squares of every weight in use."""
+        return tf.add_n([tf.reduce_sum(tf.square(w)) for w in self.weights_in_use()])
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.accuracy_tracker]
+
+    def train_step(self, data):
+        self.train_step_traces += 1
+        images, labels = data
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            logits = self(images, training=True)
+            loss = masked_cross_entropy(labels, logits)
+            total = loss + 0.5 * self.weight_decay * self.l2_in_use()
+            # Gradients are summed over replicas: scale so the step is the global mean's.
+            scaled = total / replicas
+        grads = tape.gradient(scaled, self.trainable_variables)
+        self.optimizer.apply(grads, self.trainable_variables)
+        self.loss_tracker.update_state(loss)
+        self.accuracy_tracker.update_state(labels, logits)
+        return {"loss": self.loss_tracker.result(),
+                "accuracy": tf.reduce_mean(self.accuracy_tracker.result())}
+
+    def test_step(self, data):
+        self.test_step_traces += 1
+        images, labels = data
+        logits = self(images, training=False)
+        self.loss_tracker.update_state(masked_cross_entropy(labels, logits))
+        self.accuracy_tracker.update_state(labels, logits)
+        return {"loss": self.loss_tracker.result(),
+                "accuracy": tf.reduce_mean(self.accuracy_tracker.result())}
+
+
+class SparseSGD(keras.optimizers.SGD):
+    """SGD with (Nesterov) momentum that leaves the rows without gradient alone.
+
+    Keras' SGD turns a sparse (IndexedSlices) gradient into dense momentum arithmetic, so
+    the momentum of every row decays and every row with momentum keeps moving. In the paper's
+    PyTorch setup each edge is its own parameter and an edge outside the sampled tree gets no
+    gradient, hence no update at all. This optimizer does the same per row: for a sparse
+    gradient only the gathered rows' momentum and weights change; a dense gradient gets
+    Keras' SGD unchanged.
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        if not isinstance(gradient, tf.IndexedSlices):
+            return super().update_step(gradient, variable, learning_rate)
+        lr = tf.cast(learning_rate, variable.dtype)
+        # A row can appear more than once (the forward pass and the L2 term both gather it).
+        rows, position = tf.unique(gradient.indices)
+        grad = tf.math.unsorted_segment_sum(tf.cast(gradient.values, variable.dtype),
+                                            position, tf.shape(rows)[0])
+        if self.momentum == 0:
+            self.assign_sub(variable, tf.IndexedSlices(grad * lr, rows))
+            return
+        momentum = tf.cast(self.momentum, variable.dtype)
+        m = self.momentums[self._get_variable_index(variable)]
+        m_rows = tf.gather(m.value if hasattr(m, "value") else m, rows) * momentum - grad * lr
+        self.assign(m, tf.IndexedSlices(m_rows, rows))
+        step = m_rows * momentum - grad * lr if self.nesterov else m_rows
+        self.assign_add(variable, tf.IndexedSlices(step, rows))
+
+
+def make_optimizer(learning_rate: float, momentum: float = 0.9,
+                   nesterov: bool = True) -> keras.optimizers.SGD:
+    """SGD with Nesterov momentum, row-sparse for the supernet's edge-major weights; no
+    optimizer-side weight decay (the L2 is in the loss, see `AttributeModel`)."""
+    return SparseSGD(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov)
+
+
+def compile_model(model: AttributeModel, learning_rate: float, momentum: float = 0.9
+                  ) -> AttributeModel:
+    """Compiles `model` with `make_optimizer` and creates the optimizer's slots now, under
+    the caller's strategy scope (created lazily inside the first traced train step, their
+    initializers fail under MirroredStrategy)."""
+    model.compile(optimizer=make_optimizer(learning_rate, momentum), jit_compile=False)
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def parameter_count(model: keras.Model) -> int:
+    return int(sum(np.prod(v.shape) for v in model.trainable_variables))
