@@ -32,7 +32,6 @@ from typing import Dict, List, Sequence, Tuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -50,7 +49,7 @@ class Layer:
 
 # The `tiny` search space (gnas_keras/space.py); fc1 reads conv3 through `--transition`.
 TINY = (Layer("conv1", "conv", 3, 1, 16), Layer("conv2", "conv", 3, 4, 8),
-        Layer("conv3", "conv", 3, 4, 4), Layer("fc1", "fc", 0, 0, 16),
+        Layer("conv3", "conv", 3, 4, int(os.environ.get("C3", 4))), Layer("fc1", "fc", 0, 0, 16),
         Layer("fc2", "fc", 0, 0, 16), Layer("fc3", "fc", 0, 0, 2))
 
 
@@ -66,67 +65,170 @@ def load_split(data_dir: str, split: str) -> Tuple[np.ndarray, np.ndarray]:
         meta = records.read_metadata(data_dir)
         files = sorted(tf.io.gfile.glob(records.shard_pattern(data_dir, split)))
         spec = records.feature_spec(meta.num_attributes)
+
+        def decode(serialized):
+            parsed = tf.io.parse_single_example(serialized, spec)
+            return tf.io.decode_png(parsed["image"], channels=3), parsed["attributes"]
+
         images, labels = [], []
-        for serialized in tf.data.TFRecordDataset(files).batch(1024):
-            parsed = tf.io.parse_example(serialized, spec)
-            images.append(tf.map_fn(lambda b: tf.io.decode_png(b, channels=3),
-                                    parsed["image"], fn_output_signature=tf.uint8).numpy())
-            labels.append(parsed["attributes"].numpy())
+        for x, y in tf.data.TFRecordDataset(files).map(
+                decode, num_parallel_calls=tf.data.AUTOTUNE).batch(4096):
+            images.append(x.numpy())
+            labels.append(y.numpy())
         _CACHE[key] = (np.concatenate(images), np.concatenate(labels))
     return _CACHE[key]
 
 
 # --- the one library-facing function -----------------------------------------------------
-def _build(parents_per_layer: Sequence[Sequence[int]], num_attributes: int, image_shape,
-           transition: str, bn_momentum: float, bn_epsilon: float) -> keras.Model:
-    """A static Keras model of one tree: only the blocks with descendants are built.
-    Output logits [batch, N, 2]."""
-    layers = TINY
-    counts = [num_attributes if s.blocks == 0 else s.blocks for s in layers]
-    # live[l] = blocks of layer l with at least one attribute below them
-    live = [set() for _ in layers]
-    live[-1] = set(range(counts[-1]))
-    for l in range(len(layers) - 1, 0, -1):
-        live[l - 1] = {parents_per_layer[l][j] for j in live[l]}
-    image = keras.Input(shape=tuple(image_shape), name="image")
-    below = {0: keras.layers.Rescaling(1 / 127.5, offset=-1.0)(image)}
-    last = len(layers) - 1
-    for l, spec in enumerate(layers):
-        here = {}
-        for j in sorted(live[l]):
-            x = below[0] if l == 0 else below[parents_per_layer[l][j]]
-            tag = f"{spec.name}_{j}"
-            if spec.kind == "conv":
-                fan_in = spec.kernel * spec.kernel * x.shape[-1]
-                x = keras.layers.Conv2D(
-                    spec.channels, spec.kernel, padding="same", use_bias=False,
-                    kernel_initializer=keras.initializers.RandomNormal(
-                        stddev=float(np.sqrt(2.0 / fan_in))), name=tag)(x)
-                x = keras.layers.BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon,
-                                                    name=tag + "_bn")(x)
-                x = keras.layers.ReLU()(x)
-                x = keras.layers.MaxPooling2D(2, name=tag + "_pool")(x)
-                if layers[l + 1].kind == "fc":  # the conv -> fc transition
-                    x = (keras.layers.GlobalAveragePooling2D() if transition == "gap"
-                         else keras.layers.Flatten())(x)
-            else:
-                x = keras.layers.Dense(
-                    spec.channels, activation=None if l == last else "relu",
-                    kernel_initializer=keras.initializers.RandomNormal(
-                        stddev=float(np.sqrt(2.0 / x.shape[-1]))), name=tag)(x)
-            here[j] = x
-        below = here
-    logits = keras.layers.Lambda(lambda xs: tf.stack(xs, axis=1))(
-        [below[n] for n in range(num_attributes)])
-    return keras.Model(image, logits)
+def _he_normal(rng: np.random.Generator, shape, fan_in: int) -> np.ndarray:
+    return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+
+
+class TinyTreeNet(tf.Module):
+    """Every tree of the tiny space as one static network whose two searched routings (conv3
+    over conv2, fc1 over conv3) are int variables read in the graph, so one traced training
+    step serves every tree. A block's output depends only on its own weights and its
+    parent's output, so for the blocks that have attributes below them this computes exactly
+    what a network built from those blocks alone computes (the others are computed, unused).
+
+    Blocks: conv k x k without bias -> batch norm (per channel) -> ReLU -> 2x2/2 max-pool;
+    fc: dense, ReLU except on the logits. conv2's blocks all read conv1's single block, so
+    they run as one convolution with ``blocks * channels`` filters (batch norm is per
+    channel, so this is the same computation). Input: images [batch, H, W, 3] in [0, 255];
+    output: logits [batch, N, 2].
+    """
+
+    def __init__(self, num_attributes: int, image_shape, transition: str,
+                 bn_momentum: float, bn_epsilon: float):
+        super().__init__()
+        c1, c2, c3, fc1, fc2, _ = TINY
+        assert (c1.blocks, fc1.blocks, fc2.blocks) == (1, 0, 0)
+        self.n = num_attributes
+        self.b2, self.b3 = c2.blocks, c3.blocks
+        self.transition, self.momentum, self.epsilon = transition, bn_momentum, bn_epsilon
+        side = image_shape[0] // 8  # three 2x2 max-pools
+        din = c3.channels if transition == "gap" else side * side * c3.channels
+        n = num_attributes
+        # (name, shape, fan_in or None for BN/bias values)
+        self.shapes = {
+            "k1": ((c1.kernel, c1.kernel, 3, c1.channels), c1.kernel ** 2 * 3),
+            "k2": ((c2.kernel, c2.kernel, c1.channels, c2.blocks * c2.channels),
+                   c2.kernel ** 2 * c1.channels),
+            "k3": ((c3.blocks, c3.kernel, c3.kernel, c2.channels, c3.channels),
+                   c3.kernel ** 2 * c2.channels),
+            "w1": ((n, din, fc1.channels), din),
+            "w2": ((n, fc1.channels, fc2.channels), fc1.channels),
+            "w3": ((n, fc2.channels, 2), fc2.channels),
+            "g1": ((c1.channels,), None), "g2": ((c2.blocks * c2.channels,), None),
+            "g3": ((c3.blocks, c3.channels), None),
+            "beta1": ((c1.channels,), None), "beta2": ((c2.blocks * c2.channels,), None),
+            "beta3": ((c3.blocks, c3.channels), None),
+            "bias1": ((n, fc1.channels), None), "bias2": ((n, fc2.channels), None),
+            "bias3": ((n, 2), None),
+        }
+        self.params = {k: tf.Variable(tf.zeros(s), name=k) for k, (s, _) in self.shapes.items()}
+        self.velocity = {k: tf.Variable(tf.zeros(s)) for k, (s, _) in self.shapes.items()}
+        self.stats = {f"{k}{i}": tf.Variable(tf.zeros(self.shapes[f"g{i}"][0]), trainable=False)
+                      for i in (1, 2, 3) for k in ("mean", "var")}
+        self.conv3_parents = tf.Variable(tf.zeros([self.b3], tf.int32), trainable=False)
+        self.fc1_parents = tf.Variable(tf.zeros([n], tf.int32), trainable=False)
+
+    def reset(self, parents_per_layer, seed: int) -> None:
+        """Fresh weights (He-normal fan-in kernels, BN gamma 1 and beta 0, zero biases, zero
+        momentum) drawn from `seed`, and the routing."""
+        rng = np.random.default_rng(seed)
+        for k, (shape, fan_in) in self.shapes.items():
+            value = (_he_normal(rng, shape, fan_in) if fan_in else
+                     np.ones(shape, np.float32) if k.startswith("g") else
+                     np.zeros(shape, np.float32))
+            self.params[k].assign(value)
+            self.velocity[k].assign(tf.zeros(shape))
+        for k, v in self.stats.items():
+            v.assign(tf.ones(v.shape) if k.startswith("var") else tf.zeros(v.shape))
+        self.conv3_parents.assign(np.asarray(parents_per_layer[2], np.int32))
+        self.fc1_parents.assign(np.asarray(parents_per_layer[3], np.int32))
+
+    def _bn_relu(self, y, i: int, training: bool):
+        """Batch norm with statistics per block and channel, then ReLU. `y` is
+        [batch, h, w, C] (statistics [C]) or a block stack [B, batch, h, w, C] ([B, C])."""
+        p = self.params
+        stack = len(y.shape) == 5
+        if training:
+            mean, var = tf.nn.moments(y, axes=[1, 2, 3] if stack else [0, 1, 2])
+            m = self.momentum
+            self.stats[f"mean{i}"].assign(m * self.stats[f"mean{i}"] + (1 - m) * mean)
+            self.stats[f"var{i}"].assign(m * self.stats[f"var{i}"] + (1 - m) * var)
+        else:
+            mean, var = self.stats[f"mean{i}"], self.stats[f"var{i}"]
+        r = (lambda t: t[:, None, None, None, :]) if stack else (lambda t: t)  # noqa: E731
+        y = tf.nn.batch_normalization(y, r(mean), r(var), r(p[f"beta{i}"]), r(p[f"g{i}"]),
+                                      self.epsilon)
+        return tf.nn.relu(y)
+
+    def __call__(self, images, training: bool):
+        p = self.params
+        pool = lambda t: tf.nn.max_pool2d(t, 2, 2, "VALID")  # noqa: E731
+        x = images / 127.5 - 1.0
+        x = pool(self._bn_relu(tf.nn.conv2d(x, p["k1"], 1, "SAME"), 1, training))
+        x = pool(self._bn_relu(tf.nn.conv2d(x, p["k2"], 1, "SAME"), 2, training))
+        batch, h, w = tf.shape(x)[0], x.shape[1], x.shape[2]
+        stack = tf.transpose(tf.reshape(x, [batch, h, w, self.b2, -1]), [3, 0, 1, 2, 4])
+        inputs = tf.gather(stack, self.conv3_parents)  # [B3, batch, h, w, C2]
+        y = tf.stack([tf.nn.conv2d(inputs[j], p["k3"][j], 1, "SAME") for j in range(self.b3)])
+        y = self._bn_relu(y, 3, training)
+        y = tf.reshape(pool(tf.reshape(y, [-1, h, w, y.shape[-1]])),
+                       [self.b3, batch, h // 2, w // 2, y.shape[-1]])
+        if self.transition == "gap":  # the conv -> fc transition
+            y = tf.reduce_mean(y, axis=[2, 3])
+        else:
+            y = tf.reshape(y, [self.b3, batch, -1])
+        z = tf.gather(y, self.fc1_parents)  # [N, batch, din]
+        z = tf.nn.relu(tf.matmul(z, p["w1"]) + p["bias1"][:, None])
+        z = tf.nn.relu(tf.matmul(z, p["w2"]) + p["bias2"][:, None])
+        z = tf.matmul(z, p["w3"]) + p["bias3"][:, None]
+        return tf.transpose(z, [1, 0, 2])
+
+
+_NETS: Dict[tuple, tuple] = {}
+
+
+def _net_and_functions(num_attributes, image_shape, transition, bn_momentum, bn_epsilon,
+                       learning_rate, weight_decay):
+    """One `TinyTreeNet` and its traced train/predict functions per configuration."""
+    key = (num_attributes, tuple(image_shape), transition, bn_momentum, bn_epsilon,
+           learning_rate, weight_decay)
+    if key not in _NETS:
+        net = TinyTreeNet(num_attributes, image_shape, transition, bn_momentum, bn_epsilon)
+        names = list(net.params)
+
+        @tf.function
+        def train_step(images, labels):
+            weights = [net.params[k] for k in names]
+            with tf.GradientTape() as tape:
+                logits = net(images, training=True)
+                ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+                    labels=labels, logits=logits))
+                # L2 in the loss on every weight (PyTorch's SGD weight_decay, as the core).
+                loss = ce + 0.5 * weight_decay * tf.add_n(
+                    [tf.reduce_sum(w * w) for w in weights])
+            grads = tape.gradient(loss, weights)
+            for k, w, g in zip(names, weights, grads):
+                v = net.velocity[k]  # Keras' SGD with Nesterov momentum 0.9
+                v.assign(0.9 * v - learning_rate * g)
+                w.assign_add(0.9 * v - learning_rate * g)
+            return ce
+
+        predict = tf.function(lambda images: tf.argmax(net(images, training=False), -1,
+                                                       output_type=tf.int32))
+        _NETS[key] = (net, train_step, predict)
+    return _NETS[key]
 
 
 def train_tree_from_scratch(parents_per_layer: Sequence[Sequence[int]], data_dir: str,
                             steps: int, seed: int, *, batch_size: int = 64,
                             learning_rate: float = 0.1, weight_decay: float = 1e-4,
                             transition: str = "gap", bn_momentum: float = 0.9,
-                            bn_epsilon: float = 1e-5, eval_split: str = "test",
-                            eval_limit: int = 0) -> np.ndarray:
+                            bn_epsilon: float = 1e-5, eval_split: str = "test") -> np.ndarray:
     """Trains one tree of the tiny space from scratch; returns its per-attribute error [N]
     on `eval_split` (running batch-norm statistics).
 
@@ -139,35 +241,18 @@ def train_tree_from_scratch(parents_per_layer: Sequence[Sequence[int]], data_dir
     """
     images, labels = load_split(data_dir, "train")
     test_images, test_labels = load_split(data_dir, eval_split)
-    if eval_limit:
-        test_images, test_labels = test_images[:eval_limit], test_labels[:eval_limit]
     num_attributes = labels.shape[1]
-    keras.utils.set_random_seed(seed)
-    model = _build(parents_per_layer, num_attributes, images.shape[1:], transition,
-                   bn_momentum, bn_epsilon)
-    optimizer = keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True)
-    decayed = [w for w in model.trainable_weights]  # L2 on every used weight, as the core
-
-    @tf.function
-    def step(x, y):
-        with tf.GradientTape() as tape:
-            logits = model(x, training=True)
-            ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-                labels=y, logits=logits))
-            loss = ce + 0.5 * weight_decay * tf.add_n([tf.reduce_sum(w * w) for w in decayed])
-        grads = tape.gradient(loss, model.trainable_weights)
-        optimizer.apply(grads, model.trainable_weights)
-        return ce
-
+    net, train_step, predict = _net_and_functions(
+        num_attributes, images.shape[1:], transition, bn_momentum, bn_epsilon,
+        learning_rate, weight_decay)
+    net.reset(parents_per_layer, seed)
     rng = np.random.default_rng(seed)
     order = np.zeros(0, np.int64)
     for _ in range(steps):
         if len(order) < batch_size:
             order = np.concatenate([order, rng.permutation(len(images))])
         idx, order = order[:batch_size], order[batch_size:]
-        step(tf.constant(images[idx], tf.float32), tf.constant(labels[idx], tf.int32))
-
-    predict = tf.function(lambda x: tf.argmax(model(x, training=False), axis=-1))
+        train_step(tf.constant(images[idx], tf.float32), tf.constant(labels[idx], tf.int32))
     wrong = np.zeros(num_attributes)
     for i in range(0, len(test_images), 1000):
         pred = predict(tf.constant(test_images[i:i + 1000], tf.float32)).numpy()

@@ -58,11 +58,12 @@ NUM_STATES = 8
 JITTER_DEGREES = 8.0  # uniform +- jitter of the angle of continuous factors (< 22.5)
 
 # Rendering constants, all in [0, 1] pixel units (x 255 when written) or image fractions.
-CHROMA = 0.22        # radius of the object's colour in the opponent plane
-BASE_RADIUS = 0.19   # the object's semi-axis for a = 0 (fraction of the image side)
-RADIUS_SCALE = 1.6   # semi-axis = BASE_RADIUS * RADIUS_SCALE ** a
+CHROMA = 0.25        # radius of the object's colour in the opponent plane
+OBJECT_LUMINANCE = 0.5  # the object's grey level, the middle of the background's range
+BASE_RADIUS = 0.18   # the object's semi-axis for a = 0 (fraction of the image side)
+RADIUS_SCALE = 2.0   # semi-axis = BASE_RADIUS * RADIUS_SCALE ** a
 STRIPE_PERIOD = 5.0  # pixels
-MEAN_LUMINANCE, LUMINANCE_SWING = 0.5, 0.16  # background mean = 0.5 + 0.16 * a
+MEAN_LUMINANCE, LUMINANCE_SWING = 0.5, 0.25  # background mean = 0.5 + 0.25 * a
 MEAN_CONTRAST, CONTRAST_SWING = 0.16, 0.09   # stripe amplitude = 0.16 + 0.09 * b
 # Orthonormal basis of the colour-opponent plane (perpendicular to grey) in RGB.
 _RED_GREEN = np.array([1.0, -1.0, 0.0]) / np.sqrt(2.0)
@@ -119,7 +120,7 @@ def render(states: np.ndarray, size: int, rng: np.random.Generator,
     # colour: chroma direction phi in the opponent plane, on the background's mean grey.
     phi = _angles(rng, colour, jitter=True)
     chroma = CHROMA * (np.cos(phi)[:, None] * _RED_GREEN + np.sin(phi)[:, None] * _YELLOW_BLUE)
-    object_rgb = mean[:, None] + chroma  # [n, 3]
+    object_rgb = OBJECT_LUMINANCE + chroma  # [n, 3]
 
     image = np.where(inside[..., None], object_rgb[:, None, None, :], background[..., None])
     image = image * 255.0 + rng.normal(0.0, noise, image.shape)
