@@ -278,14 +278,16 @@ def trees_to_compare(groups: Sequence[int], num_random: int) -> Dict[str, List[L
         out[f"random_{i}"] = tree(rng.integers(0, 4, 4), rng.integers(0, 4, n))
     out["shared"] = tree([0, 0, 0, 0], [0] * n)
     out["merged_0+1"] = tree([0, 1, 2, 3], [0 if g == 1 else g for g in groups])
+    out["merged_2+3"] = tree([0, 1, 2, 3], [2 if g == 3 else g for g in groups])
     first = [a for a in range(n) if groups[a] == 0]
     split = list(groups)
     for a in first[len(first) // 2:]:
         split[a] = 1
     out["split_0"] = tree([0, 1, 2, 3], split)
-    moved = list(groups)
-    moved[first[0]] = 1
-    out["moved_1attr"] = tree([0, 1, 2, 3], moved)
+    for target in (1, 2):  # one attribute of group 0 under group 1's / group 2's block
+        moved = list(groups)
+        moved[first[0]] = target
+        out[f"moved_0>{target}"] = tree([0, 1, 2, 3], moved)
     return out
 
 

@@ -1,31 +1,29 @@
 """The built-in synthetic dataset, whose best tree is the planted grouping.
 
 Each 32x32 RGB image shows one elliptical object on a striped grey background. Four
-independent factors, one per planted group, are drawn per image:
+independent factors, one per planted group, are drawn per image; each factor is a *state*
+of three bits (8 states, each equally often), and the group's four attributes are the three
+bits and their majority:
 
-- ``colour``: the object's hue (its chroma direction in the colour-opponent plane).
-- ``form``: the object's width and height.
-- ``texture``: the background stripes' orientation.
-- ``lighting``: the background's mean brightness and the stripes' contrast.
+- ``colour``: the object's red, green and blue levels (each low or high); majority: light.
+- ``form``: the object's width, height (each small or large) and fill (a ring or filled);
+  majority: big.
+- ``texture``: the stripes' orientation (two bits: 0, 90, 45 or 135 degrees) and period
+  (coarse or fine); majority: busy.
+- ``lighting``: the background's brightness, the stripes' contrast and the pixel noise (each
+  low or high); majority: harsh.
 
-Every factor is one of 8 *states* on a circle, ``phi = (k + 1/2) * 45 degrees`` for
-k = 0..7 (with a small jitter where the factor is continuous), read as the 2-D point
-``(a, b) = (cos phi, sin phi)``. The group's four attributes are the four half-planes
-``a > 0``, ``b > 0``, ``a + b > 0``, ``a - b > 0``: each is balanced, each is a function of
-its own group's state only, and all four need the same 2-D quantity. The states sit
-22.5 degrees away from every boundary, so each attribute is learnable without label noise.
+Every attribute is balanced and is a function of its own group's state only. The states are
+discrete and far apart, so each attribute is learnable without label noise.
 
-Why the planted tree is the best tree of the `tiny` space (see docs/planted_set.md): a group's
-four attributes are read off one 2-D factor, so the block that extracts it serves all four
-(sharing within a group is free); the four factors use different evidence (chroma, object
-outline, oriented luminance energy, mean luminance and contrast), and a top conv block that
-is global-average-pooled carries only as many numbers as it has channels, so a thin block
-that serves two groups has to split its few channels between two factors. Position carries
-nothing: objects are placed at random, and after global pooling the network cannot read it.
-
-The object is isoluminant with the background's mean: it changes the mean brightness of no
-image, so brightness belongs to the lighting group alone; the object is seen through its
-chroma, by which both its hue and its outline are read.
+Why the planted tree is the best tree of the `tiny` space (the full argument and the measured
+proof are in docs/planted_set.md): a group needs three independent features (its bits), and
+its fourth attribute needs the same three, so one block that extracts them serves the whole
+group; different groups need different evidence (the object's colour, its outline, oriented
+energy at two scales, mean brightness, contrast and grain); and a top conv block that is
+global-average-pooled hands on only as many numbers as it has channels, so a block of 3 or 4
+channels cannot carry two groups' six bits. Position carries nothing: the object is placed
+at random, and after global pooling the network cannot read where it is.
 
 Deterministic from a seed: the same arguments always give the same records.
 """
@@ -42,93 +40,78 @@ from pipelines import records
 
 GENERATOR_VERSION = 2  # in metadata.extra; `ensure_generated` regenerates older sets
 
-# The four half-planes of a group's (a, b) point, in this order in every group.
-HALF_PLANES = ("a_pos", "b_pos", "sum_pos", "diff_pos")
+# Per group: bit 0, bit 1, bit 2, majority of the three.
 GROUPS: Dict[str, List[str]] = {
-    "colour": ["hue_reddish", "hue_greenish_not_blue", "hue_warm", "hue_not_cyan"],
-    "form": ["wide", "tall", "large", "wider_than_tall"],
-    "texture": ["stripes_steep_left", "stripes_near_diagonal", "stripes_0_to_90",
-                "stripes_not_0_to_90_shifted"],
-    "lighting": ["bright", "contrasty", "bright_plus_contrasty", "bright_minus_contrasty"],
+    "colour": ["object_red", "object_green", "object_blue", "object_light"],
+    "form": ["object_wide", "object_tall", "object_filled", "object_big"],
+    "texture": ["stripes_diagonal", "stripes_turned", "stripes_fine", "stripes_busy"],
+    "lighting": ["background_bright", "stripes_contrasty", "grainy", "light_harsh"],
 }
 ATTRIBUTE_NAMES = [a for names in GROUPS.values() for a in names]
 DEFAULT_SIZES = {"train": 16000, "validation": 4000, "test": 4000}
+NUM_STATES = 8  # three bits per group
 
-NUM_STATES = 8
-JITTER_DEGREES = 8.0  # uniform +- jitter of the angle of continuous factors (< 22.5)
+# Rendering constants: grey levels in [0, 1] (x 255 when written), sizes as image fractions.
+COLOUR_LEVELS = (0.1, 0.9)         # each of the object's R, G, B
+SEMI_AXES = (0.11, 0.26)           # the object's semi-axis, small or large
+RING_INNER = 0.55                  # a ring's hole, as a fraction of the semi-axes
+ORIENTATIONS = ((0.0, 90.0), (45.0, 135.0))  # [diagonal][turned], degrees
+STRIPE_PERIODS = (7.0, 3.5)        # pixels, coarse or fine
+BACKGROUND_LEVELS = (0.35, 0.65)     # the background's mean grey
+STRIPE_AMPLITUDES = (0.05, 0.15)   # the stripes' amplitude around that mean
+GRAIN = 11.0                       # extra pixel noise (in [0, 255] units) of grainy images
 
-# Rendering constants, all in [0, 1] pixel units (x 255 when written) or image fractions.
-CHROMA = 0.25        # radius of the object's colour in the opponent plane
-OBJECT_LUMINANCE = 0.5  # the object's grey level, the middle of the background's range
-BASE_RADIUS = 0.18   # the object's semi-axis for a = 0 (fraction of the image side)
-RADIUS_SCALE = 2.0   # semi-axis = BASE_RADIUS * RADIUS_SCALE ** a
-STRIPE_PERIOD = 5.0  # pixels
-MEAN_LUMINANCE, LUMINANCE_SWING = 0.5, 0.25  # background mean = 0.5 + 0.25 * a
-MEAN_CONTRAST, CONTRAST_SWING = 0.16, 0.09   # stripe amplitude = 0.16 + 0.09 * b
-# Orthonormal basis of the colour-opponent plane (perpendicular to grey) in RGB.
-_RED_GREEN = np.array([1.0, -1.0, 0.0]) / np.sqrt(2.0)
-_YELLOW_BLUE = np.array([1.0, 1.0, -2.0]) / np.sqrt(6.0)
+
+def state_bits(states: np.ndarray) -> np.ndarray:
+    """int [..., 3] bits of states in 0..7."""
+    return (states[..., None] >> np.arange(3)) & 1
 
 
 def attributes_from_states(states: np.ndarray) -> np.ndarray:
-    """int [n, 4 * G] in {0, 1} from states int [n, G] in 0..7, columns group by group in
-    `HALF_PLANES` order. A state's angle is ``(k + 1/2) * 45`` degrees."""
-    phi = (states + 0.5) * (2 * np.pi / NUM_STATES)
-    a, b = np.cos(phi), np.sin(phi)
-    bits = np.stack([a > 0, b > 0, a + b > 0, a - b > 0], axis=-1)  # [n, G, 4]
-    return bits.reshape(len(states), -1).astype(np.int64)
-
-
-def _angles(rng: np.random.Generator, states: np.ndarray, jitter: bool) -> np.ndarray:
-    phi = (states + 0.5) * (2 * np.pi / NUM_STATES)
-    if jitter:
-        phi = phi + np.deg2rad(rng.uniform(-JITTER_DEGREES, JITTER_DEGREES, states.shape))
-    return phi
+    """int [n, 4 * G] in {0, 1} from states int [n, G] in 0..7, columns group by group:
+    bit 0, bit 1, bit 2, majority."""
+    bits = state_bits(states)  # [n, G, 3]
+    majority = (bits.sum(-1) >= 2)[..., None]
+    return np.concatenate([bits, majority], axis=-1).reshape(len(states), -1).astype(np.int64)
 
 
 def render(states: np.ndarray, size: int, rng: np.random.Generator,
            noise: float) -> np.ndarray:
     """uint8 images [n, size, size, 3] for the group states int [n, 4] (colour, form,
     texture, lighting). Nuisances (object position, stripe phase, pixel noise) come from
-    `rng`."""
+    `rng`; `noise` is the pixel noise of images that are not grainy ([0, 255] units)."""
     n = len(states)
-    colour, form, texture, lighting = (states[:, g] for g in range(4))
+    colour, form, texture, lighting = (state_bits(states[:, g]) for g in range(4))
     coords = (np.arange(size) + 0.5) / size
     y, x = np.meshgrid(coords, coords, indexing="ij")  # [size, size], in [0, 1]
+    col = lambda v: np.asarray(v)[:, None, None]  # noqa: E731  per image -> broadcastable
 
-    # lighting: discrete levels (no jitter) so the brightness and contrast levels stay apart.
-    phi = _angles(rng, lighting, jitter=False)
-    mean = MEAN_LUMINANCE + LUMINANCE_SWING * np.cos(phi)
-    amplitude = MEAN_CONTRAST + CONTRAST_SWING * np.sin(phi)
+    # texture and lighting: the background.
+    theta = np.deg2rad(np.asarray(ORIENTATIONS)[texture[:, 0], texture[:, 1]])
+    period = np.asarray(STRIPE_PERIODS)[texture[:, 2]]
+    along = (x * col(np.cos(theta)) + y * col(np.sin(theta))) * size / col(period)
+    phase = rng.uniform(0, 2 * np.pi, n)
+    mean = np.asarray(BACKGROUND_LEVELS)[lighting[:, 0]]
+    amplitude = np.asarray(STRIPE_AMPLITUDES)[lighting[:, 1]]
+    background = col(mean) + col(amplitude) * np.sin(2 * np.pi * along + col(phase))
 
-    # texture: stripe orientation theta = phi / 2 in [0, pi), random phase.
-    theta = _angles(rng, texture, jitter=True)[:, None, None] / 2
-    phase = rng.uniform(0, 2 * np.pi, n)[:, None, None]
-    along = (x * np.cos(theta) + y * np.sin(theta)) * size / STRIPE_PERIOD
-    background = mean[:, None, None] + amplitude[:, None, None] * np.sin(
-        2 * np.pi * along + phase)
+    # form: the object's semi-axes and fill; the centre is random, the object stays inside.
+    rx = np.asarray(SEMI_AXES)[form[:, 0]]
+    ry = np.asarray(SEMI_AXES)[form[:, 1]]
+    cx, cy = rng.uniform(rx, 1 - rx), rng.uniform(ry, 1 - ry)
+    radius2 = ((x - col(cx)) / col(rx)) ** 2 + ((y - col(cy)) / col(ry)) ** 2
+    inside = (radius2 < 1.0) & ((form[:, 2] == 1)[:, None, None] | (radius2 >= RING_INNER ** 2))
 
-    # form: semi-axes from the (a, b) point; the centre is random but keeps the ellipse inside.
-    phi = _angles(rng, form, jitter=True)
-    rx = BASE_RADIUS * RADIUS_SCALE ** np.cos(phi)
-    ry = BASE_RADIUS * RADIUS_SCALE ** np.sin(phi)
-    cx = rng.uniform(rx, 1 - rx)
-    cy = rng.uniform(ry, 1 - ry)
-    inside = (((x[None] - cx[:, None, None]) / rx[:, None, None]) ** 2
-              + ((y[None] - cy[:, None, None]) / ry[:, None, None]) ** 2) < 1.0
-
-    # colour: chroma direction phi in the opponent plane, on the background's mean grey.
-    phi = _angles(rng, colour, jitter=True)
-    chroma = CHROMA * (np.cos(phi)[:, None] * _RED_GREEN + np.sin(phi)[:, None] * _YELLOW_BLUE)
-    object_rgb = OBJECT_LUMINANCE + chroma  # [n, 3]
-
+    # colour: the object's RGB.
+    object_rgb = np.asarray(COLOUR_LEVELS)[colour]  # [n, 3]
     image = np.where(inside[..., None], object_rgb[:, None, None, :], background[..., None])
-    image = image * 255.0 + rng.normal(0.0, noise, image.shape)
+    sigma = noise + GRAIN * lighting[:, 2]
+    image = image * 255.0 + rng.normal(0.0, 1.0, image.shape) * sigma[:, None, None, None]
     return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
 
 def generate(output_dir: str, seed: int = 0, sizes: Dict[str, int] = None,
-             image_size: int = 32, noise: float = 8.0, num_shards: int = 4,
+             image_size: int = 32, noise: float = 3.0, num_shards: int = 4,
              overwrite: bool = False) -> records.Metadata:
     """Writes the synthetic dataset as TFRecords (PNG images) with its metadata.
 
@@ -137,7 +120,8 @@ def generate(output_dir: str, seed: int = 0, sizes: Dict[str, int] = None,
       seed: everything (states, nuisances, noise) is a function of it and the split.
       sizes: images per split; default `DEFAULT_SIZES`.
       image_size: side in pixels.
-      noise: standard deviation of the Gaussian pixel noise, in [0, 255] units.
+      noise: standard deviation of the Gaussian pixel noise of images that are not grainy,
+        in [0, 255] units (grainy ones add `GRAIN`).
       num_shards: TFRecord shards per split.
       overwrite: replace an existing dataset at `output_dir`.
     """
