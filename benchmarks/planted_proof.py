@@ -49,7 +49,7 @@ class Layer:
 
 # The `tiny` search space (gnas_keras/space.py); fc1 reads conv3 through `--transition`.
 TINY = (Layer("conv1", "conv", 3, 1, 16), Layer("conv2", "conv", 3, 4, 8),
-        Layer("conv3", "conv", 3, 4, int(os.environ.get("C3", 4))), Layer("fc1", "fc", 0, 0, 16),
+        Layer("conv3", "conv", 3, 4, 4), Layer("fc1", "fc", 0, 0, 16),
         Layer("fc2", "fc", 0, 0, 16), Layer("fc3", "fc", 0, 0, 2))
 
 
@@ -275,7 +275,7 @@ def trees_to_compare(groups: Sequence[int], num_random: int) -> Dict[str, List[L
     out = {"planted": tree([0, 1, 2, 3], groups)}
     rng = np.random.default_rng(12345)
     for i in range(num_random):
-        out[f"random_{i}"] = tree(rng.integers(0, 4, 4), rng.integers(0, 4, n))
+        out[f"random_{i}"] = tree(rng.integers(0, 4, 4).tolist(), rng.integers(0, 4, n).tolist())
     out["shared"] = tree([0, 0, 0, 0], [0] * n)
     out["merged_0+1"] = tree([0, 1, 2, 3], [0 if g == 1 else g for g in groups])
     out["merged_2+3"] = tree([0, 1, 2, 3], [2 if g == 3 else g for g in groups])
