@@ -81,9 +81,11 @@ class RunConfig:
     weight_decay: float = setting(1e-4, "L2 on the weights the tree uses (paper: 1e-4).")
     dropout: float = setting(0.0, "Dropout rate after fc1 and fc2 (paper: 0.75 for LFWA and "
                                   "Market-1501).")
-    bn_momentum: float = setting(0.99, "Batch-norm moving-average momentum, Keras convention "
-                                       "(PyTorch's momentum=0.1 is 0.9 here).")
-    bn_epsilon: float = setting(1e-3, "Batch-norm epsilon (PyTorch: 1e-5).")
+    bn_momentum: float = setting(0.9, "Batch-norm moving-average momentum, Keras convention: "
+                                      "0.9 = PyTorch's default momentum=0.1, what the paper's "
+                                      "code used (Keras' own default is 0.99).")
+    bn_epsilon: float = setting(1e-5, "Batch-norm epsilon (PyTorch's default, as the paper; "
+                                      "Keras' is 1e-3).")
     crop_height: int = setting(0, "Crop height (0 = dataset default).")
     crop_width: int = setting(0, "Crop width (0 = dataset default).")
     flip: Optional[bool] = setting(None, "Random horizontal flip (None = dataset default).")

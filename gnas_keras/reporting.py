@@ -77,14 +77,24 @@ class SearchReporter(SearchLogger):
         gaps = ", ".join(
             f"{layer} {np.nanmedian(reward_gaps(m)):.4f}/{np.nanmedian(result.reward_errors[layer]):.4f}"
             for layer, m in result.rewards.items())
+        switches = ", ".join(
+            f"{layer} {np.nanmedian(g):.4f}/{np.nanmedian(result.switch_errors[layer]):.4f}"
+            for layer, g in result.switch_gains.items() if np.isfinite(g).any())
         self.out(f"round {result.round} done: val error {result.validation.mean_error:.4f}, "
                  f"lr {result.learning_rate:.4g}, tree "
                  f"{'changed' if result.changed else 'unchanged'}; median reward gap/std error "
-                 f"{gaps}")
+                 f"{gaps}" + (f"; median gain over current parent/paired std error "
+                              f"{switches}" if switches else ""))
         with self.writer.as_default():
             step = result.round
             tf.summary.scalar("search/mean_val_error", result.validation.mean_error, step=step)
             tf.summary.scalar("search/learning_rate", result.learning_rate, step=step)
+            for layer, gains in result.switch_gains.items():
+                if np.isfinite(gains).any():
+                    tf.summary.scalar(f"switch/{layer}/median_gain", np.nanmedian(gains),
+                                      step=step)
+                    tf.summary.scalar(f"switch/{layer}/median_paired_standard_error",
+                                      np.nanmedian(result.switch_errors[layer]), step=step)
             for layer, matrix in result.rewards.items():
                 for b in range(matrix.shape[0]):
                     for j in range(matrix.shape[1]):

@@ -91,6 +91,33 @@ class Loop:
         """One full pass over a finite evaluation dataset of `num_examples` examples."""
         return self.evaluate(self.iterator(dataset), math.ceil(num_examples / batch_size))
 
+    def predict_batches(self, iterator: Iterator, steps: int):
+        """Probabilities [examples, N] that each attribute is present and the labels
+        [examples, N] (-1 unknown) of the next `steps` batches of `iterator` (from `iterator`:
+        distributed when the model is; inference mode)."""
+        if getattr(self, "_predict_function", None) is None:
+            strategy, model = self.strategy, self.model
+
+            @tf.function
+            def predict(iterator):
+                images, labels = next(iterator)
+                logits = strategy.run(lambda x: model(x, training=False), args=(images,))
+                return strategy.gather(logits, axis=0), strategy.gather(labels, axis=0)
+
+            self._predict_function = predict
+        probabilities, labels = [], []
+        for _ in range(steps):
+            logits, batch_labels = self._predict_function(iterator)
+            probabilities.append(tf.nn.softmax(logits)[..., 1].numpy())
+            labels.append(batch_labels.numpy())
+        return np.concatenate(probabilities), np.concatenate(labels)
+
+    def refresh_batch_norm(self, steps: int) -> None:
+        """`AttributeModel.refresh_batch_norm` on the next `steps` training batches."""
+        if self._train_iter is None:
+            self.restart()
+        self.model.refresh_batch_norm(self._train_iter, steps)
+
     def predict(self, dataset: tf.data.Dataset):
         """Probabilities [examples, N] that each attribute is present, and the labels
         [examples, N] (-1 unknown), over one pass of a finite dataset."""

@@ -236,9 +236,12 @@ def make_dataset(data_dir: Union[str, Sequence[str]], split: str, batch_size: in
             ds = ds.repeat().interleave(tf.data.TFRecordDataset,
                                         cycle_length=min(len(source.files), 8),
                                         num_parallel_calls=auto, deterministic=True)
-        else:
-            ds = tf.data.TFRecordDataset(source.files).repeat()
-        return decoded(source, ds.shuffle(shuffle_buffer, seed=source_seed))
+            return decoded(source, ds.shuffle(shuffle_buffer, seed=source_seed))
+        # Reward stream: shuffle within a pass, then repeat, so no example comes twice before
+        # every example came once (repeat-then-shuffle drew 681 distinct images in 1,024).
+        ds = tf.data.TFRecordDataset(source.files).shuffle(
+            shuffle_buffer, seed=source_seed, reshuffle_each_iteration=True).repeat()
+        return decoded(source, ds)
 
     if training or shuffled_evaluation:
         streams = [endless(source, i) for i, source in enumerate(sources)]

@@ -23,19 +23,61 @@ def test_best_parents_is_argmax_per_child_and_dead_blocks_keep_parent():
     rewards = np.array([[0.1, 0.9, np.nan, 0.5],
                         [0.7, 0.2, np.nan, 0.5],
                         [0.3, 0.95, np.nan, 0.4]])
-    assert gnas.best_parents(rewards, current=(2, 2, 1, 2)) == (1, 2, 1, 0)
+    parents, gains, _ = gnas.best_parents(rewards, current=(2, 2, 1, 2))
+    assert parents == (1, 2, 1, 0)
+    assert np.allclose(gains[[0, 1, 3]], [0.4, 0.0, 0.1]) and np.isnan(gains[2])
 
 
-def test_reward_gaps_and_standard_errors():
+def test_ties_keep_the_current_parent():
+    rewards = np.array([[0.5, 0.7], [0.5, 0.7], [0.4, 0.6]])
+    assert gnas.best_parents(rewards, current=(1, 1))[0] == (1, 1)  # not block 0
+    assert gnas.best_parents(rewards, current=(2, 2))[0] == (0, 0)
+
+
+def test_reward_gaps():
     rewards = np.array([[0.6, np.nan], [0.9, np.nan], [0.8, np.nan]])
     gaps = gnas.reward_gaps(rewards)
     assert np.isclose(gaps[0], 0.1) and np.isnan(gaps[1])
-    evaluation = Evaluation(0.3, np.array([0.5, 0.9]), np.array([100.0, 400.0]))
-    se = gnas.reward_standard_errors([frozenset({0}), frozenset({0, 1}), frozenset()],
-                                     evaluation)
-    assert np.isclose(se[0], 0.05)  # sqrt(0.25 / 100)
-    assert np.isclose(se[1], np.sqrt(0.25 / 100 + 0.09 / 400) / 2)
-    assert np.isnan(se[2])
+
+
+def test_example_scores_average_to_eq5_rewards_over_labelled_examples():
+    probabilities = np.array([[0.9, 0.2], [0.4, 0.7], [0.8, 0.3], [0.1, 0.6]])
+    labels = np.array([[1, 0], [1, -1], [0, 1], [0, 1]])
+    descendants = [frozenset({0}), frozenset({0, 1}), frozenset()]
+    scores = gnas.example_scores(descendants, probabilities, labels, "accuracy")
+    # attribute 0: correct, wrong, wrong, correct -> 0.5; attribute 1 (3 labelled): correct,
+    # -, wrong, correct -> 2/3
+    assert np.allclose(scores.mean(axis=0)[:2], [0.5, (0.5 + 2 / 3) / 2], atol=1e-3)
+    assert np.all(np.isnan(scores[:, 2]))
+    ll = gnas.example_scores(descendants[:1], probabilities, labels, "log_likelihood")
+    assert np.isclose(ll.mean(), np.mean(np.log([0.9, 0.4, 0.2, 0.9])), atol=1e-3)
+
+
+def test_paired_standard_error_uses_the_per_example_differences():
+    rng = np.random.default_rng(0)
+    shared = rng.normal(size=(1000, 1))             # what both candidates get right
+    a, b = shared + 0.1, shared + 0.01 * rng.normal(size=(1000, 1))
+    paired = gnas.paired_standard_errors(a, b)[0]
+    unpaired = np.sqrt(a.var(ddof=1) / 1000 + b.var(ddof=1) / 1000)
+    assert paired < unpaired / 50
+    assert np.isclose(paired, np.std(a - b, ddof=1) / np.sqrt(1000))
+
+
+def test_hysteresis_switches_only_on_a_gain_beyond_z_paired_errors():
+    rng = np.random.default_rng(1)
+    base = rng.random((400, 1))
+    noisy = base + rng.normal(0, 0.2, size=(400, 1))     # current parent, same examples
+    small = base + 0.005                                  # tiny but consistent gain
+    scores = [noisy, small]
+    rewards = np.stack([s.mean(axis=0) for s in scores])
+    gain = rewards[1, 0] - rewards[0, 0]
+    error = gnas.paired_standard_errors(small, noisy)[0]
+    assert gain > 0
+    switched, gains, errors = gnas.best_parents(rewards, (0,), scores, hysteresis=0.0)
+    assert switched == (1,) and np.isclose(gains[0], gain) and np.isclose(errors[0], error)
+    z_above = gain / error + 0.5
+    assert gnas.best_parents(rewards, (0,), scores, hysteresis=z_above)[0] == (0,)
+    assert gnas.best_parents(rewards, (0,), scores, hysteresis=gain / error - 0.5)[0] == (1,)
 
 
 class FakeLoop:
@@ -55,6 +97,12 @@ class FakeLoop:
     def evaluate(self, iterator, steps):
         return Evaluation(0.5, self.accuracy_of(self.model.routing),
                           np.full(self.model.num_attributes, 100.0))
+
+    def predict_batches(self, iterator, steps):
+        """1,000 examples, every label 1, the first accuracy x 1,000 predicted right."""
+        accuracy = self.accuracy_of(self.model.routing)
+        right = np.arange(1000)[:, None] < np.round(accuracy * 1000)[None, :]
+        return np.where(right, 0.9, 0.1), np.ones((1000, len(accuracy)), int)
 
     @property
     def learning_rate(self):
@@ -129,7 +177,8 @@ def test_search_on_a_real_supernet_runs_and_logs(synthetic_dir):
     assert [e[2:4] for e in events] == [("fc1", b) for b in range(4)] + \
         [("conv3", b) for b in range(4)]
     assert model.routing == results[0].routing
-    assert positions == [(1, k) for k in range(8)] + [(2, 1)]  # one stream per evaluation
+    # every candidate of a layer sees the same training and validation batches
+    assert positions == [(1, 1, 0)] * 4 + [(1, 1, 1)] * 4 + [(2, 1)]
     assert 0.0 <= results[0].validation.mean_error <= 1.0
 
 

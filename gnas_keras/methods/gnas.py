@@ -40,6 +40,7 @@ all a killed search needs to continue exactly where the last checkpoint left it.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import time
 from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional
@@ -48,13 +49,17 @@ import numpy as np
 
 from gnas_keras.architecture import Architecture
 from gnas_keras.config import CandidateConfig, setting
-from gnas_keras.evaluation import Evaluation, check_finite
+from gnas_keras.evaluation import Evaluation, check_finite, segment_seed
 from gnas_keras.methods.base import (Method, SearchContext, SearchLogger, SearchResult,
                                      resume, warmup_chunk)
 from gnas_keras.tree import Routing, random_routing
 
 if TYPE_CHECKING:
     from gnas_keras.training import Loop
+
+
+CANDIDATE_TRAINING = ("all", "above")
+REWARDS = ("accuracy", "log_likelihood")
 
 
 @dataclasses.dataclass
@@ -66,6 +71,22 @@ class GnasConfig:
     patience: int = setting(3, "GNAS stops after this many rounds without a tree change.")
     lr_decay: float = setting(0.96, "Learning rate factor after every GNAS round (paper: "
                                     "0.96).")
+    # GNAS+ options: each changes the paper's Algorithm 1 (module docstring, "GNAS+").
+    candidate_training: str = setting(
+        "all", "Which layers a candidate's K steps train: all (paper) or above (the searched "
+               "layer and those above it; weights restored after each candidate, then the "
+               "chosen tree trains K steps).", choices=CANDIDATE_TRAINING)
+    reward: str = setting("accuracy", "Per-attribute reward: accuracy (paper) or "
+                                      "log_likelihood (mean log-probability of the true label).",
+                          choices=REWARDS)
+    fresh_heads: bool = setting(False, "Re-initialise the searched layer's and the upper "
+                                       "layers' active weights before each candidate (needs "
+                                       "candidate_training=above).")
+    hysteresis: float = setting(0.0, "Switch a block's parent only when the best candidate's "
+                                     "reward exceeds the current parent's by more than this "
+                                     "many paired standard errors (0: any gain).")
+    bn_refresh: int = setting(0, "Training-mode forward passes (no update) before scoring a "
+                                 "candidate, so its batch-norm statistics are its own.")
 
     def validate(self) -> None:
         for name in ("max_rounds", "patience"):
@@ -73,6 +94,17 @@ class GnasConfig:
                 raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")
         if not 0.0 < self.lr_decay <= 1.0:
             raise ValueError(f"lr_decay: must be in (0, 1], got {self.lr_decay}")
+        if self.candidate_training not in CANDIDATE_TRAINING:
+            raise ValueError(f"candidate_training: {self.candidate_training!r} is not one of "
+                             f"{CANDIDATE_TRAINING}")
+        if self.reward not in REWARDS:
+            raise ValueError(f"reward: {self.reward!r} is not one of {REWARDS}")
+        if self.fresh_heads and self.candidate_training != "above":
+            raise ValueError("fresh_heads: needs candidate_training=above (otherwise the "
+                             "search would erase the weights it keeps)")
+        if self.hysteresis < 0 or self.bn_refresh < 0:
+            raise ValueError(f"hysteresis / bn_refresh: must be >= 0, got {self.hysteresis} / "
+                             f"{self.bn_refresh}")
 
 
 @dataclasses.dataclass
@@ -82,23 +114,39 @@ class RoundResult:
     changed: bool
     learning_rate: float
     rewards: Dict[str, np.ndarray]    # layer name -> [B_{l-1}, B_l] reward(b -> j)
-    reward_errors: Dict[str, np.ndarray]  # same shape: binomial standard error of each reward
+    reward_errors: Dict[str, np.ndarray]  # same shape: standard error of each reward
     validation: Evaluation            # the round's final tree on V validation batches
     elapsed: float                    # seconds since the search started
+    # layer name -> [B_l]: reward of the best candidate minus the current parent's, and the
+    # paired standard error of that difference (both scored on the same examples)
+    switch_gains: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    switch_errors: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> Dict:
+        arrays = lambda d: {k: v.tolist() for k, v in d.items()}  # noqa: E731
         return {"round": self.round, "routing": [list(p) for p in self.routing.parents],
                 "changed": self.changed, "learning_rate": self.learning_rate,
-                "rewards": {k: v.tolist() for k, v in self.rewards.items()},
-                "reward_errors": {k: v.tolist() for k, v in self.reward_errors.items()},
-                "validation": self.validation.to_dict(), "elapsed": self.elapsed}
+                "rewards": arrays(self.rewards), "reward_errors": arrays(self.reward_errors),
+                "validation": self.validation.to_dict(), "elapsed": self.elapsed,
+                "switch_gains": arrays(self.switch_gains),
+                "switch_errors": arrays(self.switch_errors)}
 
     @classmethod
     def from_dict(cls, d: Dict) -> "RoundResult":
+        arrays = lambda key: {k: np.asarray(v, float) for k, v in d.get(key, {}).items()}  # noqa
         return cls(d["round"], Routing.from_lists(d["routing"]), d["changed"],
-                   d["learning_rate"], {k: np.asarray(v) for k, v in d["rewards"].items()},
-                   {k: np.asarray(v) for k, v in d["reward_errors"].items()},
-                   Evaluation.from_dict(d["validation"]), d["elapsed"])
+                   d["learning_rate"], arrays("rewards"), arrays("reward_errors"),
+                   Evaluation.from_dict(d["validation"]), d["elapsed"],
+                   arrays("switch_gains"), arrays("switch_errors"))
+
+
+def _encode(scores: np.ndarray) -> Dict:
+    return {"shape": list(scores.shape),
+            "float16": base64.b64encode(scores.astype(np.float16).tobytes()).decode("ascii")}
+
+
+def _decode(d: Dict) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(d["float16"]), np.float16).reshape(d["shape"])
 
 
 @dataclasses.dataclass
@@ -107,7 +155,9 @@ class SearchState:
 
     The position is (round, layer, candidate): the next candidate parent block to evaluate
     for the `layer`-th searched layer from the top. `rewards` / `reward_errors` hold this
-    round's rows evaluated so far, [B_{l-1}, B_l] per layer, NaN where not yet evaluated.
+    round's rows evaluated so far, [B_{l-1}, B_l] per layer, NaN where not yet evaluated;
+    `scores` the current layer's per-example scores of each evaluated candidate
+    (`example_scores`, float16), from which the paired standard errors come.
     """
 
     rng_state: Dict                   # numpy bit generator state
@@ -118,8 +168,11 @@ class SearchState:
     candidate: int = 0
     rewards: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     reward_errors: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    switch_gains: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    switch_errors: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    scores: List[np.ndarray] = dataclasses.field(default_factory=list)
     warmup_done: int = 0
-    evaluations: int = 0              # candidates evaluated: a position for data seeds
+    evaluations: int = 0              # candidates evaluated so far
     unchanged: int = 0
     finished: bool = False
     elapsed: float = 0.0              # search seconds spent before this process
@@ -127,20 +180,57 @@ class SearchState:
 
     def to_dict(self) -> Dict:
         tree = lambda r: None if r is None else [list(p) for p in r.parents]  # noqa: E731
+        arrays = lambda d: {k: v.tolist() for k, v in d.items()}  # noqa: E731
         return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
                 "routing": tree(self.routing), "round_start": tree(self.round_start),
-                "rewards": {k: v.tolist() for k, v in self.rewards.items()},
-                "reward_errors": {k: v.tolist() for k, v in self.reward_errors.items()},
+                "rewards": arrays(self.rewards), "reward_errors": arrays(self.reward_errors),
+                "switch_gains": arrays(self.switch_gains),
+                "switch_errors": arrays(self.switch_errors),
+                "scores": [_encode(x) for x in self.scores],
                 "results": [r.to_dict() for r in self.results]}
 
     @classmethod
     def from_dict(cls, d: Dict) -> "SearchState":
         tree = lambda t: None if t is None else Routing.from_lists(t)  # noqa: E731
+        arrays = lambda key: {k: np.asarray(v, float) for k, v in d.get(key, {}).items()}  # noqa
         return cls(**{**d, "routing": tree(d["routing"]), "round_start": tree(d["round_start"]),
-                      "rewards": {k: np.asarray(v, float) for k, v in d["rewards"].items()},
-                      "reward_errors": {k: np.asarray(v, float)
-                                        for k, v in d["reward_errors"].items()},
+                      "rewards": arrays("rewards"), "reward_errors": arrays("reward_errors"),
+                      "switch_gains": arrays("switch_gains"),
+                      "switch_errors": arrays("switch_errors"),
+                      "scores": [_decode(x) for x in d.get("scores", [])],
                       "results": [RoundResult.from_dict(r) for r in d["results"]]})
+
+
+def example_scores(descendants: List[frozenset], probabilities: np.ndarray,
+                   labels: np.ndarray, reward: str) -> np.ndarray:
+    """Per-example contributions to Eq. 5's rewards, float16-exact [examples, B_l].
+
+    Each attribute's reward is its mean over the labelled examples of correctness (reward
+    ``accuracy``) or of the log-probability of the true label (``log_likelihood``); a child
+    block's reward is the mean over the attributes below it. Column j's mean over examples
+    is that reward, and the difference of two candidates' columns, example by example, gives
+    the paired standard error of their reward difference. NaN columns for dead blocks.
+    Rounded to float16 here, so a search resumed from a checkpoint decides on the same
+    numbers as one that never stopped.
+    """
+    known = labels >= 0
+    p_true = np.where(labels == 1, probabilities, 1.0 - probabilities)
+    if reward == "accuracy":
+        per = (p_true > 0.5).astype(np.float64)
+    else:
+        per = np.log(np.maximum(p_true, 1e-7))
+    n = len(labels)
+    # x n / labelled count: the column mean over all examples is the mean over labelled ones
+    per = np.where(known, per, 0.0) * n / np.maximum(known.sum(axis=0), 1)
+    columns = [per[:, sorted(d)].mean(axis=1) if d else np.full(n, np.nan) for d in descendants]
+    return np.stack(columns, axis=1).astype(np.float16).astype(np.float64)
+
+
+def paired_standard_errors(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Standard error of mean(a) - mean(b) per column, from per-example scores [n, B] of two
+    candidates on the same examples."""
+    d = a - b
+    return np.std(d, axis=0, ddof=1) / np.sqrt(len(d))
 
 
 def block_rewards(descendants: List[frozenset], accuracy: np.ndarray) -> np.ndarray:
@@ -152,38 +242,49 @@ def block_rewards(descendants: List[frozenset], accuracy: np.ndarray) -> np.ndar
     return np.array([np.mean(accuracy[sorted(d)]) if d else np.nan for d in descendants])
 
 
-def reward_standard_errors(descendants: List[frozenset], evaluation: Evaluation) -> np.ndarray:
-    """Binomial standard error of each `block_rewards` entry: how much a reward moves from
-    the choice of validation examples alone. [B_l], NaN for dead blocks."""
-    p, c = evaluation.accuracy, np.maximum(evaluation.counts, 1)
-    return np.array([np.sqrt(np.sum(p[sorted(d)] * (1 - p[sorted(d)]) / c[sorted(d)])) / len(d)
-                     if d else np.nan for d in descendants])
-
-
 def reward_gaps(rewards: np.ndarray) -> np.ndarray:
     """Per child: best minus second-best candidate reward (NaN for dead children)."""
     top2 = -np.sort(-rewards, axis=0)[:2]
     return top2[0] - top2[1]
 
 
-def best_parents(rewards: np.ndarray, current: tuple) -> tuple:
+def best_parents(rewards: np.ndarray, current: tuple, scores: Optional[List[np.ndarray]] = None,
+                 hysteresis: float = 0.0):
     """Eq. 6: for every child (column) the candidate parent (row) with the highest reward.
 
-    A child whose rewards are all NaN (a dead block) keeps its current parent.
+    A child keeps its current parent on a tie, when its rewards are all NaN (a dead block),
+    and, with `hysteresis` z > 0, unless the best candidate beats the current parent by more
+    than z paired standard errors (from the per-example `scores` of each candidate).
+    Returns (parents, gains, errors): the chosen parent per child, and per child the best
+    reward minus the current parent's with the paired standard error of that difference
+    (NaN without `scores`).
     """
-    chosen = []
+    chosen, gains, errors = [], [], []
     for j in range(rewards.shape[1]):
-        column = rewards[:, j]
-        chosen.append(current[j] if np.all(np.isnan(column)) else int(np.nanargmax(column)))
-    return tuple(chosen)
+        column, p = rewards[:, j], current[j]
+        if np.all(np.isnan(column)):
+            chosen.append(p)
+            gains.append(np.nan)
+            errors.append(np.nan)
+            continue
+        best = int(np.nanargmax(column))
+        gain = column[best] - column[p]
+        error = (paired_standard_errors(scores[best][:, [j]], scores[p][:, [j]])[0]
+                 if scores is not None else np.nan)
+        switch = gain > 0 and (hysteresis == 0 or gain > hysteresis * error)
+        chosen.append(best if switch else p)
+        gains.append(gain)
+        errors.append(error)
+    return tuple(chosen), np.array(gains), np.array(errors)
 
 
 def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: CandidateConfig,
            config: GnasConfig, rng: np.random.Generator, logger: Optional[SearchLogger] = None,
            state: Optional[SearchState] = None,
-           checkpoint: Optional[Callable[[SearchState, str], None]] = None
+           checkpoint: Optional[Callable[[SearchState, str], None]] = None, seed: int = 0
            ) -> List[RoundResult]:
-    """Runs Algorithm 1 on `loop.model`; returns one `RoundResult` per round.
+    """Runs Algorithm 1 (with the GNAS+ options of `config`) on `loop.model`; returns one
+    `RoundResult` per round.
 
     Args:
       loop: the trainer; `loop.restart(*position)` reseeds its training stream.
@@ -194,6 +295,7 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
       checkpoint: called as checkpoint(state, boundary) after every warm-up chunk
         ("warmup"), candidate ("candidate"), layer ("layer") and round ("round"), with the
         model's weights consistent with `state`.
+      seed: the run seed (fresh heads draw their weights from it and the position).
     The model's routing is left at the final tree.
     """
     model, logger = loop.model, logger or SearchLogger()
@@ -202,6 +304,7 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
     counts = space.block_counts(n)
     total = config.max_rounds * sum(counts[l - 1] for l in layers)
     k, v = candidates.train_steps, candidates.val_batches
+    above = config.candidate_training == "above"
     if state is None:
         state = SearchState(rng_state=rng.bit_generator.state)
     start, save = resume(state, rng, checkpoint)
@@ -221,32 +324,55 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
     while not state.finished:
         l = layers[state.layer]
         name, b = space.layers[l].name, state.candidate
+        # Every candidate of this layer trains on the same batches and is scored on the same
+        # validation examples: the rewards differ by the candidate, not by the data.
+        position = (state.round, state.layer)
         if b == 0:
             state.rewards[name] = np.full((counts[l - 1], counts[l]), np.nan)
             state.reward_errors[name] = np.full((counts[l - 1], counts[l]), np.nan)
+            state.scores = []
         descendants = state.routing.descendants()[l]     # I_j: unchanged by layer l's parents
 
+        saved = model.snapshot() if above else None
         model.set_routing(state.routing.with_layer(l, [b] * counts[l]))   # all children -> b
+        if above:
+            model.train_only_from(l)
+            if config.fresh_heads:
+                heads = np.random.default_rng(segment_seed(seed, 5, *position, b))
+                for upper in range(l, len(space.layers)):
+                    model.reinitialize_active(upper, heads)
         if k:                                                             # 0: frozen (Fig. 4)
-            loop.restart(1, state.evaluations)
-            check_finite(loop.train(k),
-                         f"round {state.round} layer {name} candidate {b}")
-        evaluation = loop.evaluate(val_data(1, state.evaluations), v)
-        state.rewards[name][b] = block_rewards(descendants, evaluation.accuracy)   # Eq. 5
-        state.reward_errors[name][b] = reward_standard_errors(descendants, evaluation)
+            loop.restart(1, *position)
+            check_finite(loop.train(k), f"round {state.round} layer {name} candidate {b}")
+        if config.bn_refresh:
+            loop.restart(6, *position)
+            loop.refresh_batch_norm(config.bn_refresh)
+        probabilities, labels = loop.predict_batches(val_data(1, *position), v)
+        scores = example_scores(descendants, probabilities, labels, config.reward)
+        if above:
+            model.restore(saved)
+        state.scores.append(scores)
+        state.rewards[name][b] = scores.mean(axis=0)                                # Eq. 5
+        state.reward_errors[name][b] = np.std(scores, axis=0, ddof=1) / np.sqrt(len(scores))
         state.evaluations += 1
         state.candidate += 1
         per_candidate = (time.time() - rounds_start) / (state.evaluations - evaluations_before)
-        logger.candidate(state.round, config.max_rounds, name, b, counts[l - 1], evaluation,
-                         time.time() - start,
+        logger.candidate(state.round, config.max_rounds, name, b, counts[l - 1],
+                         _evaluation(probabilities, labels), time.time() - start,
                          per_candidate * (total - state.evaluations), state.evaluations)
         if state.candidate < counts[l - 1]:
             save("candidate")
             continue
 
         # Layer done: every child gets its best parent (Eq. 6).
-        state.routing = state.routing.with_layer(
-            l, best_parents(state.rewards[name], state.routing.parents[l]))
+        parents, state.switch_gains[name], state.switch_errors[name] = best_parents(
+            state.rewards[name], state.routing.parents[l], state.scores, config.hysteresis)
+        state.routing = state.routing.with_layer(l, parents)
+        state.scores = []
+        if above and k:  # the chosen tree trains: the layers below learn from the new parents
+            model.set_routing(state.routing)
+            loop.restart(3, *position)
+            check_finite(loop.train(k), f"round {state.round} layer {name} chosen tree")
         state.layer, state.candidate = state.layer + 1, 0
         if state.layer < len(layers):
             save("layer")
@@ -258,7 +384,7 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
         changed = state.routing != state.round_start
         result = RoundResult(state.round, state.routing, changed, loop.learning_rate,
                              state.rewards, state.reward_errors, validation,
-                             time.time() - start)
+                             time.time() - start, state.switch_gains, state.switch_errors)
         state.results.append(result)
         logger.round(result)
         loop.set_learning_rate(loop.learning_rate * config.lr_decay)
@@ -267,29 +393,44 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
                           or state.round >= config.max_rounds)
         state.round, state.layer, state.round_start = state.round + 1, 0, state.routing
         state.rewards, state.reward_errors = {}, {}
+        state.switch_gains, state.switch_errors = {}, {}
         save("round")
     model.set_routing(state.routing)
     return state.results
 
 
+def _evaluation(probabilities: np.ndarray, labels: np.ndarray) -> Evaluation:
+    """Per-attribute accuracy of predictions (for progress lines)."""
+    known = labels >= 0
+    correct = ((probabilities > 0.5) == (labels == 1)) & known
+    counts = known.sum(axis=0)
+    return Evaluation(loss=float("nan"), accuracy=correct.sum(axis=0) / np.maximum(counts, 1),
+                      counts=counts.astype(float))
+
+
 def round_report(r: RoundResult) -> Dict:
-    """A round for report.json, with the median (over children) gap between the best and
-    second-best candidate reward next to the median standard error of a reward: when the
-    gaps are not clearly larger than the errors, the choice of parents is mostly noise."""
+    """A round for report.json. Per searched layer, medians over children of: the gap between
+    the best and second-best candidate reward, the standard error of one reward, and the
+    best candidate's gain over the current parent with the paired standard error of that
+    gain. When gains are not clearly larger than their paired errors, the choice of parents
+    is mostly noise."""
+    median = lambda d: {k: float(np.nanmedian(v)) if np.isfinite(v).any() else None  # noqa
+                        for k, v in d.items()}
     return {"round": r.round, "mean_val_error": r.validation.mean_error,
             "learning_rate": r.learning_rate, "changed": r.changed, "elapsed": r.elapsed,
             "tree": [list(p) for p in r.routing.parents],
-            "median_reward_gap": {k: float(np.nanmedian(reward_gaps(v)))
-                                  for k, v in r.rewards.items()},
-            "median_reward_standard_error": {k: float(np.nanmedian(v))
-                                             for k, v in r.reward_errors.items()}}
+            "median_reward_gap": median({k: reward_gaps(v) for k, v in r.rewards.items()}),
+            "median_reward_standard_error": median(r.reward_errors),
+            "median_switch_gain": median(r.switch_gains),
+            "median_switch_paired_standard_error": median(r.switch_errors)}
 
 
 def _search(context: SearchContext) -> SearchResult:
     saved = context.saved_state
     results = search(context.loop, context.val_data, context.config.candidates,
                      context.method_config, context.rng, context.logger,
-                     SearchState.from_dict(saved) if saved else None, context.checkpoint)
+                     SearchState.from_dict(saved) if saved else None, context.checkpoint,
+                     seed=context.config.seed)
     supernet = context.supernet
     return SearchResult(Architecture.from_space(supernet.space, supernet.routing), supernet,
                         {"rounds": [round_report(r) for r in results]})

@@ -98,6 +98,36 @@ class AttributeModel(keras.Model):
     def metrics(self):
         return [self.loss_tracker, self.accuracy_tracker]
 
+    def scale_gradients(self, grads):
+        """Hook for the supernet's per-layer training switch; the identity here."""
+        return grads
+
+    # --- state a search can set aside and bring back --------------------------------------
+    def snapshot(self) -> List[np.ndarray]:
+        """Copies of every model and optimizer variable (weights, batch-norm statistics,
+        momentum, step count): what `restore` brings back."""
+        return [np.array(v.numpy()) for v in self.variables + self.optimizer.variables]
+
+    def restore(self, snapshot: List[np.ndarray]) -> None:
+        for v, value in zip(self.variables + self.optimizer.variables, snapshot):
+            v.assign(value)
+
+    def refresh_batch_norm(self, iterator, steps: int) -> None:
+        """Forward passes in training mode on `steps` batches of `iterator`, no weight update:
+        the batch-norm moving statistics of the current network catch up with its weights
+        (running = momentum * running + (1 - momentum) * batch, per batch)."""
+        if getattr(self, "_refresh_function", None) is None:
+            strategy = self.distribute_strategy
+
+            @tf.function
+            def refresh(iterator):
+                images, _ = next(iterator)
+                strategy.run(lambda x: self(x, training=True), args=(images,))
+
+            self._refresh_function = refresh
+        for _ in range(steps):
+            self._refresh_function(iterator)
+
     def train_step(self, data):
         self.train_step_traces += 1
         images, labels = data
@@ -108,7 +138,7 @@ class AttributeModel(keras.Model):
             total = loss + 0.5 * self.weight_decay * self.l2_in_use()
             # Gradients are summed over replicas: scale so the step is the global mean's.
             scaled = total / replicas
-        grads = tape.gradient(scaled, self.trainable_variables)
+        grads = self.scale_gradients(tape.gradient(scaled, self.trainable_variables))
         self.optimizer.apply(grads, self.trainable_variables)
         self.loss_tracker.update_state(loss)
         self.accuracy_tracker.update_state(labels, logits)

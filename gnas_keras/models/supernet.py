@@ -51,6 +51,13 @@ class _Routed(keras.layers.Layer):
         self.searchable = searchable
         self.num_edges = parent_blocks * blocks if searchable else blocks
 
+    def _add_train_scale(self):
+        # 1.0 = this layer trains, 0.0 = its gradients are zeroed (GNAS+ trains only the
+        # layers above the searched one); a variable, so switching never retraces.
+        self.train_scale = self.add_weight(
+            name="train_scale", shape=(), dtype="float32", trainable=False,
+            initializer="ones", aggregation="only_first_replica")
+
     def _add_parents(self):
         # Until a routing is assigned: the fixed routing, or block 0 for a searched layer.
         initial = [0] * self.blocks if self.searchable else fixed_parents(self.parent_blocks,
@@ -117,6 +124,7 @@ class RoutedConv(_Routed):
                                                initializer="ones", trainable=False,
                                                aggregation="mean")
         self._add_parents()
+        self._add_train_scale()
 
     def active_weights(self):
         edges = self.edge_ids()
@@ -196,6 +204,7 @@ class RoutedDense(_Routed):
         self.bias = self.add_weight(name="bias", shape=(self.num_edges, self.units),
                                     initializer="zeros")
         self._add_parents()
+        self._add_train_scale()
         self.drop = keras.layers.Dropout(self.dropout)
 
     def active_weights(self):
@@ -284,6 +293,55 @@ class Supernet(AttributeModel):
     def weights_in_use(self):
         """The rows of the active edges (gathered: their gradients are sparse)."""
         return [w for layer in self.routed_layers for w in layer.active_weights()]
+
+    def scale_gradients(self, grads):
+        """Multiplies each variable's gradient by its layer's ``train_scale``."""
+        scales = {id(v): layer.train_scale for layer in self.routed_layers
+                  for v in layer.trainable_variables}
+        scaled = []
+        for v, g in zip(self.trainable_variables, grads):
+            s = scales.get(id(v))
+            if g is None or s is None:
+                scaled.append(g)
+            elif isinstance(g, tf.IndexedSlices):
+                scaled.append(tf.IndexedSlices(g.values * s, g.indices, g.dense_shape))
+            else:
+                scaled.append(g * s)
+        return scaled
+
+    def train_only_from(self, layer: int) -> None:
+        """Layers below `layer` stop training (gradients zeroed, momentum cleared so they do
+        not drift); `layer` and above train. ``train_only_from(0)`` trains everything.
+        Use `snapshot` / `restore` around it: the cleared momentum is not brought back."""
+        for l, routed in enumerate(self.routed_layers):
+            routed.train_scale.assign(1.0 if l >= layer else 0.0)
+            if l < layer:
+                for v in routed.trainable_variables:
+                    slot = self.optimizer.momentums[self.optimizer._get_variable_index(v)]
+                    slot.assign(tf.zeros_like(slot))
+
+    def reinitialize_active(self, layer: int, rng: np.random.Generator) -> None:
+        """Fresh weights for the active edges of `layer`, drawn from `rng` as at creation
+        (He-normal fan-in kernels; BN scale 1, shift 0, statistics 0 / 1; zero biases), and
+        their momentum cleared."""
+        routed = self.routed_layers[layer]
+        edges = routed.edge_ids().numpy()
+        fresh = {"kernel": lambda shape: rng.normal(
+                     0.0, np.sqrt(2.0 / np.prod(shape[1:-1])), shape),
+                 "gamma": np.ones, "moving_variance": np.ones,
+                 "beta": np.zeros, "moving_mean": np.zeros, "bias": np.zeros}
+        for name, make in fresh.items():
+            var = getattr(routed, name, None)
+            if var is None:
+                continue
+            value = var.numpy()
+            value[edges] = make((len(edges),) + value.shape[1:]).astype(value.dtype)
+            var.assign(value)
+            if var.trainable:
+                slot = self.optimizer.momentums[self.optimizer._get_variable_index(var)]
+                m = slot.numpy()
+                m[edges] = 0.0
+                slot.assign(m)
 
     # --- one tree as a static network ------------------------------------------------------
     def block_weights(self, layer: int, block: int, parent: int) -> List[np.ndarray]:

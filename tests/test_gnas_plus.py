@@ -1,0 +1,120 @@
+"""GNAS+ options and the unbiased evaluation, on a real supernet: each does what its
+docstring says (hand-built cases, a few steps each)."""
+
+import numpy as np
+import pytest
+
+from gnas_keras.config import CandidateConfig, RunConfig
+from gnas_keras.data import Data
+from gnas_keras.methods import gnas
+from gnas_keras.space import get_space
+from gnas_keras.training import Loop, new_supernet
+from gnas_keras.tree import random_routing
+
+
+@pytest.fixture(scope="module")
+def setup(synthetic_dir):
+    config = RunConfig(data_dir=synthetic_dir, batch_size=32, eval_batch_size=64)
+    data = Data.load(config)
+    model = new_supernet(config, get_space("tiny"), 16, data.image_shape, seed=0)
+    model.set_routing(random_routing(model.space, 16, np.random.default_rng(0)))
+    return config, data, model, Loop(model, data.train, seed=0)
+
+
+def _by_layer(model):
+    return {layer.name: [v.numpy().copy() for v in layer.trainable_variables]
+            for layer in model.routed_layers}
+
+
+def test_batch_norm_defaults_are_pytorchs(setup):
+    _, _, model, _ = setup
+    conv = model.routed_layers[0]
+    assert (conv.bn_momentum, conv.bn_epsilon) == (0.9, 1e-5)  # PyTorch momentum=0.1, eps
+
+
+def test_train_only_from_freezes_the_layers_below(setup):
+    _, _, model, loop = setup
+    before = _by_layer(model)
+    fc1 = [layer.name for layer in model.routed_layers].index("fc1")
+    saved = model.snapshot()
+    model.train_only_from(fc1)
+    loop.restart(9)
+    loop.train(3)
+    after = _by_layer(model)
+    for l, layer in enumerate(model.routed_layers):
+        same = all(np.array_equal(a, b) for a, b in zip(before[layer.name], after[layer.name]))
+        assert same == (l < fc1), layer.name
+    model.restore(saved)
+    restored = _by_layer(model)
+    assert all(np.array_equal(a, b) for name in before
+               for a, b in zip(before[name], restored[name]))
+    assert all(float(layer.train_scale.numpy()) == 1.0 for layer in model.routed_layers)
+
+
+def test_reinitialize_active_touches_only_the_active_edges(setup):
+    _, _, model, _ = setup
+    saved = model.snapshot()
+    fc1 = model.routed_layers[3]
+    edges = fc1.edge_ids().numpy()
+    old = fc1.kernel.numpy().copy()
+    model.reinitialize_active(3, np.random.default_rng(7))
+    new = fc1.kernel.numpy()
+    inactive = np.setdiff1d(np.arange(len(old)), edges)
+    assert np.array_equal(old[inactive], new[inactive])
+    assert not np.any(np.isclose(old[edges], new[edges]))
+    assert np.all(fc1.bias.numpy()[edges] == 0.0)
+    expected = np.sqrt(2.0 / old.shape[1])                      # He-normal fan-in
+    assert abs(new[edges].std() / expected - 1.0) < 0.1
+    model.restore(saved)
+
+
+def test_refresh_batch_norm_moves_only_the_statistics_of_the_tree(setup):
+    _, _, model, loop = setup
+    saved = model.snapshot()
+    conv3 = model.routed_layers[2]
+    edges = conv3.edge_ids().numpy()
+    trainable = [v.numpy().copy() for v in model.trainable_variables]
+    mean = conv3.moving_mean.numpy().copy()
+    loop.restart(8)
+    loop.refresh_batch_norm(2)
+    assert all(np.array_equal(a, v.numpy()) for a, v in zip(trainable, model.trainable_variables))
+    moved = conv3.moving_mean.numpy()
+    inactive = np.setdiff1d(np.arange(len(mean)), edges)
+    assert not np.allclose(mean[edges], moved[edges])
+    assert np.array_equal(mean[inactive], moved[inactive])
+    model.restore(saved)
+
+
+def test_candidates_above_are_scored_then_the_weights_restored(setup):
+    """candidate_training=above with fresh heads: after a layer is searched, only the chosen
+    tree's K steps have changed the weights (candidates leave no trace)."""
+    config, data, model, loop = setup
+    val_data = lambda *position: loop.iterator(data.rewards(1))  # noqa: E731
+    candidates = CandidateConfig(train_steps=2, val_batches=1)
+    plus = gnas.GnasConfig(max_rounds=1, candidate_training="above", fresh_heads=True,
+                           reward="log_likelihood", bn_refresh=1)
+    saved = model.snapshot()
+    results = gnas.search(loop, val_data, candidates, plus, np.random.default_rng(3))
+    trained = model.snapshot()
+    # Replay: the same tree updates with the candidates skipped reproduce the weights.
+    model.restore(saved)
+    model.set_routing(random_routing(model.space, 16, np.random.default_rng(3)))
+    routing = model.routing
+    for l, name in [(3, "fc1"), (2, "conv3")]:
+        routing = routing.with_layer(l, results[0].routing.parents[l])
+        model.set_routing(routing)
+        loop.restart(3, 1, 0 if name == "fc1" else 1)
+        loop.train(2)
+    loop.set_learning_rate(loop.learning_rate * plus.lr_decay)  # the round's decay
+    replay = model.snapshot()
+    names = [v.path for v in model.variables + model.optimizer.variables]
+    for name, a, b in zip(names, trained, replay):
+        assert np.allclose(a, b, atol=1e-6), name
+    model.restore(saved)
+    assert results[0].switch_gains.keys() == {"fc1", "conv3"}
+    assert np.all(np.isfinite(results[0].switch_errors["fc1"]))
+
+
+def test_fresh_heads_need_candidate_training_above():
+    with pytest.raises(ValueError, match="fresh_heads"):
+        gnas.GnasConfig(fresh_heads=True).validate()

@@ -1,0 +1,126 @@
+"""The synthetic set: determinism, balance, metadata layout, and that every attribute is a
+function of its own group's state only."""
+
+import itertools
+import os
+
+import numpy as np
+import pytest
+
+from pipelines import records, synthetic
+
+SIZES = {"train": 64, "validation": 16, "test": 16}
+
+
+def _records(data_dir):
+    """The raw bytes of every shard, by file name."""
+    out = {}
+    for name in sorted(os.listdir(data_dir)):
+        if name.endswith(".tfrecord"):
+            with open(os.path.join(data_dir, name), "rb") as f:
+                out[name] = f.read()
+    return out
+
+
+def test_same_seed_same_records_other_seed_other_records(tmp_path):
+    a = synthetic.generate(str(tmp_path / "a"), seed=3, sizes=SIZES, num_shards=2)
+    b = synthetic.generate(str(tmp_path / "b"), seed=3, sizes=SIZES, num_shards=2)
+    c = synthetic.generate(str(tmp_path / "c"), seed=4, sizes=SIZES, num_shards=2)
+    assert _records(tmp_path / "a") == _records(tmp_path / "b")
+    assert a.to_json() == b.to_json()
+    assert _records(tmp_path / "a") != _records(tmp_path / "c")
+    assert c.extra["seed"] == 4
+
+
+def test_metadata_layout(tmp_path):
+    meta = synthetic.generate(str(tmp_path / "d"), seed=0, sizes=SIZES, num_shards=1)
+    assert meta.extra["group_names"] == ["colour", "form", "texture", "lighting"]
+    assert meta.groups == [synthetic.GROUPS[g] for g in meta.extra["group_names"]]
+    assert all(len(g) == 4 for g in meta.groups)
+    assert meta.attribute_names == [a for g in meta.groups for a in g]
+    assert len(set(meta.attribute_names)) == 16
+    assert meta.split_sizes == SIZES
+    assert meta.extra["generator_version"] == synthetic.GENERATOR_VERSION
+    assert records.read_metadata(str(tmp_path / "d")).groups == meta.groups
+
+
+def test_every_attribute_is_balanced():
+    every_state = np.array(list(itertools.product(range(8), repeat=4)))  # [4096, 4]
+    labels = synthetic.attributes_from_states(every_state)
+    assert labels.shape == (4096, 16)
+    np.testing.assert_array_equal(labels.mean(0), np.full(16, 0.5))
+
+
+def test_generated_labels_are_exactly_balanced(tmp_path):
+    # Every state is drawn equally often per group, so a split of 8k images is balanced.
+    import tensorflow as tf
+    synthetic.generate(str(tmp_path / "e"), seed=1, sizes=SIZES, num_shards=1)
+    spec = records.feature_spec(16)
+    files = tf.io.gfile.glob(records.shard_pattern(str(tmp_path / "e"), "train"))
+    labels = np.stack([tf.io.parse_single_example(s, spec)["attributes"].numpy()
+                       for s in tf.data.TFRecordDataset(files)])
+    assert labels.shape == (64, 16)
+    np.testing.assert_array_equal(labels.mean(0), np.full(16, 0.5))
+
+
+def test_attributes_of_a_group_depend_on_its_own_state_only():
+    rng = np.random.default_rng(0)
+    states = rng.integers(0, 8, (200, 4))
+    labels = synthetic.attributes_from_states(states)
+    for other in range(4):
+        changed = states.copy()
+        changed[:, other] = (changed[:, other] + rng.integers(1, 8, 200)) % 8
+        new = synthetic.attributes_from_states(changed)
+        for group in range(4):
+            cols = slice(4 * group, 4 * group + 4)
+            same = np.array_equal(new[:, cols], labels[:, cols])
+            assert same == (group != other), (group, other)
+
+
+def test_a_group_reads_bits_and_majority():
+    # state 6 = bits (0, 1, 1): attributes 0, 1, 1 and majority 1; state 1 = (1, 0, 0) -> 0.
+    labels = synthetic.attributes_from_states(np.array([[6, 1, 0, 7]]))
+    np.testing.assert_array_equal(labels[0], [0, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1])
+
+
+def _render(states, seed=0, noise=0.0):
+    return synthetic.render(np.array(states), 32, np.random.default_rng(seed),
+                            noise).astype(float)
+
+
+def test_images_show_their_factors():
+    # colour: the object's pixels have the colour levels of the state's bits.
+    image = _render([[5, 7, 0, 0]])[0]  # colour bits (1, 0, 1), big filled object
+    target = np.array([synthetic.COLOUR_LEVELS[b] for b in (1, 0, 1)]) * 255
+    assert (np.abs(image - target).max(-1) < 1).sum() > 100
+    # lighting: a bright background is brighter; contrast widens the stripes' spread.
+    dark, bright = _render([[0, 0, 0, 0]]), _render([[0, 0, 0, 1]])
+    assert bright.mean() - dark.mean() > 0.25 * 255
+    flat, contrasty = _render([[0, 0, 0, 0]]), _render([[0, 0, 0, 2]])
+    assert contrasty.std() > 1.5 * flat.std()
+    # grain: more pixel noise at equal everything else.
+    calm = _render([[0, 0, 0, 0]], noise=3.0)
+    grainy = _render([[0, 0, 0, 4]], noise=3.0)
+    assert np.abs(grainy - dark).mean() > 3 * np.abs(calm - dark).mean()
+
+
+def test_texture_orientation_is_visible():
+    # horizontal-axis stripes (0 degrees, coarse) vary along x, not y; 90 degrees the reverse.
+    along_x = _render([[0, 0, 0, 2]])[0, ..., 0]  # texture state 0: not diagonal, not turned
+    along_y = _render([[0, 0, 2, 2]])[0, ..., 0]  # texture state 2: turned (90 degrees)
+    assert np.abs(np.diff(along_x, axis=1)).mean() > 3 * np.abs(np.diff(along_x, axis=0)).mean()
+    assert np.abs(np.diff(along_y, axis=0)).mean() > 3 * np.abs(np.diff(along_y, axis=1)).mean()
+
+
+def test_ensure_generated_replaces_an_older_version(tmp_path, monkeypatch):
+    monkeypatch.setattr(synthetic, "DEFAULT_SIZES", SIZES)
+    path = str(tmp_path / "f")
+    synthetic.ensure_generated(path)
+    meta = records.read_metadata(path)
+    meta.extra["generator_version"] = 1
+    with open(os.path.join(path, records.METADATA_FILE), "w") as f:
+        f.write(meta.to_json())
+    assert synthetic.ensure_generated(path).extra["generator_version"] == \
+        synthetic.GENERATOR_VERSION
+    with pytest.raises(ValueError, match="not synthetic seed 5"):
+        synthetic.ensure_generated(path, seed=5)
