@@ -160,11 +160,13 @@ PRESETS: Dict[str, SearchSpace] = {
     "deep_wide": _table1("deep_wide", deep=True, wide=True),
     # For the built-in 32x32 synthetic set on a laptop CPU: conv2 has four blocks under the
     # single conv1 block (nothing to search there), conv3 four thin blocks (one per planted
-    # group is possible) searched over conv2, and FC-1 searched over conv3.
+    # group is possible) searched over conv2, and FC-1 searched over conv3. conv3 is
+    # global-average-pooled, so a block carries as many numbers as it has channels (4): a
+    # block cannot serve two of the synthetic set's groups at once (docs/planted_set.md).
     "tiny": SearchSpace("tiny", (
         LayerSpec("conv1", "conv", 3, 1, 16),
         LayerSpec("conv2", "conv", 3, 4, 8),
-        LayerSpec("conv3", "conv", 3, 4, 4, searchable=True),
+        LayerSpec("conv3", "conv", 3, 4, 4, searchable=True, pool="global_avg"),
         LayerSpec("fc1", "fc", 0, ATTRIBUTES, 16, searchable=True),
         LayerSpec("fc2", "fc", 0, ATTRIBUTES, 16),
         LayerSpec("fc3", "fc", 0, ATTRIBUTES, 2),

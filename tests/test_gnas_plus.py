@@ -118,3 +118,13 @@ def test_candidates_above_are_scored_then_the_weights_restored(setup):
 def test_fresh_heads_need_candidate_training_above():
     with pytest.raises(ValueError, match="fresh_heads"):
         gnas.GnasConfig(fresh_heads=True).validate()
+
+
+def test_the_reward_stream_shows_every_validation_example_once_before_any_twice(setup):
+    config, data, _, _ = setup
+    n = data.meta.split_sizes["validation"]
+    stream = [x.numpy().tobytes() for x, _ in data.rewards(5).unbatch().take(n)]
+    in_order = [x.numpy().tobytes() for x, _ in data._make("validation", False).unbatch()]
+    assert len(set(stream)) == n and set(stream) == set(in_order)
+    again = [x.numpy().tobytes() for x, _ in data.rewards(5).unbatch().take(n)]
+    assert again == stream  # seeded: every candidate of a layer gets the same examples
