@@ -136,8 +136,8 @@ def generate(output_dir: str, seed: int = 0, sizes: Dict[str, int] = None,
                                for _ in GROUPS], axis=1)
             labels = attributes_from_states(states)
             images = render(states, image_size, rng, noise)
-            for i in range(n):
-                png = tf.io.encode_png(images[i]).numpy()
+            pngs = tf.data.Dataset.from_tensor_slices(images).map(tf.io.encode_png)
+            for i, png in enumerate(pngs.batch(n).get_single_element().numpy()):
                 writer.add(split, png, labels[i].tolist(), key=f"{split}/{i:06d}")
         meta = records.Metadata(
             name="synthetic", source=f"pipelines.synthetic seed={seed}",
