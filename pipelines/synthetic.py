@@ -129,6 +129,8 @@ def generate(output_dir: str, seed: int = 0, sizes: Dict[str, int] = None,
     with records.DatasetWriter(output_dir, {s: num_shards for s in sizes},
                                overwrite=overwrite) as writer:
         for split_index, (split, n) in enumerate(sorted(sizes.items())):
+            if n == 0:
+                continue
             # One generator per split keeps splits independent of each other's sizes.
             rng = np.random.default_rng([seed, split_index])
             # Balanced states: every state equally often per group (then shuffled).
