@@ -129,6 +129,8 @@ def generate(output_dir: str, seed: int = 0, sizes: Dict[str, int] = None,
     with records.DatasetWriter(output_dir, {s: num_shards for s in sizes},
                                overwrite=overwrite) as writer:
         for split_index, (split, n) in enumerate(sorted(sizes.items())):
+            if n == 0:
+                continue
             # One generator per split keeps splits independent of each other's sizes.
             rng = np.random.default_rng([seed, split_index])
             # Balanced states: every state equally often per group (then shuffled).
@@ -136,8 +138,8 @@ def generate(output_dir: str, seed: int = 0, sizes: Dict[str, int] = None,
                                for _ in GROUPS], axis=1)
             labels = attributes_from_states(states)
             images = render(states, image_size, rng, noise)
-            for i in range(n):
-                png = tf.io.encode_png(images[i]).numpy()
+            pngs = tf.data.Dataset.from_tensor_slices(images).map(tf.io.encode_png)
+            for i, png in enumerate(pngs.batch(n).get_single_element().numpy()):
                 writer.add(split, png, labels[i].tolist(), key=f"{split}/{i:06d}")
         meta = records.Metadata(
             name="synthetic", source=f"pipelines.synthetic seed={seed}",
