@@ -10,6 +10,8 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import contextlib  # noqa: E402
+import importlib.abc  # noqa: E402
+import importlib.util  # noqa: E402
 import re  # noqa: E402
 import tempfile  # noqa: E402
 
@@ -72,9 +74,34 @@ def stderr_filtered_by_log_level():
                 sys.stderr.flush()
 
 
-# Every binary imports TensorFlow here, once, before its own first line.
-with stderr_filtered_by_log_level():
-    import tensorflow  # noqa: E402,F401
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Runs the first ``import tensorflow`` (wherever a binary's code does it) inside
+    `stderr_filtered_by_log_level`; binaries that never need TensorFlow (describe) stay
+    free of it."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)  # the real finders locate it; this wraps the loading
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        real = spec.loader
+
+        class Loader(importlib.abc.Loader):
+            def create_module(self, spec):
+                return real.create_module(spec)
+
+            def exec_module(self, module):
+                with stderr_filtered_by_log_level():
+                    real.exec_module(module)
+
+        spec.loader = Loader()
+        return spec
+
+
+if "tensorflow" not in sys.modules:
+    sys.meta_path.insert(0, _QuietTensorFlowImport())
 
 from absl import app, flags, logging  # noqa: E402
 

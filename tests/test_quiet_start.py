@@ -73,10 +73,25 @@ def test_a_bad_flag_is_exactly_one_line_whatever_the_cpu_prints(binary, bad_flag
     assert len(lines) == 1 and lines[0].startswith(f"{binary}: error: flag "), result.stderr
 
 
-def test_an_explicit_log_level_0_still_shows_tensorflows_lines():
-    result = subprocess.run([sys.executable, "-m", "flags.describe", "--space=no_such_space"],
-                            cwd=ROOT, env=_noisy_env(TF_CPP_MIN_LOG_LEVEL="0"),
-                            capture_output=True, text=True, timeout=120)
+# A bad value found after TensorFlow is imported (the run reads the data directory).
+MISSING_DATA = ["--dataset=celeba", "--data_dir=/nonexistent/celeba"]
+
+
+def test_an_error_after_tensorflows_import_is_exactly_one_line():
+    result = subprocess.run([sys.executable, "-m", "flags.search", *MISSING_DATA], cwd=ROOT,
+                            env=_noisy_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
-    assert result.stderr.splitlines()[-1].startswith("describe: error: flag --space=")
+    assert result.stderr.splitlines() == [
+        "search: error: /nonexistent/celeba/metadata.json: no converted dataset here "
+        "(metadata.json is missing); run `python -m flags.convert` first or point --data_dir "
+        "at a converted dataset"], \
+        result.stderr
+
+
+def test_an_explicit_log_level_0_still_shows_tensorflows_lines():
+    result = subprocess.run([sys.executable, "-m", "flags.search", *MISSING_DATA], cwd=ROOT,
+                            env=_noisy_env(TF_CPP_MIN_LOG_LEVEL="0"),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].startswith("search: error: /nonexistent/celeba")
     assert "oneDNN custom operations are on" in result.stderr  # the user asked for them
