@@ -13,10 +13,11 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-# The main job: generates data/synthetic once, searches, fine-tunes, tests, exports.
+# The main job: generates data/synthetic once, searches (GNAS with the GNAS+ options),
+# fine-tunes, tests, exports.
 # Run again, it resumes (or reprints a finished run); `make search ARGS=--restart` starts over.
 search: $(VENV)/.installed
-	$(PY) -m flags.search --flagfile=flagfiles/synthetic.flags $(ARGS)
+	$(PY) -m flags.search --flagfile=flagfiles/synthetic_plus.flags $(ARGS)
 
 # The README's comparison: every method on the synthetic set with the same budget, then one
 # report (runs/compare/evaluation.md) with errors, AUC, ARI, parameters, MACs and latency.
