@@ -426,11 +426,11 @@ def search(context: SearchContext) -> SearchResult:
         state.keep_affinity(accumulator)
         state.rng_state = rng.bit_generator.state
         state.elapsed = time.time() - start
+        context.checkpoint(state, "round")
         logger.architecture(round_, model.architecture,
                             f"widening round {round_}/{cap} at {architecture.layer_names[layer]}:"
                             f" {len(branch_tasks)} branches -> {d} (train loss {train.loss:.4f},"
                             f" losses {', '.join(f'{c.loss:.3f}' for c in selection.candidates)})")
-        context.checkpoint(state, "round")
 
     model.report_predictions = False
     model.make_train_function(force=True)
