@@ -82,7 +82,7 @@ class BranchingConfig:
                              "2 omega (paper: 32 or 64).")
     branch_factor: float = setting(1.0, "Branch factor alpha of Eq. 9; larger makes more "
                                         "branches (paper: 1.0 or 2.0; 0 = never branch).")
-    branch_unit_cost: float = setting(0.1, "L0 of Eq. 9: cost of one more branch at a layer "
+    branch_unit_cost: float = setting(0.02, "L0 of Eq. 9: cost of one more branch at a layer "
                                            "with no pooling above (doubles per pool below); "
                                            "not given in the paper, see the README.")
     iterations_per_round: int = setting(1000, "Training iterations before each widening "
