@@ -42,7 +42,8 @@ Choices the paper leaves open (config fields):
 - p_l of Eq. 9 counts the pooling layers above the copied layer (`pooling_layers_above`).
 - the k-means inside the spectral clustering is seeded from the run's generator.
 - a round whose chosen d is 1 ends the widening (Alg. 1's ``d > 1`` test); so does reaching
-  the first layer or ``max_widening_rounds``.
+  the second layer (the first stays one block: an `Architecture` has one block reading the
+  image, where the paper could also copy conv1_1) or ``max_widening_rounds``.
 
 Resuming: `BranchingState` (rounds done, the architecture so far, the affinity accumulator's
 arrays, the generator's state, the round reports) is checkpointed after every round, with the
@@ -88,7 +89,7 @@ class BranchingConfig:
     iterations_per_round: int = setting(1000, "Training iterations before each widening "
                                               "(paper: 1,000).")
     max_widening_rounds: int = setting(0, "Widening round cap (0 = until no layer branches "
-                                          "or the first layer is reached).")
+                                          "or the second layer has been widened).")
     affinity_decay: float = setting(0.99, "Decay of the exponentially weighted affinity "
                                           "averages (paper: 0.99).")
     lr_drop_every: int = setting(0, "Search iterations between learning-rate drops (paper: "
@@ -369,7 +370,9 @@ def search(context: SearchContext) -> SearchResult:
     rng.bit_generator.state = state.rng_state
     accumulator = state.task_affinity(context.num_attributes, config.affinity_decay)
     base_lr = context.config.learning_rate
-    cap = config.max_widening_rounds or len(layout)
+    # Round r copies layer len(layout) - r. The first layer stays one block (the core's
+    # architectures have one block reading the image), so at most len(layout) - 1 rounds.
+    cap = min(config.max_widening_rounds or len(layout), len(layout) - 1)
     start = time.time() - state.elapsed
 
     def on_step(logs) -> None:
@@ -383,7 +386,7 @@ def search(context: SearchContext) -> SearchResult:
     loop = make_loop(model)
     if not saved:
         logger.architecture(0, model.architecture, "thin network")
-    while not state.finished:
+    while not state.finished and state.rounds_done < cap:
         round_ = state.rounds_done + 1
         layer = len(layout) - round_          # the block copied; its children branch
         architecture = model.architecture
@@ -421,7 +424,7 @@ def search(context: SearchContext) -> SearchResult:
             holder.model, holder.optimizer = model, model.optimizer
             loop = make_loop(model)
         state.rounds_done = round_
-        state.finished = d == 1 or layer == 0 or round_ >= cap
+        state.finished = d == 1 or round_ >= cap
         state.architecture = model.architecture.to_dict()
         state.keep_affinity(accumulator)
         state.rng_state = rng.bit_generator.state
