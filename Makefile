@@ -21,10 +21,12 @@ search: $(VENV)/.installed
 
 # The README's comparison: every method on the synthetic set with the same budget, then one
 # report (runs/compare/evaluation.md) with errors, AUC, ARI, parameters, MACs and latency.
-COMPARE_METHODS := gnas random shared independent
+# A method with a flagfile of its own (flagfiles/synthetic_<method>.flags) runs with it.
+COMPARE_METHODS := gnas random branching shared independent
 compare: $(VENV)/.installed
 	for m in $(COMPARE_METHODS); do \
-	  $(PY) -m flags.search --flagfile=flagfiles/synthetic.flags --method=$$m --compare= \
+	  f=flagfiles/synthetic.flags; [ -f flagfiles/synthetic_$$m.flags ] && f=flagfiles/synthetic_$$m.flags; \
+	  $(PY) -m flags.search --flagfile=$$f --method=$$m --compare= \
 	    --workdir=runs/compare/$$m --export_name=synthetic_$$m $(ARGS) || exit 1; \
 	done
 	$(PY) -m flags.evaluate --workdir=runs/compare

@@ -220,7 +220,8 @@ class _Run:
         context = self.context(rng, reporter, state.search, checkpoint, **models)
         if self.method.uses_supernet:
             objects.update(_objects(models["supernet"]))
-        objects.update(self.method.trackables(context))
+        context.trackables = self.method.trackables(context)
+        objects.update(context.trackables)
         if objects:
             self.restore(objects)
         result: SearchResult = self.method.search(context)

@@ -68,15 +68,20 @@ class Loop:
     def learning_rate(self) -> float:
         return float(self.model.optimizer.learning_rate.numpy())
 
-    def train(self, steps: int) -> Evaluation:
-        """`steps` optimizer steps on the next training batches; returns training metrics."""
+    def train(self, steps: int, on_step: Optional[Callable[[dict], None]] = None
+              ) -> Evaluation:
+        """`steps` optimizer steps on the next training batches; returns training metrics.
+        ``on_step(logs)`` gets every step's outputs (tensors; with the model's
+        ``report_predictions`` also the batch's labels and predictions)."""
         if self._train_iter is None:
             data = self._train_data
             self._train_iter = self.iterator(data if isinstance(data, tf.data.Dataset)
                                              else data(segment_seed(self.seed)))
         self._reset()
         for _ in range(steps):
-            self.model.train_function(self._train_iter)
+            logs = self.model.train_function(self._train_iter)
+            if on_step is not None:
+                on_step(logs)
         return self._result()
 
     def evaluate(self, iterator: Iterator, steps: int) -> Evaluation:

@@ -213,3 +213,40 @@ def test_rollback_halves_the_learning_rate_and_continues(synthetic_dir, tmp_path
         np.testing.assert_array_equal(old, new)
     assert any("rolled back" in line and "learning rate 0.05" in line for line in lines)
     assert len(report["numerical_errors"]) == 1 and np.isfinite(report["mean_test_error"])
+
+
+BRANCHING = ("--method=branching", "--thin_layout=small", "--omega=4",
+             "--iterations_per_round=3", "--branch_unit_cost=0.0", "--max_widening_rounds=2")
+
+
+def branching_report(workdir):
+    with open(os.path.join(workdir, "report.json")) as f:
+        r = json.load(f)
+    rounds = [{k: v for k, v in x.items() if k != "elapsed"}  # wall time differs
+              for x in r["widening_rounds"]]
+    return {**{k: r[k] for k in ("architecture", "test_error", "mean_test_error",
+                                 "parameters", "search_steps")}, "widening_rounds": rounds}
+
+
+def test_branching_killed_between_widening_rounds_ends_like_an_uninterrupted_one(
+        synthetic_dir, tmp_path):
+    """Adaptive branching through the real run: killed right after widening round 1 was
+    checkpointed (while round 2 trains the grown network), the same command resumes with
+    the grown network and ends with the identical tree, candidate losses, test errors and
+    exported model."""
+    base = tmp_path / "uninterrupted"
+    run_to_end(args(synthetic_dir, base / "run", base / "export", *BRANCHING))
+    expected = branching_report(base / "run")
+    assert len(expected["widening_rounds"]) == 2  # the network grew in both rounds
+
+    flag_args = args(synthetic_dir, tmp_path / "run", tmp_path / "export", *BRANCHING)
+    run_and_kill(flag_args, "widening round 1/2")
+    assert not os.path.exists(tmp_path / "run" / "report.json")
+    resumed = run_to_end(flag_args)
+    assert "resuming at phase search" in resumed.stderr
+    assert "widening round 1/2" not in resumed.stderr  # round 1 is not redone
+    assert "widening round 2/2" in resumed.stderr
+    assert branching_report(tmp_path / "run") == expected
+    probabilities = exported_probabilities(tmp_path / "export")
+    for name, p in exported_probabilities(base / "export").items():
+        np.testing.assert_allclose(probabilities[name], p, atol=1e-6)

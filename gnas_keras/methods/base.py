@@ -79,6 +79,8 @@ class SearchContext:
         trains its own models, e.g. tree networks, with `training.Loop`).
       strategy: the distribution strategy to build models under.
       image_shape: (height, width, 3).
+      trackables: what `Method.trackables` returned for this context, already restored
+        from the last checkpoint on a resumed run (the search uses these very objects).
     """
 
     config: "RunConfig"
@@ -97,6 +99,7 @@ class SearchContext:
     supernet: Optional["Supernet"] = None
     loop: Optional["Loop"] = None
     val_data: Optional[Callable[..., Iterator]] = None
+    trackables: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -129,7 +132,9 @@ class Method:
       fixed: a fixed tree, usable in ``--compare`` (trained from scratch beside the found one).
       trackables: ``trackables(context) -> {name: tf.Module / Keras object}``, extra objects
         checkpointed with every state (e.g. an RL controller and its optimizer); created
-        before the search starts, so that a resumed run restores them.
+        before the search starts, so that a resumed run restores them, and handed to the
+        search as ``context.trackables``. A trackable's attributes may be reassigned during
+        the search (a grown model): every checkpoint saves what they hold then.
       summary: one line for ``--helpfull`` and the README.
     """
 

@@ -78,6 +78,10 @@ class AttributeModel(keras.Model):
         self.weight_decay = weight_decay
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = AttributeAccuracy(num_attributes)
+        # Trace-time switch (set it before the train function is made): train_step also
+        # returns the batch's labels and predicted presence probabilities, gathered from all
+        # replicas, for methods that measure per-example errors (adaptive branching).
+        self.report_predictions = False
         self.train_step_traces = 0  # Python side effect: counts traces, not steps
         self.test_step_traces = 0
 
@@ -142,8 +146,16 @@ class AttributeModel(keras.Model):
         self.optimizer.apply(grads, self.trainable_variables)
         self.loss_tracker.update_state(loss)
         self.accuracy_tracker.update_state(labels, logits)
-        return {"loss": self.loss_tracker.result(),
+        logs = {"loss": self.loss_tracker.result(),
                 "accuracy": tf.reduce_mean(self.accuracy_tracker.result())}
+        if self.report_predictions:
+            # Gathered so every replica holds the global batch (Keras averages per-replica
+            # outputs; the average of identical values is the value).
+            context = tf.distribute.get_replica_context()
+            logs["present_probability"] = context.all_gather(
+                tf.nn.softmax(logits)[..., 1], axis=0)
+            logs["labels"] = context.all_gather(tf.cast(labels, tf.int32), axis=0)
+        return logs
 
     def test_step(self, data):
         self.test_step_traces += 1
