@@ -114,7 +114,8 @@ def shard_files(data_dir: str, split: str) -> list:
 
 def make_dataset(data_dir: str, split: str, batch_size: int, training: bool,
                  prep: Preprocessing, seed: int = 0, shuffle_buffer: int = 4096,
-                 shuffled_evaluation: bool = False) -> tf.data.Dataset:
+                 shuffled_evaluation: bool = False, shard: Tuple[int, int] = (1, 0)
+                 ) -> tf.data.Dataset:
     """Batches of ``(images, labels)`` from a converted dataset.
 
     Training datasets repeat forever, shuffle, augment and drop the last partial batch; their
@@ -124,9 +125,17 @@ def make_dataset(data_dir: str, split: str, batch_size: int, training: bool,
 
     The shuffle buffer holds serialized records, before decoding, so that starting a new
     iterator (every GNAS candidate does, see `training.Loop.restart`) costs little.
+
+    ``shard=(W, k)``: worker k of a multi-worker run reads only files k, k + W, ... of the
+    split (sharding by file, done here rather than by tf.data's auto-sharding, which refuses
+    the augmentation's second source, ``Dataset.random``; auto-sharding is switched off).
     """
     meta = records.read_metadata(data_dir)
-    files = shard_files(data_dir, split)
+    workers, index = shard
+    files = shard_files(data_dir, split)[index::workers]
+    if not files:
+        raise ValueError(f"{data_dir}: split {split!r} has fewer shard files than the "
+                         f"{workers} workers (file sharding needs one per worker)")
     n = meta.num_attributes
     auto = tf.data.AUTOTUNE
     if training:
@@ -146,6 +155,11 @@ def make_dataset(data_dir: str, split: str, batch_size: int, training: bool,
         ds = ds.map(lambda s: _decode(s, n, prep), num_parallel_calls=auto)
         ds = ds.map(lambda x, y: _center_crop(x, y, prep), num_parallel_calls=auto)
         ds = ds.batch(batch_size)
+    if workers > 1:
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = \
+            tf.data.experimental.AutoShardPolicy.OFF
+        ds = ds.with_options(options)
     return ds.prefetch(auto)
 
 

@@ -110,19 +110,31 @@ class AttributeModel(keras.Model):
             scaled = total / replicas
         grads = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply(grads, self.trainable_variables)
-        self.loss_tracker.update_state(loss)
-        self.accuracy_tracker.update_state(labels, logits)
-        return {"loss": self.loss_tracker.result(),
-                "accuracy": tf.reduce_mean(self.accuracy_tracker.result())}
+        self._update_metrics(labels, logits, loss)
+        return self._logs()
 
     def test_step(self, data):
         self.test_step_traces += 1
         images, labels = data
         logits = self(images, training=False)
-        self.loss_tracker.update_state(masked_cross_entropy(labels, logits))
+        self._update_metrics(labels, logits, masked_cross_entropy(labels, logits))
+        return self._logs()
+
+    def _update_metrics(self, labels, logits, loss):
+        # The loss tracker is weighted by the labelled pairs of the batch, so its result is
+        # the mean over labelled pairs however the examples are split into batches and
+        # replicas (an empty batch, which a multi-worker evaluation can hand a worker whose
+        # shard has run out, counts for nothing).
+        labelled = tf.reduce_sum(tf.cast(tf.cast(labels, tf.int32) >= 0, tf.float32))
+        self.loss_tracker.update_state(loss, sample_weight=labelled)
         self.accuracy_tracker.update_state(labels, logits)
-        return {"loss": self.loss_tracker.result(),
-                "accuracy": tf.reduce_mean(self.accuracy_tracker.result())}
+
+    def _logs(self):
+        # Every value has a leading axis of length 1: under MultiWorkerMirroredStrategy Keras
+        # reduces what a step returns with ``strategy.reduce("MEAN", v, axis=0)``, which
+        # fails on a scalar (the other strategies average over that axis just as well).
+        return {"loss": self.loss_tracker.result()[None],
+                "accuracy": tf.reduce_mean(self.accuracy_tracker.result())[None]}
 
 
 class SparseSGD(keras.optimizers.SGD):
