@@ -142,7 +142,8 @@ def new_supernet(config: "RunConfig", space: SearchSpace, num_attributes: int, i
         return build_supernet(space, num_attributes, image_shape,
                               learning_rate=config.learning_rate, momentum=config.momentum,
                               weight_decay=config.weight_decay, dropout=config.dropout,
-                              bn_momentum=config.bn_momentum, bn_epsilon=config.bn_epsilon)
+                              bn_momentum=config.bn_momentum, bn_epsilon=config.bn_epsilon,
+                              mixed_precision=config.mixed_precision)
 
 
 def new_tree_network(config: "RunConfig", architecture: Architecture, image_shape, seed: int,
@@ -153,7 +154,9 @@ def new_tree_network(config: "RunConfig", architecture: Architecture, image_shap
         return build_tree_network(architecture, image_shape,
                                   learning_rate=config.learning_rate, momentum=config.momentum,
                                   weight_decay=config.weight_decay, dropout=config.dropout,
-                                  bn_momentum=config.bn_momentum, bn_epsilon=config.bn_epsilon)
+                                  bn_momentum=config.bn_momentum, bn_epsilon=config.bn_epsilon,
+                                  mixed_precision=config.mixed_precision,
+                                  jit_compile=config.jit_compile)
 
 
 # --- train on train+validation, then test ----------------------------------------------------

@@ -32,7 +32,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gnas_keras.models.base import AttributeModel, compile_model, normalize_images
+from gnas_keras.models.base import (AttributeModel, compile_model, normalize_images,
+                                    precision)
 from gnas_keras.space import SearchSpace
 from gnas_keras.tree import Routing, fixed_parents
 
@@ -108,14 +109,17 @@ class RoutedConv(_Routed):
         self.kernel = self.add_weight(name="kernel", shape=(e, k, k, cin, c),
                                       initializer=keras.initializers.RandomNormal(
                                           stddev=float(np.sqrt(2.0 / (k * k * cin)))))
-        self.gamma = self.add_weight(name="gamma", shape=(e, c), initializer="ones")
-        self.beta = self.add_weight(name="beta", shape=(e, c), initializer="zeros")
+        # Batch-norm weights are read in float32 also under mixed precision (autocast off).
+        self.gamma = self.add_weight(name="gamma", shape=(e, c), initializer="ones",
+                                     autocast=False)
+        self.beta = self.add_weight(name="beta", shape=(e, c), initializer="zeros",
+                                    autocast=False)
         self.moving_mean = self.add_weight(name="moving_mean", shape=(e, c),
                                            initializer="zeros", trainable=False,
-                                           aggregation="mean")
+                                           aggregation="mean", autocast=False)
         self.moving_variance = self.add_weight(name="moving_variance", shape=(e, c),
                                                initializer="ones", trainable=False,
-                                               aggregation="mean")
+                                               aggregation="mean", autocast=False)
         self._add_parents()
 
     def active_weights(self):
@@ -133,17 +137,18 @@ class RoutedConv(_Routed):
             means = tf.gather(self.moving_mean, edges)
             variances = tf.gather(self.moving_variance, edges)
         outputs = []
+        f32 = tf.float32  # batch norm in float32 also under mixed precision, as Keras' BN
         for j in range(self.blocks):
-            y = tf.nn.conv2d(inputs[j], kernels[j], strides=1, padding="SAME")
+            y = tf.cast(tf.nn.conv2d(inputs[j], kernels[j], strides=1, padding="SAME"), f32)
             if training:
                 mean, variance = tf.nn.moments(y, axes=[0, 1, 2])
                 means.append(mean)
                 variances.append(variance)
             else:
-                mean, variance = means[j], variances[j]
-            y = tf.nn.batch_normalization(y, mean, variance, betas[j], gammas[j],
-                                          self.bn_epsilon)
-            y = tf.nn.relu(y)
+                mean, variance = tf.cast(means[j], f32), tf.cast(variances[j], f32)
+            y = tf.nn.batch_normalization(y, mean, variance, tf.cast(betas[j], f32),
+                                          tf.cast(gammas[j], f32), self.bn_epsilon)
+            y = tf.cast(tf.nn.relu(y), self.compute_dtype)
             if self.pool == "max":
                 y = tf.nn.max_pool2d(y, ksize=2, strides=2, padding="VALID")
             elif self.pool == "global_avg":
@@ -156,7 +161,7 @@ class RoutedConv(_Routed):
     def _update_moving_stats(self, edges, means, variances):
         idx = edges[:, None]
         for var, batch_value in ((self.moving_mean, means), (self.moving_variance, variances)):
-            old = tf.gather(var, edges)
+            old = tf.gather(var.value, edges)
             new = old * self.bn_momentum + tf.stop_gradient(batch_value) * (1.0 - self.bn_momentum)
             var.assign(tf.tensor_scatter_nd_update(var.value, idx, new))
 
@@ -324,12 +329,16 @@ def build_supernet(space: SearchSpace, num_attributes: int, image_shape, *,
                    learning_rate: float = 0.1, momentum: float = 0.9,
                    weight_decay: float = 1e-4, dropout: float = 0.0,
                    bn_momentum: float = BN_MOMENTUM, bn_epsilon: float = BN_EPSILON,
-                   routing: Optional[Routing] = None) -> Supernet:
+                   routing: Optional[Routing] = None,
+                   mixed_precision: bool = False) -> Supernet:
     """A compiled supernet (call inside ``strategy.scope()`` to distribute it). Its initial
-    weights come from Keras' global seed: seed it (``keras.utils.set_random_seed``) first."""
-    model = Supernet(space, num_attributes, image_shape, dropout=dropout,
-                     weight_decay=weight_decay, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon)
-    compile_model(model, learning_rate, momentum)
+    weights come from Keras' global seed: seed it (``keras.utils.set_random_seed``) first.
+    `mixed_precision`: float16 compute, float32 variables, loss scaling (`precision`)."""
+    with precision(mixed_precision):
+        model = Supernet(space, num_attributes, image_shape, dropout=dropout,
+                         weight_decay=weight_decay, bn_momentum=bn_momentum,
+                         bn_epsilon=bn_epsilon)
+        compile_model(model, learning_rate, momentum)
     if routing is not None:
         model.set_routing(routing)
     return model
