@@ -106,6 +106,10 @@ class RunConfig:
                                        "supernet never is: its row-sparse optimizer uses "
                                        "tf.unique, which XLA lacks. Not with a strategy "
                                        "(keras #19005).")
+    grouped_conv: bool = setting(False, "Supernet: compute the blocks of a conv layer "
+                                        "together (one grouped convolution, batch norm and "
+                                        "pool over the stacked blocks) instead of one small "
+                                        "kernel each; the same function, fewer kernels.")
     seed: int = setting(0, "Random seed: weights, tree draws, data order.")
     deterministic: bool = setting(False, "TensorFlow op determinism: identical results, "
                                          "also across resumption.")

@@ -143,7 +143,8 @@ def new_supernet(config: "RunConfig", space: SearchSpace, num_attributes: int, i
                               learning_rate=config.learning_rate, momentum=config.momentum,
                               weight_decay=config.weight_decay, dropout=config.dropout,
                               bn_momentum=config.bn_momentum, bn_epsilon=config.bn_epsilon,
-                              mixed_precision=config.mixed_precision)
+                              mixed_precision=config.mixed_precision,
+                              grouped_conv=config.grouped_conv)
 
 
 def new_tree_network(config: "RunConfig", architecture: Architecture, image_shape, seed: int,
