@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -100,6 +100,7 @@ def measure(preset: str, n: int, shape) -> dict:
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)  # the SavedModel writer's INFO lines
     n, shape = FLAGS.num_attributes, (FLAGS.height, FLAGS.width, 3)
     gpus = tf.config.list_physical_devices("GPU")
     device = ", ".join(tf.config.experimental.get_device_details(g).get("device_name", g.name)
