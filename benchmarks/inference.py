@@ -7,8 +7,8 @@ Variants, all on the same full tree (every block live) and the same batch of 32 
 - ``savedmodel``: `gnas_keras.export.export_saved_model` (BN folded), reloaded with
   ``tf.saved_model.load`` and called through its ``serving_default`` signature, as TF Serving
   would.
-- ``static keras``: `Supernet.to_tree_network(...)` (a `TreeNetwork`), the plain Keras model of the same
-  tree with BatchNormalization layers, called in a ``tf.function`` (training=False).
+- ``static keras``: `Supernet.to_tree_network`, the plain Keras model (`TreeNetwork`) of the
+  same tree with BatchNormalization layers, called in a ``tf.function`` (training=False).
 - ``onnxruntime``: the SavedModel's signature converted by tf2onnx (opset 17), run by
   onnxruntime's CPU provider.
 - ``litert`` (with --litert): the SavedModel converted by ``tf.lite.TFLiteConverter`` and run
@@ -25,16 +25,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tempfile  # noqa: E402
 
 from absl import app, flags  # noqa: E402
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks import timing  # noqa: E402  (defines the model flags)
 from gnas_keras.architecture import Architecture  # noqa: E402
+from gnas_keras.cost import full_tree  # noqa: E402
 from gnas_keras.export import export_saved_model  # noqa: E402
-from gnas_keras.space import get_space  # noqa: E402
 from gnas_keras.models.supernet import build_supernet  # noqa: E402
-from gnas_keras.tree import independent_routing  # noqa: E402
+from gnas_keras.space import get_space  # noqa: E402
 
 flags.DEFINE_integer("batch_size", 32, "Inference batch size (the paper's Table 2: 32).")
 flags.DEFINE_integer("calls", 3, "Batches per timed sample.")
@@ -71,7 +70,9 @@ def main(argv):
     space, n = get_space(FLAGS.space), FLAGS.num_attributes
     shape = (FLAGS.height, FLAGS.width, 3)
     names = [f"attr{i:02d}" for i in range(n)]
-    routing = independent_routing(space, n)
+    import keras
+    routing = full_tree(space, n)
+    architecture = Architecture.from_space(space, routing)
     keras.utils.set_random_seed(0)
     supernet = build_supernet(space, n, shape, routing=routing)
     # Non-trivial BN statistics, so that folding has something to fold.
@@ -83,11 +84,10 @@ def main(argv):
     images = rng.uniform(0, 255, (FLAGS.batch_size, *shape)).astype("float32")
     x = tf.constant(images)
 
-    static = supernet.to_tree_network(Architecture.from_space(supernet.space, routing))
+    static = supernet.to_tree_network(architecture)
     static_fn = tf.function(lambda image: static(image, training=False))
     workdir = tempfile.mkdtemp(prefix="gnas-bench-")
-    path = export_saved_model(supernet, Architecture.from_space(space, routing), names,
-                              workdir, "bench")
+    path = export_saved_model(supernet, architecture, names, workdir, "bench")
     loaded = tf.saved_model.load(path)  # keep it: the signature only references its variables
     signature = loaded.signatures["serving_default"]
     reference = signature(image=x)

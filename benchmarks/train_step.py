@@ -1,13 +1,20 @@
-r"""Supernet train step on a fixed routing vs a plain static Keras model of the same tree.
+r"""Supernet train step, per-block vs grouped, against a static Keras model of the same tree.
 
     PYTHONPATH=. .venv/bin/python -m benchmarks.train_step          # shallow_thin, 192x168
     PYTHONPATH=. .venv/bin/python -m benchmarks.train_step --space=tiny --height=32 --width=32
 
-A: `Supernet.train_function` (what GNAS runs: routed layers, masked loss + L2 on the active
-weights, row-sparse Nesterov SGD, metrics). B: `Supernet.to_tree_network(architecture)` (a `TreeNetwork`: standard Conv2D / BatchNormalization / Dense layers of only the live blocks)
-trained by a plain ``tf.function`` step with the same loss, the same L2 and Keras' Nesterov
-SGD. Both read the same batch from a repeated in-memory dataset; the routing is the full tree
-(every block live), so both compute the same blocks. Target: A / B <= 1.15.
+Variants, measured in one process, interleaved (A B C A B C ...), on the full tree (every
+block live, `gnas_keras.cost.full_tree`) and one repeated in-memory batch:
+- ``supernet per-block``: `Supernet` (routed layers, one conv / BN / pool per block, masked
+  loss + L2 on the active weights, row-sparse Nesterov SGD, metrics): what GNAS runs.
+- ``supernet grouped``: the same with ``grouped_conv=True`` (`RoutedConv._call_grouped`: a
+  conv layer's blocks as one grouped convolution, one BN and one pool).
+- ``static tree``: `TreeNetwork` of the same tree (standard Conv2D / BatchNormalization /
+  Dense layers, only the live blocks), its own compiled train step (same loss and L2).
+Printed per variant: ops in the traced train-step graph (all nodes, and convolutions),
+ms/step, images/s, and the fraction of the machine's measured float32 matmul rate the step
+reaches (FLOPs per step = 3 x 2 x the tree's MACs per image x batch: forward + two backward
+products). Target for the supernet: per-block / static <= 1.15.
 """
 
 from __future__ import annotations
@@ -16,44 +23,28 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import time  # noqa: E402
+
 from absl import app, flags  # noqa: E402
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks import timing  # noqa: E402  (defines the model flags)
-from gnas_keras.architecture import Architecture  # noqa: E402
-from gnas_keras.space import get_space  # noqa: E402
-from gnas_keras.models.base import masked_cross_entropy  # noqa: E402
+from gnas_keras.architecture import Architecture, cost  # noqa: E402
+from gnas_keras.cost import full_tree  # noqa: E402
+from gnas_keras.models.base import compile_model  # noqa: E402
 from gnas_keras.models.supernet import build_supernet  # noqa: E402
-from gnas_keras.tree import independent_routing  # noqa: E402
+from gnas_keras.space import get_space  # noqa: E402
 
 flags.DEFINE_integer("batch_size", 64, "Training batch size.")
 flags.DEFINE_integer("steps", 2, "Train steps per timed sample.")
 flags.DEFINE_integer("repeats", 7, "Interleaved samples per variant.")
+flags.DEFINE_bool("static", True, "Also time the static Keras tree.")
+flags.DEFINE_bool("mixed_precision", False, "All variants in mixed precision (GPU).")
 FLAGS = flags.FLAGS
 
 WEIGHT_DECAY = 1e-4
 TARGET = 1.15
-
-
-def static_train_step(model: keras.Model, iterator, learning_rate: float = 0.1):
-    """A plain compiled train step for `model`: the supernet's loss and L2, Keras SGD."""
-    optimizer = keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True)
-    optimizer.build(model.trainable_variables)
-
-    @tf.function
-    def step():
-        images, labels = next(iterator)
-        with tf.GradientTape() as tape:
-            logits = model(images, training=True)
-            loss = masked_cross_entropy(labels, logits) + 0.5 * WEIGHT_DECAY * tf.add_n(
-                [tf.reduce_sum(tf.square(v)) for v in model.trainable_variables])
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply(grads, model.trainable_variables)
-        return loss
-
-    return step
 
 
 def random_batch(batch_size: int, shape, num_attributes: int) -> tf.data.Dataset:
@@ -65,46 +56,91 @@ def random_batch(batch_size: int, shape, num_attributes: int) -> tf.data.Dataset
     return tf.data.Dataset.from_tensors((images, labels)).repeat()
 
 
-def supernet_on_full_tree(space_name: str, num_attributes: int, shape):
-    """A compiled supernet (the paper's SGD settings) routed to the full tree, and the tree."""
+def matmul_rate(n: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of a large float32 matmul on this machine (median of `repeats`)."""
+    a = tf.random.normal([n, n])
+    mm = tf.function(lambda a: tf.matmul(a, a))
+    mm(a).numpy()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        mm(a).numpy()
+        samples.append(time.perf_counter() - start)
+    return 2 * n ** 3 / timing.median(samples)
+
+
+def graph_ops(model, data) -> tuple:
+    """(all ops, convolution ops) in the graph of one traced train step of `model`."""
+    images, labels = next(iter(data))
+    fn = tf.function(lambda x, y: model.train_step((x, y)))
+    graph = fn.get_concrete_function(images, labels).graph
+    types = [op.type for op in graph.get_operations()]
+    return len(types), sum("Conv2D" in t for t in types)
+
+
+def models(space_name: str, num_attributes: int, shape, mixed_precision: bool):
+    """name -> compiled model: the per-block and grouped supernets on the full tree (the
+    same initial weights), and the static tree network with the supernet's weights."""
+    import keras
     space = get_space(space_name)
-    routing = independent_routing(space, num_attributes)
-    keras.utils.set_random_seed(0)
-    supernet = build_supernet(space, num_attributes, shape, weight_decay=WEIGHT_DECAY,
-                              routing=routing)
-    supernet.make_train_function()
-    return supernet, routing
+    routing = full_tree(space, num_attributes)
+    built = {}
+    for name, grouped in (("supernet per-block", False), ("supernet grouped", True)):
+        keras.utils.set_random_seed(0)
+        built[name] = build_supernet(space, num_attributes, shape, weight_decay=WEIGHT_DECAY,
+                                     routing=routing, mixed_precision=mixed_precision,
+                                     grouped_conv=grouped)
+    architecture = Architecture.from_space(space, routing)
+    if FLAGS.static:
+        from gnas_keras.models.base import precision
+        with precision(mixed_precision):
+            tree = built["supernet per-block"].to_tree_network(architecture)
+            built["static tree"] = compile_model(tree, 0.1)
+    return built, architecture
 
 
 def main(argv):
     del argv
-    n, shape = FLAGS.num_attributes, (FLAGS.height, FLAGS.width, 3)
-    data = random_batch(FLAGS.batch_size, shape, n)
-    supernet, routing = supernet_on_full_tree(FLAGS.space, n, shape)
-    super_iter = iter(data)
-    static = supernet.to_tree_network(Architecture.from_space(supernet.space, routing))
-    static_step = static_train_step(static, iter(data))
+    n, shape, batch = FLAGS.num_attributes, (FLAGS.height, FLAGS.width, 3), FLAGS.batch_size
+    data = random_batch(batch, shape, n)
+    built, architecture = models(FLAGS.space, n, shape, FLAGS.mixed_precision)
+    ops = {name: graph_ops(model, data) for name, model in built.items()}
+    variants = {}
+    for name, model in built.items():
+        model.make_train_function()
+        iterator = iter(data)
 
-    def run_supernet():
-        for _ in range(FLAGS.steps):
-            logs = supernet.train_function(super_iter)
-        float(logs["loss"])
+        def run(model=model, iterator=iterator):
+            for _ in range(FLAGS.steps):
+                logs = model.train_function(iterator)
+            float(np.asarray(logs["loss"]).reshape(-1)[0])
 
-    def run_static():
-        for _ in range(FLAGS.steps):
-            loss = static_step()
-        float(loss)
+        variants[name] = run
 
     print(f"machine: {timing.machine()}")
-    print(f"{FLAGS.space}, {n} attributes, {FLAGS.height}x{FLAGS.width}, batch "
-          f"{FLAGS.batch_size}, {FLAGS.steps} steps per sample")
-    samples = timing.interleaved({"supernet train step": run_supernet,
-                                  "static train step": run_static}, FLAGS.repeats)
-    medians = timing.report("train step, per sample", samples,
-                            unit=1e3 / FLAGS.steps, unit_name="ms/step")
-    ratio = medians["supernet train step"] / medians["static train step"]
-    print(f"RATIO supernet / static = {ratio:.3f} (target <= {TARGET}: "
-          f"{'met' if ratio <= TARGET else 'MISSED'})")
+    print(f"{FLAGS.space}, {n} attributes, {FLAGS.height}x{FLAGS.width}, batch {batch}, "
+          f"{FLAGS.steps} steps per sample"
+          + (", mixed precision" if FLAGS.mixed_precision else ""))
+    rate = matmul_rate()
+    samples = timing.interleaved(variants, FLAGS.repeats)
+    medians = timing.report("train step, per sample", samples, unit=1e3 / FLAGS.steps,
+                            unit_name="ms/step")
+    flops = 3 * 2 * cost(architecture, FLAGS.height, FLAGS.width).macs_per_image * batch
+    print(f"matmul rate (2048^2 float32): {rate / 1e9:.1f} GFLOP/s; train step "
+          f"{flops / 1e9:.1f} GFLOP")
+    for name, seconds in medians.items():
+        step = seconds / FLAGS.steps
+        print(f"  {name:20s} ops {ops[name][0]:6d} (conv {ops[name][1]:4d})  "
+              f"{batch / step:8.1f} images/s  {flops / step / 1e9:7.1f} GFLOP/s = "
+              f"{flops / step / rate:5.1%} of matmul")
+    base = medians["supernet per-block"]
+    print(f"RATIO grouped / per-block = {medians['supernet grouped'] / base:.3f}")
+    if "static tree" in medians:
+        ratio = base / medians["static tree"]
+        print(f"RATIO supernet per-block / static = {ratio:.3f} (target <= {TARGET}: "
+              f"{'met' if ratio <= TARGET else 'MISSED'})")
+        print(f"RATIO supernet grouped / static = "
+              f"{medians['supernet grouped'] / medians['static tree']:.3f}")
 
 
 if __name__ == "__main__":

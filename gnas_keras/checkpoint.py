@@ -47,11 +47,18 @@ def config_differences(saved: Dict, current: Dict,
 class RunCheckpoint:
     """Saves and restores one run's state in ``<workdir>/checkpoints``."""
 
-    def __init__(self, workdir: str, config: Dict, max_to_keep: int = 2):
-        """config: `RunConfig.to_dict()`."""
+    def __init__(self, workdir: str, config: Dict, max_to_keep: int = 2,
+                 scratch: Optional[str] = None):
+        """config: `RunConfig.to_dict()`. scratch: set on a non-chief worker of a
+        multi-worker run: it reads the chief's checkpoints in `workdir` but writes nothing
+        there; its `save` writes the weights into `scratch` and deletes them (every worker
+        must take part in writing a checkpoint of distributed variables)."""
         self.directory = os.path.join(workdir, "checkpoints")
         self.config = config
         self.max_to_keep = max_to_keep
+        self.scratch = scratch
+        self._saved = False  # scratch: saved at least once (the chief's state.json moved on)
+        self._cleared = False  # scratch: --restart (the chief clears; we ignore its state)
         self.latest: Optional[str] = None  # the weights that belong to the current state
 
     @property
@@ -62,7 +69,10 @@ class RunCheckpoint:
         return os.path.exists(self.state_path)
 
     def clear(self) -> None:
-        """Forgets the saved run (``--restart``)."""
+        """Forgets the saved run (``--restart``); a non-chief worker only ignores it."""
+        if self.scratch is not None:
+            self._cleared, self.latest = True, None
+            return
         shutil.rmtree(self.directory, ignore_errors=True)
         self.latest = None
 
@@ -84,7 +94,7 @@ class RunCheckpoint:
 
     def restore_state(self) -> Optional[Dict]:
         """The saved state (None if new), after checking its configuration."""
-        state = self.read_state()
+        state = None if self._cleared else self.read_state()
         if state is None:
             return None
         self.check_config(state)
@@ -94,6 +104,10 @@ class RunCheckpoint:
     def restore_objects(self, objects: Dict) -> bool:
         """Loads the weights named by ``state.json`` into `objects` (the same names and
         structure they were saved with); False when the state names none."""
+        if self.scratch is not None and self._saved:
+            # the chief's newest: it finished writing it before the collective steps that
+            # brought this worker here
+            self.latest = (self.read_state() or {}).get("checkpoint")
         if not self.latest:
             return False
         tf.train.Checkpoint(**objects).read(self.latest).assert_existing_objects_matched()
@@ -115,7 +129,15 @@ class RunCheckpoint:
 
     def save(self, state: Dict, objects: Optional[Dict] = None) -> None:
         """Writes the weights of `objects` (None: the last ones saved still belong to the
-        state), then ``state.json`` naming them."""
+        state), then ``state.json`` naming them. A non-chief worker (`scratch`) writes
+        the weights to its scratch directory and deletes them, and no state."""
+        if self.scratch is not None:
+            if objects is not None:
+                path = tf.train.Checkpoint(**objects).write(os.path.join(self.scratch, "ckpt"))
+                for f in tf.io.gfile.glob(path + "*"):
+                    os.remove(f)
+                self._saved = True
+            return
         if objects is not None:
             os.makedirs(self.directory, exist_ok=True)
             self.latest = tf.train.Checkpoint(**objects).write(self._next_path())

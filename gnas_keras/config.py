@@ -99,6 +99,19 @@ class RunConfig:
                                            "compare_steps each, beside the found tree.")
     compare_steps: int = setting(1000, "Steps for each from-scratch tree.")
     strategy: str = setting("default", "tf.distribute strategy.", choices=STRATEGIES)
+    mixed_precision: bool = setting(False, "Mixed precision (Keras 'mixed_float16'): float16 "
+                                           "compute, float32 variables, batch-norm statistics, "
+                                           "loss and metrics; dynamic loss scaling. For GPUs "
+                                           "with tensor cores; on a CPU it is slower.")
+    jit_compile: bool = setting(False, "XLA-compile the train and eval steps of tree networks "
+                                       "(fine-tune of a tree, from-scratch comparisons). The "
+                                       "supernet never is: its row-sparse optimizer uses "
+                                       "tf.unique, which XLA lacks. Not with a strategy "
+                                       "(keras #19005).")
+    grouped_conv: bool = setting(False, "Supernet: compute the blocks of a conv layer "
+                                        "together (one grouped convolution, batch norm and "
+                                        "pool over the stacked blocks) instead of one small "
+                                        "kernel each; the same function, fewer kernels.")
     seed: int = setting(0, "Random seed: weights, tree draws, data order.")
     deterministic: bool = setting(False, "TensorFlow op determinism: identical results, "
                                          "also across resumption.")
@@ -125,6 +138,9 @@ class RunConfig:
             raise ValueError(f"on_nan: {self.on_nan!r} is not one of {ON_NAN}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy: {self.strategy!r} is not one of {STRATEGIES}")
+        if self.jit_compile and self.strategy != "default":
+            raise ValueError(f"jit_compile: XLA together with --strategy={self.strategy} is "
+                             "broken in Keras (keras #19005); use one or the other")
         for m in self.compare:
             if m not in fixed_methods():
                 raise ValueError(f"compare: {m!r} is not one of {fixed_methods()}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import tensorflow as tf
 
@@ -37,6 +37,9 @@ class Data:
     meta: records.Metadata
     prep: data_input.Preprocessing
     config: RunConfig
+    # (workers, this worker's index): a multi-worker run's workers read disjoint shard files
+    # (`pipelines.input.make_dataset`); `test_whole` is never sharded.
+    shard: Tuple[int, int] = (1, 0)
 
     @classmethod
     def load(cls, config: RunConfig) -> "Data":
@@ -59,6 +62,7 @@ class Data:
 
     def _make(self, split: str, training: bool, seed: int = 0, **kwargs) -> tf.data.Dataset:
         batch = self.config.batch_size if training else self.config.eval_batch_size
+        kwargs.setdefault("shard", self.shard)
         return data_input.make_dataset(self.config.data_dir, split, batch, training,
                                        self.prep, seed=seed, **kwargs)
 
@@ -79,6 +83,11 @@ class Data:
     @property
     def test(self) -> tf.data.Dataset:
         return self._make("test", False)
+
+    @property
+    def test_whole(self) -> tf.data.Dataset:
+        """The whole test split, also on a worker of a multi-worker run (predictions)."""
+        return self._make("test", False, shard=(1, 0))
 
     @property
     def image_shape(self):

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import tempfile
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -37,10 +39,11 @@ from gnas_keras.methods.base import SearchContext, SearchLogger, SearchResult
 from gnas_keras.models.base import AttributeModel, parameter_count
 from gnas_keras.reporting import SearchReporter, terminal
 from gnas_keras.space import SearchSpace, get_space
-from gnas_keras.training import (Loop, new_supernet, new_tree_network, train_and_test,
-                                 train_from_scratch)
+from gnas_keras.training import (Loop, is_multi_worker, new_supernet, new_tree_network,
+                                 train_and_test, train_from_scratch)
 from gnas_keras.tree import adjusted_rand_index
 from pipelines import records
+from pipelines.input import shard_files
 
 PREDICTIONS_FILE = "test_predictions.npz"
 PHASES = ("search", "finetune", "compare", "export", "done")
@@ -63,6 +66,32 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def check_shards(data_dir: str, workers: int) -> None:
+    """Every split must have at least one shard file per worker (file sharding)."""
+    for split in ("train", "validation", "test"):
+        files = shard_files(data_dir, split)
+        if len(files) < workers:
+            raise ValueError(f"{data_dir}: split {split!r} has {len(files)} shard file(s) for "
+                             f"{workers} workers; multi-worker runs shard by file: convert it "
+                             f"with at least {workers} shards per split")
+
+
+def worker_shard(strategy: tf.distribute.Strategy) -> Tuple[int, int]:
+    """(workers, this worker's index, the chief's 0) of a multi-worker strategy."""
+    from tensorflow.python.distribute import multi_worker_util
+    resolver = strategy.cluster_resolver
+    spec = resolver.cluster_spec()
+    return (multi_worker_util.worker_count(spec, resolver.task_type),
+            multi_worker_util.id_in_cluster(spec, resolver.task_type, resolver.task_id))
+
+
+def worker_scratch(config: RunConfig, scratch: str) -> RunConfig:
+    """A non-chief worker's config: it computes what the chief computes (every step is
+    collective) but writes its run directory (TensorBoard, tree.json, report.json,
+    predictions) into `scratch`, exports nothing, and reads the chief's checkpoints."""
+    return dataclasses.replace(config, workdir=scratch, export_dir="")
 
 
 def tree_summary(architecture: Architecture, meta: records.Metadata) -> Dict:
@@ -257,7 +286,7 @@ class _Run:
 
         test, loop = train_and_test(model, self.data, self.config.finetune_steps, self.config,
                                     self.out, "fine-tune", state.finetune_done, checkpoint)
-        probabilities, labels = loop.predict(self.data.test)
+        probabilities, labels = loop.predict(self.data.test_whole)
         save_predictions(os.path.join(self.config.workdir, PREDICTIONS_FILE), probabilities,
                          labels, names)
         state.phase, state.test = "compare", test.to_dict()
@@ -355,18 +384,40 @@ def run(config: RunConfig, out: Callable[[str], None] = terminal) -> Dict:
     over. A NaN or Inf loss stops the run (``on_nan="stop"``), keeping the last good
     checkpoint and recording where it happened in ``state.json``, or (``"rollback"``) goes
     back to the last checkpoint with half the learning rate, at most `MAX_ROLLBACKS` times.
+
+    Multi-worker (``strategy="multiworker"``, TF_CONFIG names the cluster and this task):
+    every worker runs this same function with the same config, in lock-step; the chief
+    (``strategy.extended.should_checkpoint``) writes the run directory and the export, the
+    others write into a scratch directory they delete (`worker_scratch`). ``workdir`` must
+    be a directory every worker can read (shared storage) so that all resume alike.
     """
     config.validate()
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     data = Data.load(config)
-    meta, n = data.meta, data.meta.num_attributes
-    space = get_space(config.space)
-    space.validate(n)
+    get_space(config.space).validate(data.meta.num_attributes)
     method = get_method(config.method)
     strategy = make_strategy(config.strategy)
-    os.makedirs(config.workdir, exist_ok=True)
-    saver = RunCheckpoint(config.workdir, config.to_dict())
+    if is_multi_worker(strategy):
+        data.shard = worker_shard(strategy)
+        check_shards(config.data_dir, data.shard[0])
+    if strategy.extended.should_checkpoint:
+        os.makedirs(config.workdir, exist_ok=True)
+        return _run_phases(config, data, method, RunCheckpoint(config.workdir, config.to_dict()),
+                           strategy, out)
+    scratch = tempfile.mkdtemp(prefix="gnas-worker-")
+    try:
+        return _run_phases(worker_scratch(config, scratch), data, method,
+                           RunCheckpoint(config.workdir, config.to_dict(), scratch=scratch),
+                           strategy, out)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run_phases(config: RunConfig, data: Data, method: Method, saver: RunCheckpoint,
+                strategy: tf.distribute.Strategy, out: Callable[[str], None]) -> Dict:
+    meta, n = data.meta, data.meta.num_attributes
+    space = get_space(config.space)
     if config.restart:
         saver.clear()
     saved = saver.restore_state()

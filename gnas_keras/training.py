@@ -48,13 +48,17 @@ class Loop:
         model.make_test_function()
         self._train_data = train_data
         self._train_iter = None
+        self._logits = None  # compiled inference call of `predict`
 
     def restart(self, *position: int) -> None:
         """Continues training on a new stream seeded by `segment_seed(seed, *position)`."""
         self._train_iter = self.iterator(self._train_data(segment_seed(self.seed, *position)))
 
     def iterator(self, dataset: tf.data.Dataset) -> Iterator:
-        """An iterator the compiled functions accept (distributed when the model is)."""
+        """An iterator the compiled functions accept (distributed when the model is). Under
+        a multi-worker strategy the datasets are sharded by file already (`Data.shard`):
+        worker k of W reads its own files, and a global batch of B is W per-worker batches
+        of B / W."""
         return iter(self.strategy.experimental_distribute_dataset(dataset))
 
     def _reset(self):
@@ -93,8 +97,20 @@ class Loop:
 
     def evaluate_dataset(self, dataset: tf.data.Dataset, num_examples: int,
                          batch_size: int) -> Evaluation:
-        """One full pass over a finite evaluation dataset of `num_examples` examples."""
-        return self.evaluate(self.iterator(dataset), math.ceil(num_examples / batch_size))
+        """One full pass over a finite evaluation dataset of `num_examples` examples.
+
+        It runs until the data run out: with file sharding a worker's shard need not hold
+        exactly its share of the batches (a worker that has run out gets empty batches,
+        which count for nothing, until every worker has)."""
+        self._reset()
+        iterator = self.iterator(dataset)
+        limit = math.ceil(num_examples / batch_size) + self.strategy.num_replicas_in_sync
+        for _ in range(limit):
+            try:
+                self.model.test_function(iterator)
+            except (StopIteration, tf.errors.OutOfRangeError):
+                break
+        return self._result()
 
     def predict_batches(self, iterator: Iterator, steps: int):
         """Probabilities [examples, N] that each attribute is present and the labels
@@ -125,10 +141,13 @@ class Loop:
 
     def predict(self, dataset: tf.data.Dataset):
         """Probabilities [examples, N] that each attribute is present, and the labels
-        [examples, N] (-1 unknown), over one pass of a finite dataset."""
+        [examples, N] (-1 unknown), over one pass of a finite dataset (not distributed:
+        every worker predicts every example)."""
+        if self._logits is None:
+            self._logits = tf.function(lambda images: self.model(images, training=False))
         probabilities, labels = [], []
         for images, batch_labels in dataset:
-            logits = self.model.predict_on_batch(images)
+            logits = tf.cast(self._logits(images), tf.float32)
             probabilities.append(tf.nn.softmax(logits)[..., 1].numpy())
             labels.append(batch_labels.numpy())
         return np.concatenate(probabilities), np.concatenate(labels)
@@ -138,6 +157,11 @@ class Loop:
         return Evaluation(loss=float(self.model.loss_tracker.result().numpy()),
                           accuracy=np.asarray(tracker.result().numpy()),
                           counts=np.asarray(tracker.count.numpy()))
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) \
+        and strategy.extended._num_workers > 1  # pylint: disable=protected-access
 
 
 # --- models with a run's settings ------------------------------------------------------------
@@ -150,7 +174,9 @@ def new_supernet(config: "RunConfig", space: SearchSpace, num_attributes: int, i
         return build_supernet(space, num_attributes, image_shape,
                               learning_rate=config.learning_rate, momentum=config.momentum,
                               weight_decay=config.weight_decay, dropout=config.dropout,
-                              bn_momentum=config.bn_momentum, bn_epsilon=config.bn_epsilon)
+                              bn_momentum=config.bn_momentum, bn_epsilon=config.bn_epsilon,
+                              mixed_precision=config.mixed_precision,
+                              grouped_conv=config.grouped_conv)
 
 
 def new_tree_network(config: "RunConfig", architecture: Architecture, image_shape, seed: int,
@@ -161,7 +187,9 @@ def new_tree_network(config: "RunConfig", architecture: Architecture, image_shap
         return build_tree_network(architecture, image_shape,
                                   learning_rate=config.learning_rate, momentum=config.momentum,
                                   weight_decay=config.weight_decay, dropout=config.dropout,
-                                  bn_momentum=config.bn_momentum, bn_epsilon=config.bn_epsilon)
+                                  bn_momentum=config.bn_momentum, bn_epsilon=config.bn_epsilon,
+                                  mixed_precision=config.mixed_precision,
+                                  jit_compile=config.jit_compile)
 
 
 # --- train on train+validation, then test ----------------------------------------------------

@@ -184,8 +184,10 @@ class _Source:
     size: int
 
 
-def _sources(data_dir: Union[str, Sequence[str]], split: str) -> List[_Source]:
+def _sources(data_dir: Union[str, Sequence[str]], split: str,
+             shard: Tuple[int, int] = (1, 0)) -> List[_Source]:
     data_dirs = [data_dir] if isinstance(data_dir, str) else list(data_dir)
+    workers, index = shard
     if not data_dirs:
         raise ValueError("no data_dir given")
     metas = [records.read_metadata(d) for d in data_dirs]
@@ -194,15 +196,19 @@ def _sources(data_dir: Union[str, Sequence[str]], split: str) -> List[_Source]:
     for d, meta in zip(data_dirs, metas):
         n = meta.num_attributes
         size = sum(meta.split_sizes.get(part, 0) for part in split.split("+"))
-        out.append(_Source(shard_files(d, split), n, offset, total - offset - n, size))
+        files = shard_files(d, split)[index::workers]
+        if not files:
+            raise ValueError(f"{d}: split {split!r} has fewer shard files than the "
+                             f"{workers} workers (file sharding needs one per worker)")
+        out.append(_Source(files, n, offset, total - offset - n, size))
         offset += n
     return out
 
 
 def make_dataset(data_dir: Union[str, Sequence[str]], split: str, batch_size: int,
                  training: bool, prep: Preprocessing, seed: int = 0,
-                 shuffle_buffer: int = 4096, shuffled_evaluation: bool = False
-                 ) -> tf.data.Dataset:
+                 shuffle_buffer: int = 4096, shuffled_evaluation: bool = False,
+                 shard: Tuple[int, int] = (1, 0)) -> tf.data.Dataset:
     """Batches of ``(images, labels)`` from a converted dataset, or from several read as one.
 
     Training datasets repeat forever, shuffle, augment and drop the last partial batch; their
@@ -219,8 +225,13 @@ def make_dataset(data_dir: Union[str, Sequence[str]], split: str, batch_size: in
     only. Endless streams draw from the datasets in proportion to their split sizes (seeded
     `tf.data.Dataset.sample_from_datasets`), i.e. like one shuffled union; a single pass reads
     them one after the other. Every image is resized to the one `prep`.
+
+    ``shard=(W, k)``: worker k of a multi-worker run reads only files k, k + W, ... of the
+    split (sharding by file, done here rather than by tf.data's auto-sharding, which refuses
+    the augmentation's second source, ``Dataset.random``; auto-sharding is switched off).
     """
-    sources = _sources(data_dir, split)
+    workers, _ = shard
+    sources = _sources(data_dir, split, shard)
     auto = tf.data.AUTOTUNE
 
     def decoded(source: _Source, stream: tf.data.Dataset) -> tf.data.Dataset:
@@ -264,6 +275,11 @@ def make_dataset(data_dir: Union[str, Sequence[str]], split: str, batch_size: in
     else:
         ds = ds.map(lambda x, y: _center_crop(x, y, prep), num_parallel_calls=auto)
         ds = ds.batch(batch_size)
+    if workers > 1:
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = \
+            tf.data.experimental.AutoShardPolicy.OFF
+        ds = ds.with_options(options)
     return ds.prefetch(auto)
 
 

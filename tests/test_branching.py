@@ -59,8 +59,8 @@ def test_train_step_reports_its_batch_predictions():
     expected = tf.nn.softmax(model(images, training=True))[..., 1].numpy()  # before the step
     seen = []
     loop_on(model, images, labels).train(1, seen.append)
-    np.testing.assert_allclose(seen[0]["present_probability"].numpy(), expected, atol=1e-5)
-    np.testing.assert_array_equal(seen[0]["labels"].numpy(), labels)
+    np.testing.assert_allclose(seen[0]["present_probability"].numpy()[0], expected, atol=1e-5)
+    np.testing.assert_array_equal(seen[0]["labels"].numpy()[0], labels)
 
 
 def test_widening_preserves_outputs_and_copies_optimizer_slots():

@@ -376,7 +376,9 @@ def search(context: SearchContext) -> SearchResult:
     start = time.time() - state.elapsed
 
     def on_step(logs) -> None:
-        accumulator.update(logs["labels"].numpy(), logs["present_probability"].numpy())
+        n = context.num_attributes
+        accumulator.update(np.reshape(logs["labels"].numpy(), (-1, n)),
+                           np.reshape(logs["present_probability"].numpy(), (-1, n)))
 
     def make_loop(network: "TreeNetwork") -> Loop:
         network.report_predictions = True

@@ -16,6 +16,7 @@ variables) and `gnas_keras.models.tree_net.TreeNetwork` (one `Architecture`, sta
 
 from __future__ import annotations
 
+import contextlib
 from typing import List
 
 import keras
@@ -95,8 +96,9 @@ class AttributeModel(keras.Model):
         raise NotImplementedError
 
     def l2_in_use(self):
-        """Sum of squares of every weight in use."""
-        return tf.add_n([tf.reduce_sum(tf.square(w)) for w in self.weights_in_use()])
+        """Sum of squares of every weight in use (float32)."""
+        return tf.add_n([tf.reduce_sum(tf.square(tf.cast(w, tf.float32)))
+                         for w in self.weights_in_use()])
 
     @property
     def metrics(self):
@@ -137,34 +139,50 @@ class AttributeModel(keras.Model):
         images, labels = data
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
-            logits = self(images, training=True)
+            # float32 logits, loss and metrics also under mixed precision (float16 compute)
+            logits = tf.cast(self(images, training=True), tf.float32)
             loss = masked_cross_entropy(labels, logits)
             total = loss + 0.5 * self.weight_decay * self.l2_in_use()
             # Gradients are summed over replicas: scale so the step is the global mean's.
-            scaled = total / replicas
+            # `scale_loss`: the dynamic loss scale of a LossScaleOptimizer (mixed precision;
+            # its `apply` unscales and skips a step with non-finite gradients), else a no-op.
+            scaled = self.optimizer.scale_loss(total / replicas)
         grads = self.scale_gradients(tape.gradient(scaled, self.trainable_variables))
         self.optimizer.apply(grads, self.trainable_variables)
-        self.loss_tracker.update_state(loss)
-        self.accuracy_tracker.update_state(labels, logits)
-        logs = {"loss": self.loss_tracker.result(),
-                "accuracy": tf.reduce_mean(self.accuracy_tracker.result())}
+        self._update_metrics(labels, logits, loss)
+        logs = self._logs()
         if self.report_predictions:
             # Gathered so every replica holds the global batch (Keras averages per-replica
-            # outputs; the average of identical values is the value).
+            # outputs; the average of identical values is the value), with the leading axis
+            # of length 1 that `_logs` explains: read them reshaped to [batch, N].
             context = tf.distribute.get_replica_context()
             logs["present_probability"] = context.all_gather(
-                tf.nn.softmax(logits)[..., 1], axis=0)
-            logs["labels"] = context.all_gather(tf.cast(labels, tf.int32), axis=0)
+                tf.nn.softmax(logits)[..., 1], axis=0)[None]
+            logs["labels"] = context.all_gather(tf.cast(labels, tf.int32), axis=0)[None]
         return logs
 
     def test_step(self, data):
         self.test_step_traces += 1
         images, labels = data
-        logits = self(images, training=False)
-        self.loss_tracker.update_state(masked_cross_entropy(labels, logits))
+        logits = tf.cast(self(images, training=False), tf.float32)
+        self._update_metrics(labels, logits, masked_cross_entropy(labels, logits))
+        return self._logs()
+
+    def _update_metrics(self, labels, logits, loss):
+        # The loss tracker is weighted by the labelled pairs of the batch, so its result is
+        # the mean over labelled pairs however the examples are split into batches and
+        # replicas (an empty batch, which a multi-worker evaluation can hand a worker whose
+        # shard has run out, counts for nothing).
+        labelled = tf.reduce_sum(tf.cast(tf.cast(labels, tf.int32) >= 0, tf.float32))
+        self.loss_tracker.update_state(loss, sample_weight=labelled)
         self.accuracy_tracker.update_state(labels, logits)
-        return {"loss": self.loss_tracker.result(),
-                "accuracy": tf.reduce_mean(self.accuracy_tracker.result())}
+
+    def _logs(self):
+        # Every value has a leading axis of length 1: under MultiWorkerMirroredStrategy Keras
+        # reduces what a step returns with ``strategy.reduce("MEAN", v, axis=0)``, which
+        # fails on a scalar (the other strategies average over that axis just as well).
+        return {"loss": self.loss_tracker.result()[None],
+                "accuracy": tf.reduce_mean(self.accuracy_tracker.result())[None]}
 
 
 class SparseSGD(keras.optimizers.SGD):
@@ -204,14 +222,27 @@ def make_optimizer(learning_rate: float, momentum: float = 0.9,
     return SparseSGD(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov)
 
 
-def compile_model(model: AttributeModel, learning_rate: float, momentum: float = 0.9
-                  ) -> AttributeModel:
+def compile_model(model: AttributeModel, learning_rate: float, momentum: float = 0.9,
+                  jit_compile: bool = False) -> AttributeModel:
     """Compiles `model` with `make_optimizer` and creates the optimizer's slots now, under
     the caller's strategy scope (created lazily inside the first traced train step, their
-    initializers fail under MirroredStrategy)."""
-    model.compile(optimizer=make_optimizer(learning_rate, momentum), jit_compile=False)
+    initializers fail under MirroredStrategy). A model built under `precision(True)` gets
+    Keras' LossScaleOptimizer around it (compile wraps it)."""
+    model.compile(optimizer=make_optimizer(learning_rate, momentum), jit_compile=jit_compile)
     model.optimizer.build(model.trainable_variables)
     return model
+
+
+@contextlib.contextmanager
+def precision(mixed: bool):
+    """Layers (and models) created inside compute in float16 with float32 variables
+    (Keras' ``mixed_float16`` policy) when `mixed`; the global policy is restored after."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16" if mixed else "float32")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def parameter_count(model: keras.Model) -> int:

@@ -32,13 +32,23 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gnas_keras.models.base import AttributeModel, compile_model, normalize_images
+from gnas_keras.models.base import (AttributeModel, compile_model, normalize_images,
+                                    precision)
 from gnas_keras.space import SearchSpace
 from gnas_keras.tree import Routing, fixed_parents
 
 # Keras' BatchNormalization defaults (PyTorch's are momentum 0.9 in Keras terms, eps 1e-5).
 BN_EPSILON = 1e-3
 BN_MOMENTUM = 0.99
+
+
+@tf.function(jit_compile=True)
+def grouped_conv2d(x, filters, strides, padding):
+    """`tf.nn.conv2d` with groups (input depth a multiple of the filters' input depth),
+    compiled by XLA: TensorFlow's own CPU kernels compute a grouped convolution but not its
+    gradients ("Gradients for grouped convolutions are not supported on CPU"); XLA's do, on
+    CPU and GPU."""
+    return tf.nn.conv2d(x, filters, strides=strides, padding=padding)
 
 
 class _Routed(keras.layers.Layer):
@@ -100,13 +110,14 @@ class RoutedConv(_Routed):
 
     def __init__(self, parent_blocks: int, blocks: int, searchable: bool, kernel_size: int,
                  channels: int, pool: str = "max", bn_momentum: float = BN_MOMENTUM,
-                 bn_epsilon: float = BN_EPSILON, **kwargs):
+                 bn_epsilon: float = BN_EPSILON, grouped: bool = False, **kwargs):
         super().__init__(parent_blocks, blocks, searchable, **kwargs)
         self.kernel_size = kernel_size
         self.channels = channels
         self.pool = pool
         self.bn_momentum = bn_momentum
         self.bn_epsilon = bn_epsilon
+        self.grouped = grouped
 
     def build(self, input_shape):
         cin = input_shape[-1]
@@ -115,14 +126,17 @@ class RoutedConv(_Routed):
         self.kernel = self.add_weight(name="kernel", shape=(e, k, k, cin, c),
                                       initializer=keras.initializers.RandomNormal(
                                           stddev=float(np.sqrt(2.0 / (k * k * cin)))))
-        self.gamma = self.add_weight(name="gamma", shape=(e, c), initializer="ones")
-        self.beta = self.add_weight(name="beta", shape=(e, c), initializer="zeros")
+        # Batch-norm weights are read in float32 also under mixed precision (autocast off).
+        self.gamma = self.add_weight(name="gamma", shape=(e, c), initializer="ones",
+                                     autocast=False)
+        self.beta = self.add_weight(name="beta", shape=(e, c), initializer="zeros",
+                                    autocast=False)
         self.moving_mean = self.add_weight(name="moving_mean", shape=(e, c),
                                            initializer="zeros", trainable=False,
-                                           aggregation="mean")
+                                           aggregation="mean", autocast=False)
         self.moving_variance = self.add_weight(name="moving_variance", shape=(e, c),
                                                initializer="ones", trainable=False,
-                                               aggregation="mean")
+                                               aggregation="mean", autocast=False)
         self._add_parents()
         self._add_train_scale()
 
@@ -132,6 +146,8 @@ class RoutedConv(_Routed):
                 tf.gather(self.beta, edges)]
 
     def call(self, stack, training=False):
+        if self.grouped and self.blocks > 1:
+            return self._call_grouped(stack, training)
         edges = self.edge_ids()
         kernels, gammas, betas = self.active_weights()
         inputs = self.parent_features(stack)
@@ -141,17 +157,18 @@ class RoutedConv(_Routed):
             means = tf.gather(self.moving_mean, edges)
             variances = tf.gather(self.moving_variance, edges)
         outputs = []
+        f32 = tf.float32  # batch norm in float32 also under mixed precision, as Keras' BN
         for j in range(self.blocks):
-            y = tf.nn.conv2d(inputs[j], kernels[j], strides=1, padding="SAME")
+            y = tf.cast(tf.nn.conv2d(inputs[j], kernels[j], strides=1, padding="SAME"), f32)
             if training:
                 mean, variance = tf.nn.moments(y, axes=[0, 1, 2])
                 means.append(mean)
                 variances.append(variance)
             else:
-                mean, variance = means[j], variances[j]
-            y = tf.nn.batch_normalization(y, mean, variance, betas[j], gammas[j],
-                                          self.bn_epsilon)
-            y = tf.nn.relu(y)
+                mean, variance = tf.cast(means[j], f32), tf.cast(variances[j], f32)
+            y = tf.nn.batch_normalization(y, mean, variance, tf.cast(betas[j], f32),
+                                          tf.cast(gammas[j], f32), self.bn_epsilon)
+            y = tf.cast(tf.nn.relu(y), self.compute_dtype)
             if self.pool == "max":
                 y = tf.nn.max_pool2d(y, ksize=2, strides=2, padding="VALID")
             elif self.pool == "global_avg":
@@ -161,10 +178,53 @@ class RoutedConv(_Routed):
             self._update_moving_stats(edges, tf.stack(means), tf.stack(variances))
         return tf.stack(outputs)
 
+    def _call_grouped(self, stack, training):
+        """The same function as the per-block loop, as one convolution, one batch norm, one
+        ReLU and one pool over the blocks' stacked channels [batch, H, W, B_l * C_out]
+        (block j owns channels j * C_out ... (j + 1) * C_out - 1):
+        - one parent block (every block reads block 0): one ordinary convolution whose
+          filters are the blocks' filters concatenated;
+        - several: the parent features stacked along channels [batch, H, W, B_l * C_in] and
+          one grouped convolution (B_l groups).
+        Shapes do not depend on the routing, so a new routing does not retrace."""
+        b, c, f32 = self.blocks, self.channels, tf.float32
+        edges = self.edge_ids()
+        kernels, gammas, betas = self.active_weights()  # [B, k, k, C_in, C], [B, C], [B, C]
+        k, cin = self.kernel_size, kernels.shape[3]
+        # [B, k, k, C_in, C] -> [k, k, C_in, B * C], block-major output channels
+        filters = tf.reshape(tf.transpose(kernels, [1, 2, 3, 0, 4]), [k, k, cin, b * c])
+        if self.parent_blocks == 1:
+            x = stack[0]
+        else:
+            inputs = stack[:b] if not self.searchable else tf.gather(stack, self.parents)
+            shape = tf.shape(inputs)
+            x = tf.reshape(tf.transpose(inputs, [1, 2, 3, 0, 4]),
+                           [shape[1], shape[2], shape[3], b * cin])
+        conv = tf.nn.conv2d if self.parent_blocks == 1 else grouped_conv2d
+        y = tf.cast(conv(x, filters, strides=1, padding="SAME"), f32)
+        if training:
+            mean, variance = tf.nn.moments(y, axes=[0, 1, 2])  # [B * C]
+            self._update_moving_stats(edges, tf.reshape(mean, [b, c]),
+                                      tf.reshape(variance, [b, c]))
+        else:
+            mean = tf.reshape(tf.gather(self.moving_mean.value, edges), [-1])
+            variance = tf.reshape(tf.gather(self.moving_variance.value, edges), [-1])
+        y = tf.nn.batch_normalization(y, mean, variance, tf.reshape(tf.cast(betas, f32), [-1]),
+                                      tf.reshape(tf.cast(gammas, f32), [-1]), self.bn_epsilon)
+        y = tf.cast(tf.nn.relu(y), self.compute_dtype)
+        if self.pool == "max":
+            y = tf.nn.max_pool2d(y, ksize=2, strides=2, padding="VALID")
+        elif self.pool == "global_avg":
+            y = tf.reduce_mean(y, axis=[1, 2])  # [batch, B * C]
+            return tf.transpose(tf.reshape(y, [-1, b, c]), [1, 0, 2])
+        shape = tf.shape(y)
+        y = tf.reshape(y, [shape[0], shape[1], shape[2], b, c])
+        return tf.transpose(y, [3, 0, 1, 2, 4])  # back to the block stack
+
     def _update_moving_stats(self, edges, means, variances):
         idx = edges[:, None]
         for var, batch_value in ((self.moving_mean, means), (self.moving_variance, variances)):
-            old = tf.gather(var, edges)
+            old = tf.gather(var.value, edges)
             new = old * self.bn_momentum + tf.stop_gradient(batch_value) * (1.0 - self.bn_momentum)
             var.assign(tf.tensor_scatter_nd_update(var.value, idx, new))
 
@@ -179,7 +239,7 @@ class RoutedConv(_Routed):
     def get_config(self):
         return {**super().get_config(), "kernel_size": self.kernel_size,
                 "channels": self.channels, "pool": self.pool, "bn_momentum": self.bn_momentum,
-                "bn_epsilon": self.bn_epsilon}
+                "bn_epsilon": self.bn_epsilon, "grouped": self.grouped}
 
 
 class RoutedDense(_Routed):
@@ -250,7 +310,8 @@ class Supernet(AttributeModel):
 
     def __init__(self, space: SearchSpace, num_attributes: int, image_shape,
                  dropout: float = 0.0, weight_decay: float = 1e-4,
-                 bn_momentum: float = BN_MOMENTUM, bn_epsilon: float = BN_EPSILON, **kwargs):
+                 bn_momentum: float = BN_MOMENTUM, bn_epsilon: float = BN_EPSILON,
+                 grouped_conv: bool = False, **kwargs):
         space.validate(num_attributes)
         counts = space.block_counts(num_attributes)
         image = keras.Input(shape=tuple(image_shape), name="image")
@@ -261,7 +322,7 @@ class Supernet(AttributeModel):
             if spec.kind == "conv":
                 layer = RoutedConv(below, counts[l], spec.searchable, spec.kernel,
                                    spec.channels, spec.pool, bn_momentum, bn_epsilon,
-                                   name=spec.name)
+                                   grouped=grouped_conv, name=spec.name)
             else:
                 last = l == len(space.layers) - 1
                 layer = RoutedDense(below, counts[l], spec.searchable, spec.channels,
@@ -276,6 +337,7 @@ class Supernet(AttributeModel):
         self.dropout = dropout
         self.bn_momentum = bn_momentum
         self.bn_epsilon = bn_epsilon
+        self.grouped_conv = grouped_conv
         self.routed_layers: List[_Routed] = routed
 
     # --- routing --------------------------------------------------------------------------
@@ -369,7 +431,8 @@ class Supernet(AttributeModel):
         return {"space": self.space.to_dict(), "num_attributes": self.num_attributes,
                 "image_shape": list(self.image_shape), "dropout": self.dropout,
                 "weight_decay": self.weight_decay, "bn_momentum": self.bn_momentum,
-                "bn_epsilon": self.bn_epsilon, "name": self.name}
+                "bn_epsilon": self.bn_epsilon, "grouped_conv": self.grouped_conv,
+                "name": self.name}
 
     @classmethod
     def from_config(cls, config):
@@ -382,12 +445,19 @@ def build_supernet(space: SearchSpace, num_attributes: int, image_shape, *,
                    learning_rate: float = 0.1, momentum: float = 0.9,
                    weight_decay: float = 1e-4, dropout: float = 0.0,
                    bn_momentum: float = BN_MOMENTUM, bn_epsilon: float = BN_EPSILON,
-                   routing: Optional[Routing] = None) -> Supernet:
+                   routing: Optional[Routing] = None,
+                   mixed_precision: bool = False, grouped_conv: bool = False) -> Supernet:
     """A compiled supernet (call inside ``strategy.scope()`` to distribute it). Its initial
-    weights come from Keras' global seed: seed it (``keras.utils.set_random_seed``) first."""
-    model = Supernet(space, num_attributes, image_shape, dropout=dropout,
-                     weight_decay=weight_decay, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon)
-    compile_model(model, learning_rate, momentum)
+    weights come from Keras' global seed: seed it (``keras.utils.set_random_seed``) first.
+    `mixed_precision`: float16 compute, float32 variables, loss scaling (`precision`).
+    `grouped_conv`: every multi-block conv layer as one (grouped) convolution, one batch
+    norm and one pool over the stacked blocks (`RoutedConv._call_grouped`): the same
+    function in fewer, larger kernels."""
+    with precision(mixed_precision):
+        model = Supernet(space, num_attributes, image_shape, dropout=dropout,
+                         weight_decay=weight_decay, bn_momentum=bn_momentum,
+                         bn_epsilon=bn_epsilon, grouped_conv=grouped_conv)
+        compile_model(model, learning_rate, momentum)
     if routing is not None:
         model.set_routing(routing)
     return model

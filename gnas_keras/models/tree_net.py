@@ -25,7 +25,8 @@ import numpy as np
 import tensorflow as tf
 
 from gnas_keras.architecture import Architecture, BlockSpec
-from gnas_keras.models.base import AttributeModel, compile_model, normalize_images
+from gnas_keras.models.base import (AttributeModel, compile_model, normalize_images,
+                                    precision)
 
 BlockMaker = Callable[[int, int, str, BlockSpec, "keras.KerasTensor"], "keras.KerasTensor"]
 
@@ -174,11 +175,14 @@ class TreeNetwork(AttributeModel):
 
 
 def build_tree_network(architecture: Architecture, image_shape, *, learning_rate: float = 0.1,
-                       momentum: float = 0.9, **settings) -> TreeNetwork:
+                       momentum: float = 0.9, mixed_precision: bool = False,
+                       jit_compile: bool = False, **settings) -> TreeNetwork:
     """A compiled `TreeNetwork` with fresh weights (Keras' global seed decides them; call
-    inside ``strategy.scope()`` to distribute it)."""
-    return compile_model(TreeNetwork(architecture, image_shape, **settings), learning_rate,
-                         momentum)
+    inside ``strategy.scope()`` to distribute it). `mixed_precision`: float16 compute,
+    float32 variables, loss scaling; `jit_compile`: XLA train/eval steps."""
+    with precision(mixed_precision):
+        return compile_model(TreeNetwork(architecture, image_shape, **settings),
+                             learning_rate, momentum, jit_compile)
 
 
 def copy_weights(source: Callable[[int, int], Sequence[np.ndarray]], target: TreeNetwork,
