@@ -67,3 +67,49 @@ def test_galm_run_through_the_search_binary(synthetic_dir, tmp_path):
     assert os.path.exists(g["attribute_correlation_picture"])
     assert os.path.exists(os.path.join(report["export"], "saved_model.pb"))
     assert os.path.exists(tmp_path / "run" / "galm_controller.json")
+
+
+def test_galm_killed_mid_search_resumes_to_the_same_architectures(synthetic_dir, tmp_path):
+    """SIGKILL during the controller training of phase 1; the same command (deterministic
+    mode) ends with the architectures and rewards of an uninterrupted run."""
+    from tests.test_resume import run_and_kill, run_to_end
+
+    def flags(name):
+        return ["--deterministic", f"--data_dir={synthetic_dir}",
+                f"--workdir={tmp_path}/{name}", "--export_dir=", "--method=galm",
+                "--galm_space=synthetic", "--galm_phases=2", "--galm_child_steps=2",
+                "--galm_controller_steps=5", "--galm_val_batches=1", "--batch_size=16",
+                "--eval_batch_size=64", "--finetune_steps=1", "--checkpoint_every=1"]
+
+    run_to_end(flags("whole"))
+    run_and_kill(flags("killed"), "GALM phase 1/2  controller step 2/5")
+    run_to_end(flags("killed"))
+    whole, killed = (json.load(open(tmp_path / name / "report.json"))["galm"]
+                     for name in ("whole", "killed"))
+    assert killed["architectures"] == whole["architectures"]
+    assert killed["rewards"] == whole["rewards"] and len(whole["rewards"]) == 10
+
+
+def test_transfer_adds_only_the_new_attributes_from_their_nearest_source(tmp_path):
+    from gnas_keras.methods.galm_controller import (ControllerConfig, GalmController,
+                                                    cosine_similarity)
+    space = galm.make_space("synthetic")
+    source = GalmController(space, 3, ControllerConfig(seed=1))
+    table = np.zeros((3, 50), np.float32)
+    table[:, :3] = np.eye(3)
+    source.policy.attribute_embeddings.assign(table)
+    galm.save_controller(str(tmp_path), source, ["a", "b", "c"], "synthetic")
+    loaded, names = galm.load_controller(str(tmp_path), space)
+    assert names == ["a", "b", "c"]
+    np.testing.assert_array_equal(loaded.representations(), source.representations())
+    # The new row is drawn reproducibly (seed + N): its nearest source is known beforehand.
+    reps = loaded.add_attributes(1).representations()
+    expected = names[int(np.argmax(cosine_similarity(reps[3:], reps[:3])[0]))]
+    grown, rows, searched, sources, all_names = galm.transfer(loaded, names, ["b", "d"])
+    assert rows == [1, 3] and searched == [1] and all_names == ["a", "b", "c", "d"]
+    assert sources == {"d": expected}
+    embeddings = grown.policy.attribute_embeddings.numpy()
+    np.testing.assert_array_equal(embeddings[3], embeddings[names.index(sources["d"])])
+    np.testing.assert_array_equal(embeddings[:3], table)
+    with pytest.raises(ValueError, match="searched galm_space 'synthetic'"):
+        galm.load_controller(str(tmp_path), galm.make_space("paper"))

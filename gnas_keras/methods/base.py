@@ -58,6 +58,9 @@ class SearchLogger:
     def architecture(self, step: int, architecture: Architecture, title: str) -> None:
         """The current architecture of a method that changes it (e.g. grows it)."""
 
+    def progress(self, line: str) -> None:
+        """A method's own progress line (e.g. GALM's phases)."""
+
 
 @dataclasses.dataclass
 class SearchContext:

@@ -394,16 +394,23 @@ def _build(context: SearchContext) -> _Objects:
                         list(range(len(names))), {}, list(names))
     controller, source_names = load_controller(config.transfer_from, space)
     controller = _with_settings(controller, _controller_config(config, run.seed))
+    return _Objects(space, child, *transfer(controller, source_names, names))
+
+
+def transfer(controller, source_names: Sequence[str], names: Sequence[str]):
+    """Sec. 3.5: the data's attributes that `controller` (trained on `source_names`) lacks
+    get new rows whose embeddings are copies of the cosine-nearest learned ones.
+    Returns (controller, each data attribute's row, the data attributes to search (the new
+    ones), {new attribute: its source}, every row's attribute name)."""
     new = [a for a in names if a not in source_names]
     if new:
         controller = controller.add_attributes(len(new))
     all_names = list(source_names) + new
-    rows = [all_names.index(a) for a in names]
     new_rows = [all_names.index(a) for a in new]
     chosen = controller.init_from_nearest(new_rows, list(range(len(source_names)))) \
         if new else []
-    return _Objects(space, child, controller, rows, [names.index(a) for a in new],
-                    {a: source_names[c] for a, c in zip(new, chosen)}, all_names)
+    return (controller, [all_names.index(a) for a in names], [names.index(a) for a in new],
+            {a: all_names[c] for a, c in zip(new, chosen)}, all_names)
 
 
 def _with_settings(controller, config):
@@ -482,6 +489,7 @@ def _reward(loop, iterator, count: int, attribute: int, kind: str) -> float:
 
 
 def _search(context: SearchContext) -> SearchResult:
+    from gnas_keras.reporting import format_duration
     from gnas_keras.training import Loop
     config, run = context.method_config, context.config
     objects = _BUILT.pop(id(context))
@@ -520,9 +528,10 @@ def _search(context: SearchContext) -> SearchResult:
                 losses.append(evaluation.loss)
             state.child_loss.append(float(np.mean(losses)) if losses else float("nan"))
             state.child_done = True
-            context.logger.warmup(phase + 1, config.galm_phases,
-                                  evaluation if losses else loop.evaluate(val, count),
-                                  time.time() - start)
+            context.logger.progress(
+                f"GALM phase {phase + 1}/{config.galm_phases}  child: "
+                f"{config.galm_child_steps} steps  train loss {state.child_loss[-1]:.4f}  "
+                f"elapsed {format_duration(time.time() - start)}")
             save("warmup")
         while state.controller_done < config.galm_controller_steps and searched:
             step = state.controller_done
@@ -534,6 +543,15 @@ def _search(context: SearchContext) -> SearchResult:
             state.rewards.append([a, reward, update.baseline])
             state.controller_done += 1
             state.evaluations += 1
+            every = max(1, config.galm_controller_steps // 5)
+            if state.controller_done % every == 0 \
+                    or state.controller_done == config.galm_controller_steps:
+                recent = [r[1] for r in state.rewards[-every:]]
+                context.logger.progress(
+                    f"GALM phase {phase + 1}/{config.galm_phases}  controller step "
+                    f"{state.controller_done}/{config.galm_controller_steps}  mean reward "
+                    f"{np.mean(recent):.4f}  baseline {update.baseline:.4f}  "
+                    f"elapsed {format_duration(time.time() - start)}")
             save("candidate")
         state.phase, state.child_done, state.controller_done = phase + 1, False, 0
         save("phase")
