@@ -113,3 +113,27 @@ def test_transfer_adds_only_the_new_attributes_from_their_nearest_source(tmp_pat
     np.testing.assert_array_equal(embeddings[:3], table)
     with pytest.raises(ValueError, match="searched galm_space 'synthetic'"):
         galm.load_controller(str(tmp_path), galm.make_space("paper"))
+
+
+def test_the_child_on_a_choice_computes_the_exported_architecture():
+    """The searched network is the one the run fine-tunes and exports: a `TreeNetwork` of
+    `to_architecture` with the child's weights sliced out gives the child's logits."""
+    import tensorflow as tf
+    from gnas_keras.models.tree_net import TreeNetwork, copy_weights
+    from gnas_keras.training import Loop
+    space = galm.make_space("synthetic")
+    child = galm.build_child(space, N, (32, 32, 3), learning_rate=0.05, momentum=0.9,
+                             weight_decay=1e-4, dropout=0.0, bn_momentum=0.5,
+                             bn_epsilon=1e-3)
+    rng = np.random.default_rng(1)
+    images = rng.uniform(0, 255, (16, 32, 32, 3)).astype(np.float32)
+    labels = rng.integers(0, 2, (16, N)).astype(np.int32)
+    choices = [gs.decode(space, 0), gs.decode(space, space.num_choices - 1),
+               gs.uniform_random_choice(space, rng)]
+    child.set_choices(choices)
+    Loop(child, tf.data.Dataset.from_tensors((images, labels)).repeat()).train(2)
+    architecture = galm.to_architecture(space, choices)
+    tree = TreeNetwork(architecture, (32, 32, 3))
+    copy_weights(child.block_weights(choices), tree)
+    np.testing.assert_allclose(tree(images[:4], training=False).numpy(),
+                               child(images[:4], training=False).numpy(), atol=1e-4)

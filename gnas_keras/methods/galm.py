@@ -161,13 +161,14 @@ def build_child(space: gs.GalmSpace, num_attributes: int, image_shape, *,
     def pool(x, k):
         return x if k == 1 else tf.nn.max_pool2d(x, k, k, "VALID")
 
-    class GalmChild(AttributeModel):
-        """Images [batch, H, W, 3] in [0, 255] -> logits [batch, N, 2] of the per-attribute
-        architectures in ``actions`` (module docstring). `set_choices` assigns them."""
+    class GalmChildBody(keras.layers.Layer):
+        """All of the child as one layer (a Keras layer, so that `GalmChild` is a functional
+        model like every `AttributeModel`: Keras turns the shared base class functional once
+        any functional subclass is built). Images [batch, H, W, 3] in [0, 255] -> logits
+        [batch, N, 2] of the per-attribute architectures in ``actions``."""
 
         def __init__(self):
-            super().__init__(name="galm_child")
-            self.space = space
+            super().__init__(name="galm_child_body")
             self.trunk = [(keras.layers.Conv2D(c, k, padding="same", use_bias=False,
                                                kernel_initializer=keras.initializers.HeNormal(),
                                                name=f"conv{i + 1}"),
@@ -253,6 +254,9 @@ def build_child(space: gs.GalmSpace, num_attributes: int, image_shape, *,
                 out += y * choose[None, :, o, None]
             return out
 
+        def compute_output_shape(self, input_shape):
+            return (input_shape[0], n, logits)
+
         def call(self, images, training=False):
             x = normalize_images(images)
             trunk = []
@@ -280,10 +284,6 @@ def build_child(space: gs.GalmSpace, num_attributes: int, image_shape, *,
             (k1, b1), (k2, b2) = self.fc3
             return ((tf.einsum("bnd,ndu->bnu", h1, k1) + b1) * (1.0 - reads_fc2)
                     + (tf.einsum("bnd,ndu->bnu", h2, k2) + b2) * reads_fc2)
-
-        def weights_in_use(self):
-            """Every trainable weight (a superset: `l2_in_use` weights by selection)."""
-            return list(self.trainable_variables)
 
         def l2_in_use(self):
             """Sum of squares of the trunk and of every attribute's selected options."""
@@ -321,9 +321,83 @@ def build_child(space: gs.GalmSpace, num_attributes: int, image_shape, *,
             actions[attribute] = gs.choice_to_actions(space, choice)
             self.actions.assign(actions)
 
+        def block_weights(self, choices: Sequence[gs.Choice]):
+            """``weights(layer, block)`` -> the `TreeNetwork.block_weights` of block (layer,
+            block) of ``to_architecture(space, choices)``, sliced from this child's options:
+            the rows of a conv kernel for the main input and the selected skips, the columns
+            of the attribute, the first FC rows of the actual widths. "FC-3 skips FC-2":
+            fc2 gets FC-3's weights on FC-1, fc3 the identity."""
+            def conv(kernels, bns, a, kernel, channels, main, offsets, skips):
+                o = space.conv_kernels.index(kernel)
+                full = kernels[o].numpy()
+                rows = list(range(main)) + [r for s in skips for r in range(
+                    offsets[s][0], offsets[s][1])]
+                cols = slice(a * channels, (a + 1) * channels)
+                bn = bns[o]
+                return [full[:, :, rows, cols]] + [v.numpy()[cols] for v in (
+                    bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance)]
+
+            off4 = {"conv1": (c3, c3 + c1), "conv2": (c3 + c1, c3 + c1 + c2)}
+            off5 = {"conv1": (c4, c4 + c1), "conv2": (c4 + c1, c4 + c1 + c2),
+                    "conv3": (c4 + c1 + c2, c4 + c1 + c2 + c3)}
+
+            def weights(layer: int, block: int):
+                if layer < 3:
+                    conv_layer, bn = self.trunk[layer]
+                    return [conv_layer.kernel.numpy()] + [v.numpy() for v in (
+                        bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance)]
+                c, a = choices[block], block
+                if layer == 3:
+                    return conv(self.conv4, self.conv4_bn, a, c.conv4_kernel, c4, c3, off4,
+                                c.conv4_skips)
+                if layer == 4:
+                    return conv(self.conv5, self.conv5_bn, a, c.conv5_kernel, c5, c4, off5,
+                                c.conv5_skips)
+                w1 = space.fc_widths.index(c.fc1_width)
+                if layer == 5:
+                    return [self.fc1[w1][0].numpy()[a], self.fc1[w1][1].numpy()[a]]
+                if not c.fc3_reads_fc2:
+                    k, b = self.fc3[0]
+                    if layer == 6:
+                        return [k.numpy()[a][:c.fc1_width], b.numpy()[a]]
+                    return [np.eye(logits, dtype=np.float32), np.zeros(logits, np.float32)]
+                if layer == 6:
+                    k, b = self.fc2[space.fc_widths.index(c.fc2_width)]
+                    return [k.numpy()[a][:c.fc1_width], b.numpy()[a]]
+                k, b = self.fc3[1]
+                return [k.numpy()[a][:c.fc2_width], b.numpy()[a]]
+
+            return weights
+
+    class GalmChild(AttributeModel):
+        """Images [batch, H, W, 3] in [0, 255] -> logits [batch, N, 2] of the per-attribute
+        architectures in ``body.actions`` (module docstring). `set_choices` assigns them."""
+
+        def __init__(self):
+            body = GalmChildBody()
+            image = keras.Input(shape=tuple(image_shape), name="image")
+            super().__init__(inputs=image, outputs=body(image), name="galm_child")
+            self.init_training(n, image_shape, weight_decay)
+            self.body = body
+            self.space = space
+
+        def weights_in_use(self):
+            """Every trainable weight (a superset: `l2_in_use` weights by selection)."""
+            return list(self.trainable_variables)
+
+        def l2_in_use(self):
+            return self.body.l2_in_use()
+
+        def set_choices(self, choices: Sequence[gs.Choice]) -> None:
+            self.body.set_choices(choices)
+
+        def set_choice(self, attribute: int, choice: gs.Choice) -> None:
+            self.body.set_choice(attribute, choice)
+
+        def block_weights(self, choices: Sequence[gs.Choice]):
+            return self.body.block_weights(choices)
+
     model = GalmChild()
-    model.init_training(n, image_shape, weight_decay)  # before the build locks the state
-    model(tf.zeros((1,) + tuple(image_shape)), training=False)  # builds the Keras layers
     return compile_model(model, learning_rate, momentum)
 
 
