@@ -13,9 +13,10 @@
         (or, with galm_final_samples = M, the best of M samples on the validation batches)
 
 The result is an `Architecture` (conv1..conv5, fc1..fc3; per attribute its own conv4..fc3)
-that the run fine-tunes from fresh weights on train+validation, tests and exports like every
-method; the shared child weights are not carried over (their per-option tensors would have
-to be sliced into a `TreeNetwork`; not done).
+that the run fine-tunes on train+validation, tests and exports like every method: by
+default a `TreeNetwork` holding the child's weights of the chosen options
+(`GalmChild.block_weights`; it computes what the child computes, tested), as GNAS fine-tunes
+its supernet's weights; ``galm_finetune_from_child=False``: fresh weights.
 
 The child network (`GalmChild`) follows the core's block semantics (`gnas_keras.architecture`)
 so that what is searched is what is exported: a conv block is conv (SAME, no bias) -> BN ->
@@ -83,6 +84,9 @@ class GalmConfig:
     galm_final_samples: int = setting(0, "Final architecture: 0 = the most probable sequence "
                                       "(sec. 4.1); M > 0 = the best of M samples on the "
                                       "validation batches.")
+    galm_finetune_from_child: bool = setting(True, "Fine-tune the found architectures from "
+                                             "the child's shared weights (False: fresh "
+                                             "weights).")
     transfer_from: str = setting("", "A finished GALM run directory: start from its "
                                  "controller; attributes it lacks get the embedding of the "
                                  "cosine-nearest learned one and only they are searched.")
@@ -672,8 +676,15 @@ def _finish(context, objects: _Objects, loop, val, count, state: GalmState) -> S
     if context.planted_groups:
         report["galm"]["embedding_ari"] = embedding_ari(reps, context.planted_groups)
     _tensorboard(workdir, state, picture)
-    return SearchResult(to_architecture(space, choices, f"galm_{config.galm_space}"),
-                        report=report)
+    architecture = to_architecture(space, choices, f"galm_{config.galm_space}")
+    model = None
+    if config.galm_finetune_from_child:
+        from gnas_keras.models.tree_net import copy_weights
+        from gnas_keras.training import new_tree_network
+        model = new_tree_network(context.config, architecture, context.image_shape,
+                                 context.config.seed, context.strategy)
+        copy_weights(child.block_weights(choices), model)
+    return SearchResult(architecture, model, report)
 
 
 def _correlation_picture(matrix: np.ndarray, names: Sequence[str], path: str) -> None:
