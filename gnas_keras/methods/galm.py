@@ -504,8 +504,12 @@ def _with_settings(controller, config):
 def _trackables(context: SearchContext) -> Dict:
     objects = _build(context)
     _BUILT[id(context)] = objects
+    import tensorflow as tf
+    # Every child variable by position as well: Keras' tracking misses variables kept in
+    # lists of tuples (the trunk's BN statistics were not checkpointed without this).
+    every = tf.train.Checkpoint(**{f"w{i:03d}": v for i, v in enumerate(objects.child.weights)})
     return {"galm_child": objects.child, "galm_child_optimizer": objects.child.optimizer,
-            "galm_controller": objects.controller}
+            "galm_child_weights": every, "galm_controller": objects.controller}
 
 
 # --- saving the controller for --transfer_from ---------------------------------------------------
