@@ -115,5 +115,8 @@ class SearchReporter(SearchLogger):
                 architecture, self.attribute_names, title), step=step)
         self.writer.flush()
 
+    def progress(self, line: str) -> None:
+        self.out(line)
+
     def close(self) -> None:
         self.writer.close()

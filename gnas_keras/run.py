@@ -240,7 +240,10 @@ class _Run:
                 state.search_seconds = time.time() - start
                 self.save(objects)
 
-        models: Dict = {}
+        # Reward batches for every method (a method without a supernet distributes them
+        # itself when it needs to).
+        models: Dict = dict(val_data=lambda *position: iter(self.data.rewards(
+            segment_seed(config.seed, *position))))
         if self.method.uses_supernet:
             supernet = self.new_supernet()
             loop = Loop(supernet, self.data.train, config.seed)

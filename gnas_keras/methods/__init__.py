@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Tuple
 
-from gnas_keras.methods import branching, fixed, gnas, random_search
+from gnas_keras.methods import branching, fixed, galm, gnas, random_search
 from gnas_keras.methods.base import Method
 
 REGISTRY: Dict[str, Method] = {}
@@ -39,6 +39,7 @@ def register(method: Method) -> None:
 register(gnas.METHOD)
 register(random_search.METHOD)
 register(branching.METHOD)
+register(galm.METHOD)
 for _fixed in fixed.METHODS:
     register(_fixed)
 

@@ -58,6 +58,9 @@ class SearchLogger:
     def architecture(self, step: int, architecture: Architecture, title: str) -> None:
         """The current architecture of a method that changes it (e.g. grows it)."""
 
+    def progress(self, line: str) -> None:
+        """A method's own progress line (e.g. GALM's phases)."""
+
 
 @dataclasses.dataclass
 class SearchContext:
@@ -69,9 +72,10 @@ class SearchContext:
       space, num_attributes, attribute_names: the search space and the data's attributes.
       planted_groups: group index per attribute for a dataset with a planted grouping.
       rng: seeded by the run seed; a method stores ``rng.bit_generator.state`` in its state.
-      supernet, loop, val_data: for methods that search on shared weights
-        (`Method.uses_supernet`): the compiled supernet, its `training.Loop` on the training
-        stream, and ``val_data(*position)`` -> an endless iterator of reward batches.
+      supernet, loop: for methods that search on shared weights (`Method.uses_supernet`):
+        the compiled supernet and its `training.Loop` on the training stream.
+      val_data: ``val_data(*position)`` -> an endless iterator of reward batches (every
+        method; distributed only for a supernet's loop).
       logger: progress events.
       saved_state: the method state's ``to_dict()`` from the last checkpoint, or None.
       checkpoint: ``checkpoint(state, boundary)`` (see the module docstring).

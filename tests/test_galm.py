@@ -1,0 +1,139 @@
+"""GALM as a search method: the weight-sharing child and a run through the search binary."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from gnas_keras.architecture import cost
+from gnas_keras.methods import galm
+from gnas_keras.methods import galm_space as gs
+
+N = 3
+
+
+def test_every_choice_is_a_valid_core_architecture():
+    space = galm.make_space("synthetic")
+    rng = np.random.default_rng(0)
+    choices = [gs.uniform_random_choice(space, rng) for _ in range(N)]
+    choices[0] = gs.decode(space, 0)                    # no skips, FC-3 reads FC-1
+    choices[1] = gs.decode(space, space.num_choices - 1)  # every skip, FC-2 used
+    architecture = galm.to_architecture(space, choices)
+    architecture.validate()
+    assert cost(architecture, 32, 32).parameters > 0
+    assert architecture.blocks[3][1].skips == ((0, 0), (1, 0))
+    assert architecture.blocks[4][1].skips == ((0, 0), (1, 0), (2, 0))
+    assert architecture.blocks[6][0].width == 2 and not architecture.blocks[6][0].activation
+
+
+def test_switching_architectures_does_not_retrace():
+    import tensorflow as tf
+    from gnas_keras.training import Loop
+    space = galm.make_space("synthetic")
+    child = galm.build_child(space, N, (32, 32, 3), learning_rate=0.05, momentum=0.9,
+                             weight_decay=1e-4, dropout=0.0, bn_momentum=0.99,
+                             bn_epsilon=1e-3)
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (16, 32, 32, 3)).astype(np.float32)
+    labels = rng.integers(0, 2, (16, N)).astype(np.int32)
+    data = tf.data.Dataset.from_tensors((images, labels)).repeat()
+    loop = Loop(child, data)
+    outputs = []
+    for index in (0, space.num_choices - 1, 1000):
+        child.set_choices([gs.decode(space, index)] * N)
+        assert np.isfinite(loop.train(1).loss)
+        loop.evaluate(loop.iterator(data), 1)
+        outputs.append(child(images[:4], training=False).numpy())
+    assert child.train_step_traces == 1 and child.test_step_traces == 1
+    assert outputs[0].shape == (4, N, 2)
+    assert not np.allclose(outputs[0], outputs[1])
+
+
+def test_galm_run_through_the_search_binary(synthetic_dir, tmp_path):
+    from tests.test_search_binary import search
+    result = search(f"--data_dir={synthetic_dir}", f"--workdir={tmp_path}/run",
+                    f"--export_dir={tmp_path}/export", "--export_name=galm",
+                    "--method=galm", "--galm_space=synthetic", "--galm_phases=2",
+                    "--galm_child_steps=2", "--galm_controller_steps=3",
+                    "--galm_val_batches=1", "--galm_final_samples=1", "--batch_size=32",
+                    "--eval_batch_size=64", "--finetune_steps=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.load(open(tmp_path / "run" / "report.json"))
+    assert report["method"] == "galm" and len(report["test_error"]) == 16
+    g = report["galm"]
+    assert len(g["architectures"]) == 16 and len(g["rewards"]) == 6
+    assert -1.0 <= g["embedding_ari"] <= 1.0
+    assert os.path.exists(g["attribute_correlation_picture"])
+    assert os.path.exists(os.path.join(report["export"], "saved_model.pb"))
+    assert os.path.exists(tmp_path / "run" / "galm_controller.json")
+
+
+def test_galm_killed_mid_search_resumes_to_the_same_architectures(synthetic_dir, tmp_path):
+    """SIGKILL during the controller training of phase 1; the same command (deterministic
+    mode) ends with the architectures and rewards of an uninterrupted run."""
+    from tests.test_resume import run_and_kill, run_to_end
+
+    def flags(name):
+        return ["--deterministic", f"--data_dir={synthetic_dir}",
+                f"--workdir={tmp_path}/{name}", "--export_dir=", "--method=galm",
+                "--galm_space=synthetic", "--galm_phases=2", "--galm_child_steps=2",
+                "--galm_controller_steps=5", "--galm_val_batches=1", "--batch_size=16",
+                "--eval_batch_size=64", "--finetune_steps=1", "--checkpoint_every=1"]
+
+    run_to_end(flags("whole"))
+    run_and_kill(flags("killed"), "GALM phase 1/2  controller step 2/5")
+    run_to_end(flags("killed"))
+    whole, killed = (json.load(open(tmp_path / name / "report.json"))["galm"]
+                     for name in ("whole", "killed"))
+    assert killed["architectures"] == whole["architectures"]
+    assert killed["rewards"] == whole["rewards"] and len(whole["rewards"]) == 10
+
+
+def test_transfer_adds_only_the_new_attributes_from_their_nearest_source(tmp_path):
+    from gnas_keras.methods.galm_controller import (ControllerConfig, GalmController,
+                                                    cosine_similarity)
+    space = galm.make_space("synthetic")
+    source = GalmController(space, 3, ControllerConfig(seed=1))
+    table = np.zeros((3, 50), np.float32)
+    table[:, :3] = np.eye(3)
+    source.policy.attribute_embeddings.assign(table)
+    galm.save_controller(str(tmp_path), source, ["a", "b", "c"], "synthetic")
+    loaded, names = galm.load_controller(str(tmp_path), space)
+    assert names == ["a", "b", "c"]
+    np.testing.assert_array_equal(loaded.representations(), source.representations())
+    # The new row is drawn reproducibly (seed + N): its nearest source is known beforehand.
+    reps = loaded.add_attributes(1).representations()
+    expected = names[int(np.argmax(cosine_similarity(reps[3:], reps[:3])[0]))]
+    grown, rows, searched, sources, all_names = galm.transfer(loaded, names, ["b", "d"])
+    assert rows == [1, 3] and searched == [1] and all_names == ["a", "b", "c", "d"]
+    assert sources == {"d": expected}
+    embeddings = grown.policy.attribute_embeddings.numpy()
+    np.testing.assert_array_equal(embeddings[3], embeddings[names.index(sources["d"])])
+    np.testing.assert_array_equal(embeddings[:3], table)
+    with pytest.raises(ValueError, match="searched galm_space 'synthetic'"):
+        galm.load_controller(str(tmp_path), galm.make_space("paper"))
+
+
+def test_the_child_on_a_choice_computes_the_exported_architecture():
+    """The searched network is the one the run fine-tunes and exports: a `TreeNetwork` of
+    `to_architecture` with the child's weights sliced out gives the child's logits."""
+    import tensorflow as tf
+    from gnas_keras.models.tree_net import TreeNetwork, copy_weights
+    from gnas_keras.training import Loop
+    space = galm.make_space("synthetic")
+    child = galm.build_child(space, N, (32, 32, 3), learning_rate=0.05, momentum=0.9,
+                             weight_decay=1e-4, dropout=0.0, bn_momentum=0.5,
+                             bn_epsilon=1e-3)
+    rng = np.random.default_rng(1)
+    images = rng.uniform(0, 255, (16, 32, 32, 3)).astype(np.float32)
+    labels = rng.integers(0, 2, (16, N)).astype(np.int32)
+    choices = [gs.decode(space, 0), gs.decode(space, space.num_choices - 1),
+               gs.uniform_random_choice(space, rng)]
+    child.set_choices(choices)
+    Loop(child, tf.data.Dataset.from_tensors((images, labels)).repeat()).train(2)
+    architecture = galm.to_architecture(space, choices)
+    tree = TreeNetwork(architecture, (32, 32, 3))
+    copy_weights(child.block_weights(choices), tree)
+    np.testing.assert_allclose(tree(images[:4], training=False).numpy(),
+                               child(images[:4], training=False).numpy(), atol=1e-4)
