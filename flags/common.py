@@ -9,6 +9,73 @@ import sys
 # TensorFlow's C++ start-up chatter would bury that one line; users can still set it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import contextlib  # noqa: E402
+import re  # noqa: E402
+import tempfile  # noqa: E402
+
+# A line of TensorFlow's C++ logging: severity letter, MMDD, time (before absl is initialised
+# "00:00:<epoch seconds>"), thread, file:line]
+_NATIVE_LOG_LINE = re.compile(r"^([IWEF])\d{4} [\d:.]+\s+\d+ [\w.-]+:\d+\] ")
+_NOT_YET_INITIALISED = "WARNING: All log messages before absl::InitializeLog() is called"
+_SEVERITY = {"I": 0, "W": 1, "E": 2, "F": 3}
+
+
+def without_startup_noise(text: str, min_log_level: int) -> str:
+    """`text` (what the process wrote to stderr while TensorFlow was imported) less the native
+    log records below TF_CPP_MIN_LOG_LEVEL.
+
+    TensorFlow 2.21 logs through absl before absl logging is initialised, and those records
+    (oneDNN's "custom operations are on", cpu_feature_guard's instruction-set note, each
+    preceded by absl's "before InitializeLog" warning) ignore TF_CPP_MIN_LOG_LEVEL. Which of
+    them appear depends on the CPU. A record is a log line plus the lines up to the next
+    record (cpu_feature_guard's note takes two); text before the first record is kept.
+    """
+    kept, dropping = [], False
+    for line in text.splitlines(keepends=True):
+        match = _NATIVE_LOG_LINE.match(line)
+        if match:
+            dropping = _SEVERITY[match.group(1)] < min_log_level
+        elif line.startswith(_NOT_YET_INITIALISED):
+            dropping = _SEVERITY["W"] < min_log_level
+        # any other line continues the record before it, and shares its fate
+        if not dropping:
+            kept.append(line)
+    return "".join(kept)
+
+
+@contextlib.contextmanager
+def stderr_filtered_by_log_level():
+    """Routes file descriptor 2 (where native code writes) to a temporary file for the
+    duration, then writes back what `without_startup_noise` keeps. On an exception everything
+    captured is written back unfiltered, so nothing about a failure is lost."""
+    try:
+        level = int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
+    except ValueError:
+        level = 0
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            text = capture.read().decode("utf-8", "replace")
+            text = text if failed else without_startup_noise(text, level)
+            if text:
+                sys.stderr.write(text)
+                sys.stderr.flush()
+
+
+# Every binary imports TensorFlow here, once, before its own first line.
+with stderr_filtered_by_log_level():
+    import tensorflow  # noqa: E402,F401
+
 from absl import app, flags, logging  # noqa: E402
 
 from pipelines.convert_errors import ConversionError  # noqa: E402  (no TensorFlow import)
