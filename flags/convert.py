@@ -4,8 +4,14 @@
         --output_dir=~/data/celeba_tfrecords
 
 Datasets: celeba, lfwa, market1501, awa2, awa1, apy, sun (see docs/datasets.md for the files
-each needs). Bad input, a missing file or a bad flag prints one line to stderr and exits with
-status 2.
+each needs), and ``folder``, your own images with a CSV of labels::
+
+    python -m flags.convert --dataset=folder --name=faces --source_dir=~/faces \
+        --labels=~/faces/labels.csv --output_dir=~/data/faces_tfrecords
+
+An existing ``--output_dir`` is replaced (with ``--overwrite``) only if it holds a converted
+dataset, and never when it is the source folder or above it. Bad input, a missing file or a
+bad flag prints one line to stderr and exits with status 2.
 """
 
 from __future__ import annotations
@@ -16,20 +22,23 @@ from flags import common  # first: quiets TensorFlow's start-up logging
 
 from absl import flags
 
-DATASETS = ("celeba", "lfwa", "market1501", "awa2", "awa1", "apy", "sun")
+from pipelines import output_dir as output_dirs
+
+DATASETS = ("celeba", "lfwa", "market1501", "awa2", "awa1", "apy", "sun", "folder")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", None, DATASETS, "Dataset to convert.")
 flags.DEFINE_string("source_dir", None, "Folder with the dataset as downloaded.")
 flags.DEFINE_string("output_dir", None, "Folder to create with the TFRecords and metadata.")
-flags.DEFINE_boolean("overwrite", False, "Replace an existing output_dir.")
+flags.DEFINE_boolean("overwrite", False, "Replace an existing output_dir that holds a "
+                     "converted dataset (never the source folder or a folder above it).")
 flags.DEFINE_boolean("skip_bad", False,
                      "Skip and count bad items (unreadable images, malformed lines, labels "
                      "outside their encoding) instead of stopping.")
 flags.DEFINE_integer("num_shards", 8, "TFRecord shards of the largest split; smaller splits "
                      "get proportionally fewer.", lower_bound=1)
 flags.DEFINE_integer("split_seed", 0, "Seed of every random split (market1501, awa*, apy, "
-                     "sun).")
+                     "sun, folder).")
 flags.DEFINE_integer("lfwa_num_train", 5000, "LFWA: training indices used for train; the rest "
                      "of them are validation.", lower_bound=0)
 flags.DEFINE_integer("market_val_identities", 75, "Market-1501: training identities held out "
@@ -45,18 +54,36 @@ flags.DEFINE_float("sun_val_ratio", 0.1, "SUN: fraction of scene classes for val
                    lower_bound=0.0, upper_bound=0.99)
 flags.DEFINE_float("sun_test_ratio", 0.2, "SUN: fraction of scene classes for test.",
                    lower_bound=0.0, upper_bound=0.99)
+flags.DEFINE_string("name", None, "folder: the dataset's name (letters, digits, _ . -), "
+                    "as the search and reports show it.")
+flags.DEFINE_string("labels", None, "folder: the labels CSV ('image,<attribute names...>"
+                    "[,split]'); default <source_dir>/labels.csv.")
+flags.DEFINE_enum("label_values", "auto", ("auto", "1/0/-1", "1/-1"), "folder: how the CSV "
+                  "encodes labels (blank is always unknown): 1/0/-1 = yes/no/unknown, 1/-1 = "
+                  "yes/no (CelebA), auto = 1/-1 unless a 0 occurs.")
+flags.DEFINE_float("folder_val_ratio", 0.1, "folder without a split column: fraction of "
+                   "images for validation.", lower_bound=0.0, upper_bound=0.99)
+flags.DEFINE_float("folder_test_ratio", 0.1, "folder without a split column: fraction of "
+                   "images for test.", lower_bound=0.0, upper_bound=0.99)
 for _name in ("dataset", "source_dir", "output_dir"):
     flags.mark_flag_as_required(_name)
 
 
 def convert() -> object:
     """Calls the dataset's converter with the flags that concern it."""
+    source, output = os.path.expanduser(FLAGS.source_dir), os.path.expanduser(FLAGS.output_dir)
+    labels = os.path.expanduser(FLAGS.labels) if FLAGS.labels else None
+    # Checked before TensorFlow loads: a refused --output_dir fails at once.
+    output_dirs.check_output_dir(output, FLAGS.overwrite, protected=[
+        source, os.path.dirname(os.path.abspath(labels)) if labels else None])
+    if FLAGS.dataset != "folder" and (FLAGS.name or FLAGS.labels):
+        raise ValueError(f"--name and --labels are for --dataset=folder, not "
+                         f"--dataset={FLAGS.dataset}")
     # Imported here so a bad flag fails fast, without loading TensorFlow.
-    from pipelines import apy, awa, celeba, lfwa, market1501, sun
+    from pipelines import apy, awa, celeba, folder, lfwa, market1501, sun
 
     shared = dict(overwrite=FLAGS.overwrite, skip_bad=FLAGS.skip_bad,
                   num_shards=FLAGS.num_shards)
-    source, output = os.path.expanduser(FLAGS.source_dir), os.path.expanduser(FLAGS.output_dir)
     seed = FLAGS.split_seed
     calls = {
         "celeba": lambda: celeba.convert(source, output, **shared),
@@ -72,6 +99,10 @@ def convert() -> object:
         "sun": lambda: sun.convert(source, output, threshold=FLAGS.sun_threshold,
                                    val_ratio=FLAGS.sun_val_ratio,
                                    test_ratio=FLAGS.sun_test_ratio, seed=seed, **shared),
+        "folder": lambda: folder.convert(
+            source, output, name=FLAGS.name, labels=labels, label_values=FLAGS.label_values,
+            val_ratio=FLAGS.folder_val_ratio, test_ratio=FLAGS.folder_test_ratio, seed=seed,
+            **shared),
     }
     return calls[FLAGS.dataset]()
 

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from pipelines import records
+from pipelines import text
 from pipelines.convert_errors import ConversionError
 
 # Re-encoded images (other formats, CMYK JPEGs, crops) use this JPEG quality.
@@ -89,31 +90,15 @@ class Skips:
 # ----------------------------------------------------------------------------- text files
 
 def read_rows(path: str, sep: Optional[str] = None) -> Iterator[Tuple[int, List[str]]]:
-    """Yields ``(line_number, fields)`` for every non-blank line of a text file.
-
-    Fields are split on any run of whitespace (``sep=None``; CelebA pads values with one or two
-    spaces and has trailing spaces) or on `sep` (``","`` for Kaggle CSV), and stripped. Line
-    numbers are 1-based and count blank lines, so they match what an editor shows.
-    """
-    if not os.path.isfile(path):
-        raise ConversionError(path, None, "missing file", kind="missing_file")
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                # Annotation files are ASCII; anything else is a corrupt line.
-                raise ConversionError(path, number, "not valid UTF-8 text",
-                                      kind="malformed_line") from None
-            if not line.strip():
-                continue
-            fields = line.split() if sep is None else [x.strip() for x in line.split(sep)]
-            yield number, fields
+    """``(line_number, fields)`` for every non-blank line; see `pipelines.text.read_rows`
+    (byte-order marks, CRLF and trailing spaces are accepted everywhere)."""
+    return text.read_rows(path, sep)
 
 
 def read_names(path: str) -> List[Tuple[int, str]]:
     """``(line_number, name)`` per non-blank line; a name is the whole stripped line."""
-    return [(number, " ".join(fields)) for number, fields in read_rows(path)]
+    return [(number, text.clean(line)) for number, line in text.read_lines(path)
+            if line.strip()]
 
 
 def parse_labels(values: Sequence, path: str, where, allowed: Dict[float, int]) -> List[int]:
@@ -320,14 +305,16 @@ class Progress:
 def write_dataset(*, name: str, source_dir: str, output_dir: str,
                   attribute_names: Sequence[str], items: Iterable[Item],
                   sizes: Dict[str, int], skips: Skips, num_shards: int = DEFAULT_NUM_SHARDS,
-                  overwrite: bool = False,
-                  extra: Optional[Dict[str, object]] = None) -> records.Metadata:
+                  overwrite: bool = False, extra: Optional[Dict[str, object]] = None,
+                  protected: Sequence[str] = ()) -> records.Metadata:
     """Reads and checks every item's image and writes the converted dataset atomically.
 
     Args:
       sizes: planned records per split (before skipped images); sets the shard counts and the
         progress total. Every split in ``records.SPLITS`` gets shards, even if empty.
       items: in the order they should be written (this makes the output deterministic).
+      protected: folders besides `source_dir` that `output_dir` must not replace (see
+        `pipelines.output_dir`).
     Returns:
       The metadata written; ``image_height/width`` is the most common stored image size.
     """
@@ -337,7 +324,7 @@ def write_dataset(*, name: str, source_dir: str, output_dir: str,
     reencoded = 0
     loader = _Loader()
     with records.DatasetWriter(output_dir, shard_counts(sizes, num_shards),
-                               overwrite=overwrite) as writer:
+                               overwrite=overwrite, protected=[source_dir, *protected]) as writer:
         for done, item in enumerate(items, start=1):
             try:
                 image = loader.load(item)

@@ -24,9 +24,17 @@ class ConversionError(Exception):
 
     def __init__(self, path: str, where: Optional[Union[int, str]], reason: str,
                  kind: str = "bad_input"):
+        # One line, always: messages of other libraries (scipy, h5py) may span several.
+        reason = " ".join(line.strip() for line in str(reason).splitlines() if line.strip())
         self.path = path
         self.where = where
         self.reason = reason
         self.kind = kind
         location = path if where is None else f"{path}:{where}"
         super().__init__(f"{location}: {reason}")
+
+
+class DatasetError(ConversionError):
+    """A converted dataset (``metadata.json`` and its shards) is missing, incomplete or does
+    not match its metadata. Raised by `pipelines.records.check_dataset` before any work
+    starts; a subclass of `ConversionError` so every binary reports it as one line."""

@@ -9,13 +9,15 @@ central for evaluation) and batches. It yields ``(images, labels)``:
   SavedModel takes the same raw pixels.
 - labels: int32 [batch, N] with 1 = yes, 0 = no, -1 = unknown.
 
-Per-dataset defaults (working size, crop, flip) live in one table, `PREPROCESSING`.
+Per-dataset defaults (working size, crop, flip) live in one table, `PREPROCESSING`; any other
+converted dataset gets them from its metadata (`preprocessing_for`). Several converted
+datasets can be read as one (`make_dataset` with a list of folders).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
 
@@ -65,21 +67,79 @@ PREPROCESSING = {
 }
 
 
-def preprocessing_for(dataset: str, crop_height: int = 0, crop_width: int = 0,
-                      flip: Optional[bool] = None) -> Preprocessing:
-    """The table's entry for `dataset`, with optional overrides (0 / None keep the default)."""
-    if dataset not in PREPROCESSING:
-        raise ValueError(f"unknown dataset {dataset!r}; known: {sorted(PREPROCESSING)}")
-    p = PREPROCESSING[dataset]
-    return Preprocessing(p.height, p.width, crop_height or p.crop_height,
-                         crop_width or p.crop_width, p.flip if flip is None else flip)
+# Datasets outside the table (own data converted with --dataset=folder, combinations): the
+# working size is the stored typical image size, scaled down so that the longer side is at
+# most this many pixels (aspect kept); random crops take CROP_FRACTION of each side (the
+# 224/256 ImageNet recipe the table uses for AwA, aPY and SUN), flips are on. Our choice.
+MAX_WORKING_SIDE = 256
+CROP_FRACTION = 0.875
 
 
-def _decode(serialized, num_attributes: int, prep: Preprocessing):
+def preprocessing_for(dataset: Union[str, records.Metadata], crop_height: int = 0,
+                      crop_width: int = 0, flip: Optional[bool] = None, *,
+                      image_height: int = 0, image_width: int = 0) -> Preprocessing:
+    """How a dataset's images become model inputs: defaults plus overrides (0 / None keep a
+    default).
+
+    Args:
+      dataset: a converted dataset's metadata (any dataset), or the name of one of the six
+        known sets. The known sets (by ``metadata.name``) take their row of `PREPROCESSING`;
+        any other dataset gets its defaults from the metadata's image size (see
+        `MAX_WORKING_SIDE`, `CROP_FRACTION`); a combination of datasets
+        (`records.combine_metadata`) takes its first dataset's.
+      image_height, image_width: working size every image is resized to (pixels), e.g. 64 x
+        64 for quick CelebA runs. Giving one keeps the default's aspect ratio. Unless given,
+        the crop is scaled by the same factor (CelebA 218x178 crop 192x168 at 64x64 -> crop
+        56x60).
+      crop_height, crop_width: model input size (pixels), at most the working size.
+      flip: random horizontal flips in training.
+    Raises:
+      ValueError: unknown name without metadata, or sizes that do not fit.
+    """
+    base = _default_preprocessing(dataset)
+    height, width = base.height, base.width
+    if image_height or image_width:
+        if image_height < 0 or image_width < 0:
+            raise ValueError(f"image_height/image_width must be positive, got "
+                             f"{image_height}x{image_width}")
+        height = image_height or max(1, round(base.height * image_width / base.width))
+        width = image_width or max(1, round(base.width * image_height / base.height))
+    crop_h = crop_height or max(1, round(base.crop_height * height / base.height))
+    crop_w = crop_width or max(1, round(base.crop_width * width / base.width))
+    return Preprocessing(height, width, crop_h, crop_w, base.flip if flip is None else flip)
+
+
+def _default_preprocessing(dataset: Union[str, records.Metadata]) -> Preprocessing:
+    if isinstance(dataset, str):
+        if dataset not in PREPROCESSING:
+            raise ValueError(f"unknown dataset {dataset!r}; known: {sorted(PREPROCESSING)} "
+                             "(for any other converted dataset pass its metadata)")
+        return PREPROCESSING[dataset]
+    name, height, width = dataset.name, dataset.image_height, dataset.image_width
+    parts = dataset.extra.get("combined")
+    if parts:
+        name, height, width = parts[0]["name"], parts[0]["image_height"], \
+            parts[0]["image_width"]
+    if name in PREPROCESSING:
+        return PREPROCESSING[name]
+    scale = min(1.0, MAX_WORKING_SIDE / max(height, width))
+    height, width = max(1, round(height * scale)), max(1, round(width * scale))
+    return Preprocessing(height, width, max(1, round(CROP_FRACTION * height)),
+                         max(1, round(CROP_FRACTION * width)))
+
+
+def _decode(serialized, num_attributes: int, prep: Preprocessing, before: int = 0,
+            after: int = 0):
+    """Parses and resizes one record. Labels get `before` and `after` unknowns (-1) around
+    them: the attributes of the other datasets of a combination."""
     parsed = tf.io.parse_single_example(serialized, records.feature_spec(num_attributes))
     image = tf.io.decode_image(parsed["image"], channels=3, expand_animations=False)
     image = tf.image.resize(tf.cast(image, tf.float32), [prep.height, prep.width])
-    return image, tf.cast(parsed["attributes"], tf.int32)
+    labels = tf.cast(parsed["attributes"], tf.int32)
+    if before or after:
+        labels = tf.concat([tf.fill([before], records.UNKNOWN), labels,
+                            tf.fill([after], records.UNKNOWN)], axis=0)
+    return image, labels
 
 
 def _augment(seed, image, labels, prep: Preprocessing):
@@ -112,10 +172,38 @@ def shard_files(data_dir: str, split: str) -> list:
     return files
 
 
-def make_dataset(data_dir: str, split: str, batch_size: int, training: bool,
-                 prep: Preprocessing, seed: int = 0, shuffle_buffer: int = 4096,
-                 shuffled_evaluation: bool = False) -> tf.data.Dataset:
-    """Batches of ``(images, labels)`` from a converted dataset.
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    """One converted dataset inside a (possibly combined) input: its shards, its attribute
+    count, the unknowns padded before and after its labels, and its size in the split."""
+
+    files: List[str]
+    num_attributes: int
+    before: int
+    after: int
+    size: int
+
+
+def _sources(data_dir: Union[str, Sequence[str]], split: str) -> List[_Source]:
+    data_dirs = [data_dir] if isinstance(data_dir, str) else list(data_dir)
+    if not data_dirs:
+        raise ValueError("no data_dir given")
+    metas = [records.read_metadata(d) for d in data_dirs]
+    total = sum(m.num_attributes for m in metas)
+    out, offset = [], 0
+    for d, meta in zip(data_dirs, metas):
+        n = meta.num_attributes
+        size = sum(meta.split_sizes.get(part, 0) for part in split.split("+"))
+        out.append(_Source(shard_files(d, split), n, offset, total - offset - n, size))
+        offset += n
+    return out
+
+
+def make_dataset(data_dir: Union[str, Sequence[str]], split: str, batch_size: int,
+                 training: bool, prep: Preprocessing, seed: int = 0,
+                 shuffle_buffer: int = 4096, shuffled_evaluation: bool = False
+                 ) -> tf.data.Dataset:
+    """Batches of ``(images, labels)`` from a converted dataset, or from several read as one.
 
     Training datasets repeat forever, shuffle, augment and drop the last partial batch; their
     order and augmentation are a function of `seed` alone. Evaluation datasets use central
@@ -124,26 +212,53 @@ def make_dataset(data_dir: str, split: str, batch_size: int, training: bool,
 
     The shuffle buffer holds serialized records, before decoding, so that starting a new
     iterator (every GNAS candidate does, see `training.Loop.restart`) costs little.
+
+    With a list of folders, labels are the concatenation of every dataset's attributes in the
+    order of `records.combine_metadata`, unknown (-1) for the attributes of the datasets a
+    record does not come from, so a masked loss trains each attribute on its own dataset
+    only. Endless streams draw from the datasets in proportion to their split sizes (seeded
+    `tf.data.Dataset.sample_from_datasets`), i.e. like one shuffled union; a single pass reads
+    them one after the other. Every image is resized to the one `prep`.
     """
-    meta = records.read_metadata(data_dir)
-    files = shard_files(data_dir, split)
-    n = meta.num_attributes
+    sources = _sources(data_dir, split)
     auto = tf.data.AUTOTUNE
+
+    def decoded(source: _Source, stream: tf.data.Dataset) -> tf.data.Dataset:
+        return stream.map(lambda s: _decode(s, source.num_attributes, prep, source.before,
+                                            source.after), num_parallel_calls=auto)
+
+    def endless(source: _Source, i: int) -> tf.data.Dataset:
+        # Source 0 uses `seed` itself: a single dataset reads exactly as it always did.
+        source_seed = seed + 7919 * i
+        if training:
+            ds = tf.data.Dataset.from_tensor_slices(source.files).shuffle(
+                len(source.files), seed=source_seed)
+            ds = ds.repeat().interleave(tf.data.TFRecordDataset,
+                                        cycle_length=min(len(source.files), 8),
+                                        num_parallel_calls=auto, deterministic=True)
+        else:
+            ds = tf.data.TFRecordDataset(source.files).repeat()
+        return decoded(source, ds.shuffle(shuffle_buffer, seed=source_seed))
+
+    if training or shuffled_evaluation:
+        streams = [endless(source, i) for i, source in enumerate(sources)]
+        if len(streams) == 1:
+            ds = streams[0]
+        else:
+            weights = [max(source.size, 1) for source in sources]
+            ds = tf.data.Dataset.sample_from_datasets(
+                streams, weights=[w / sum(weights) for w in weights], seed=seed)
+    else:
+        ds = None
+        for source in sources:
+            part = decoded(source, tf.data.TFRecordDataset(source.files))
+            ds = part if ds is None else ds.concatenate(part)
     if training:
-        ds = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=seed)
-        ds = ds.repeat().interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
-                                    num_parallel_calls=auto, deterministic=True)
-        ds = ds.shuffle(shuffle_buffer, seed=seed)
-        ds = ds.map(lambda s: _decode(s, n, prep), num_parallel_calls=auto)
         seeds = tf.data.Dataset.random(seed=seed).batch(2)
         ds = tf.data.Dataset.zip(seeds, ds).map(
             lambda s, xy: _augment(s, xy[0], xy[1], prep), num_parallel_calls=auto)
         ds = ds.batch(batch_size, drop_remainder=True)
     else:
-        ds = tf.data.TFRecordDataset(files)
-        if shuffled_evaluation:
-            ds = ds.repeat().shuffle(shuffle_buffer, seed=seed)
-        ds = ds.map(lambda s: _decode(s, n, prep), num_parallel_calls=auto)
         ds = ds.map(lambda x, y: _center_crop(x, y, prep), num_parallel_calls=auto)
         ds = ds.batch(batch_size)
     return ds.prefetch(auto)

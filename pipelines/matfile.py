@@ -21,6 +21,7 @@ import h5py
 import numpy as np
 import scipy.io
 
+from pipelines import text
 from pipelines.convert_errors import ConversionError
 
 
@@ -95,11 +96,14 @@ def _from_h5(f: h5py.File, node: Any) -> Any:
 
 
 def strings(value: Any, path: str, name: str) -> List[str]:
-    """A cell array (any shape) of strings as a list, in MATLAB's column-major order."""
+    """A cell array (any shape) of strings as a list, in MATLAB's column-major order.
+
+    Each string goes through `pipelines.text.clean` (byte-order mark, the space padding of
+    MATLAB char matrices, stray CR)."""
     if isinstance(value, str):
-        return [value]
+        return [text.clean(value)]
     if isinstance(value, list):
-        return list(value)
+        return [text.clean(v) for v in value]
     if not isinstance(value, np.ndarray) or value.dtype != object:
         raise ConversionError(path, None, f"{name!r} should be a cell array of strings",
                               kind="malformed_file")
@@ -110,7 +114,7 @@ def strings(value: Any, path: str, name: str) -> List[str]:
         if not isinstance(element, str):
             raise ConversionError(path, f"{name}[{i + 1}]", f"expected a string, got "
                                   f"{type(element).__name__}", kind="malformed_file")
-        out.append(element)
+        out.append(text.clean(element))
     return out
 
 

@@ -25,9 +25,12 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import tensorflow as tf
+
+from pipelines import output_dir as output_dirs
+from pipelines.convert_errors import DatasetError
 
 METADATA_FILE = "metadata.json"
 SPLITS = ("train", "validation", "test")
@@ -69,23 +72,278 @@ class Metadata:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "Metadata":
-        return cls(**json.loads(text))
+    def from_json(cls, text: str, path: str = METADATA_FILE) -> "Metadata":
+        """Parses and checks `metadata.json` text; `path` names the file in errors.
+
+        Raises:
+          DatasetError: garbled JSON (with line and column), a missing or unknown key, or a
+            value of the wrong type, naming the key.
+        """
+        try:
+            raw = json.loads(text.lstrip("\ufeff"))
+        except json.JSONDecodeError as err:
+            raise DatasetError(path, err.lineno, f"not valid JSON ({err.msg}, column "
+                               f"{err.colno})", kind="bad_metadata") from None
+        if not isinstance(raw, dict):
+            raise DatasetError(path, None, "expected a JSON object", kind="bad_metadata")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        required = [name for name, f in fields.items()
+                    if f.default is dataclasses.MISSING
+                    and f.default_factory is dataclasses.MISSING]
+        missing = [k for k in required if k not in raw]
+        if missing:
+            raise DatasetError(path, None, f"key {missing[0]!r} is missing",
+                               kind="bad_metadata")
+        unknown = sorted(k for k in raw if k not in fields)
+        if unknown:
+            raise DatasetError(path, None, f"unknown key {unknown[0]!r} (expected "
+                               f"{', '.join(sorted(fields))})", kind="bad_metadata")
+        for key, check, what in _METADATA_TYPES:
+            if key in raw and not check(raw[key]):
+                raise DatasetError(path, None, f"key {key!r} should be {what}, got "
+                                   f"{raw[key]!r:.60}", kind="bad_metadata")
+        meta = cls(**raw)
+        if len(set(meta.attribute_names)) != len(meta.attribute_names):
+            raise DatasetError(path, None, "key 'attribute_names' lists a name twice",
+                               kind="bad_metadata")
+        return meta
+
+
+def _is_int(x, low: int) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= low
+
+
+def _is_str_list(x) -> bool:
+    return isinstance(x, list) and all(isinstance(v, str) and v for v in x)
+
+
+_METADATA_TYPES = (
+    ("name", lambda x: isinstance(x, str) and bool(x), "a non-empty string"),
+    ("source", lambda x: isinstance(x, str), "a string"),
+    ("attribute_names", lambda x: _is_str_list(x) and bool(x), "a non-empty list of names"),
+    ("split_sizes", lambda x: isinstance(x, dict) and all(
+        isinstance(k, str) and _is_int(v, 0) for k, v in x.items()),
+     "an object of split -> record count"),
+    ("image_height", lambda x: _is_int(x, 1), "a positive integer"),
+    ("image_width", lambda x: _is_int(x, 1), "a positive integer"),
+    ("groups", lambda x: x is None or (isinstance(x, list) and all(map(_is_str_list, x))),
+     "null or a list of lists of attribute names"),
+    ("skipped", lambda x: isinstance(x, dict), "an object"),
+    ("extra", lambda x: isinstance(x, dict), "an object"),
+)
 
 
 def read_metadata(data_dir: str) -> Metadata:
-    """Reads `metadata.json` of a converted dataset; a clear error if it is missing."""
+    """Reads and checks `metadata.json` of a converted dataset.
+
+    Raises:
+      DatasetError: the file is missing, unreadable or not valid metadata (see
+        `Metadata.from_json`).
+    """
     path = os.path.join(data_dir, METADATA_FILE)
     if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(
-            f"{path}: no converted dataset here (metadata.json is missing); run "
-            "`python -m flags.convert` first or point --data_dir at a converted dataset")
-    with tf.io.gfile.GFile(path) as f:
-        return Metadata.from_json(f.read())
+        raise DatasetError(path, None, "no converted dataset here (metadata.json is missing); "
+                           "run `python -m flags.convert` first or point --data_dir at a "
+                           "converted dataset", kind="missing_file")
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            text = f.read().decode("utf-8")
+    except UnicodeDecodeError:
+        raise DatasetError(path, None, "not UTF-8 text", kind="bad_metadata") from None
+    except (tf.errors.OpError, OSError) as err:
+        raise DatasetError(path, None, f"cannot read ({_reason(err)})",
+                           kind="bad_metadata") from None
+    return Metadata.from_json(text, path)
+
+
+def _reason(err: Exception) -> str:
+    text = getattr(err, "message", None) or getattr(err, "strerror", None) or str(err)
+    return str(text).splitlines()[0] if str(text) else type(err).__name__
 
 
 def shard_pattern(data_dir: str, split: str) -> str:
     return os.path.join(data_dir, f"{split}-*-of-*.tfrecord")
+
+
+def check_dataset(data_dir: Union[str, Sequence[str]], splits: Sequence[str] = SPLITS
+                  ) -> Metadata:
+    """Checks a converted dataset before any work starts; returns its metadata.
+
+    `data_dir` may be a list of two or more folders read as one dataset: each is checked and
+    the result is their `combine_metadata`.
+
+    A quick pass that reads no image data beyond one record per split: `metadata.json` must
+    be valid (`read_metadata`); every split in `splits` must have its complete shard set
+    (``train-00000-of-00008`` ... ``train-00007-of-00008``); the record headers of every shard
+    are walked (lengths only) so that a truncated or overwritten shard is found here rather
+    than mid-run, and the record counts must equal ``split_sizes``; the first record of each
+    split must parse with ``len(attribute_names)`` attributes in {-1, 0, 1} and hold an image
+    that decodes to 3 channels.
+
+    Raises:
+      DatasetError: naming `metadata.json` and the key, or the shard (and record number).
+    """
+    if not isinstance(data_dir, str):
+        data_dirs = list(data_dir)
+        if len(data_dirs) == 1:
+            return check_dataset(data_dirs[0], splits)
+        return combine_metadata([check_dataset(d, splits) for d in data_dirs], data_dirs)
+    meta = read_metadata(data_dir)
+    meta_path = os.path.join(data_dir, METADATA_FILE)
+    for split in splits:
+        if split not in meta.split_sizes:
+            raise DatasetError(meta_path, None, f"key 'split_sizes' has no {split!r} entry",
+                               kind="bad_metadata")
+        total, first = 0, None
+        for path in _shard_set(data_dir, split):
+            count, record = _walk_records(path)
+            total += count
+            if first is None and record is not None:
+                first = (path, record)
+        if total != meta.split_sizes[split]:
+            raise DatasetError(shard_pattern(data_dir, split), None, f"the {split} shards hold "
+                               f"{total} records, metadata.json says {meta.split_sizes[split]}",
+                               kind="bad_shard")
+        if first is not None:
+            _check_record(first[0], first[1], meta)
+    return meta
+
+
+def _shard_set(data_dir: str, split: str) -> List[str]:
+    """The shard paths of `split`, checked to be one complete ``-of-N`` set."""
+    pattern = shard_pattern(data_dir, split)
+    found = sorted(tf.io.gfile.glob(pattern))
+    if not found:
+        raise DatasetError(pattern, None, f"no shards for split {split!r}", kind="bad_shard")
+    numbers = {}
+    for path in found:
+        parts = os.path.basename(path)[len(split) + 1:-len(".tfrecord")].split("-of-")
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            raise DatasetError(path, None, "unexpected shard name", kind="bad_shard")
+        numbers[path] = (int(parts[0]), int(parts[1]))
+    total = max(n for _, n in numbers.values())
+    for i in range(total):
+        expected = os.path.join(data_dir, f"{split}-{i:05d}-of-{total:05d}.tfrecord")
+        if (i, total) not in numbers.values():
+            raise DatasetError(expected, None, f"missing shard ({split!r} has {len(found)} "
+                               f"files of {total})", kind="bad_shard")
+    if len(found) != total:
+        odd = next(p for p, (_, n) in numbers.items() if n != total)
+        raise DatasetError(odd, None, f"belongs to another shard set than the other "
+                           f"{total} {split} shards", kind="bad_shard")
+    return found
+
+
+def _walk_records(path: str):
+    """Counts the records of a TFRecord file by walking their length headers (each record:
+    8-byte little-endian length, 4-byte CRC, data, 4-byte CRC). Returns (count, first
+    record's bytes or None); a record that runs past the end of the file is a DatasetError."""
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            size = f.size()
+            position, count, first = 0, 0, None
+            while position < size:
+                f.seek(position)
+                header = f.read(12)
+                length = (int.from_bytes(header[:8], "little") if len(header) == 12
+                          else size)
+                end = position + 12 + length + 4
+                if end > size:
+                    raise DatasetError(path, None, f"truncated or corrupt: record "
+                                       f"{count + 1} runs past the end of the file (at byte "
+                                       f"{position} of {size}); convert the dataset again",
+                                       kind="bad_shard")
+                if count == 0:
+                    first = f.read(length)
+                position, count = end, count + 1
+    except (tf.errors.OpError, OSError) as err:
+        raise DatasetError(path, None, f"cannot read ({_reason(err)})",
+                           kind="bad_shard") from None
+    return count, first
+
+
+def _check_record(path: str, data: bytes, meta: Metadata) -> None:
+    where = "record 1"
+    try:
+        example = tf.train.Example.FromString(data)
+    except Exception:  # protobuf's DecodeError
+        raise DatasetError(path, where, "not a tf.train.Example", kind="bad_shard") from None
+    feature = example.features.feature
+    if "image" not in feature or len(feature["image"].bytes_list.value) != 1:
+        raise DatasetError(path, where, "has no 'image' bytes", kind="bad_shard")
+    attributes = list(feature["attributes"].int64_list.value) if "attributes" in feature \
+        else []
+    if len(attributes) != meta.num_attributes:
+        raise DatasetError(path, where, f"has {len(attributes)} attributes, metadata.json "
+                           f"lists {meta.num_attributes} attribute_names", kind="bad_shard")
+    bad = sorted(set(attributes) - {UNKNOWN, NO, YES})
+    if bad:
+        raise DatasetError(path, where, f"attribute value {bad[0]} is not -1, 0 or 1",
+                           kind="bad_shard")
+    try:
+        image = tf.io.decode_image(feature["image"].bytes_list.value[0], channels=3,
+                                   expand_animations=False)
+    except tf.errors.OpError as err:
+        raise DatasetError(path, where, f"image does not decode ({_reason(err)})",
+                           kind="bad_shard") from None
+    if min(image.shape[:2]) < 1:
+        raise DatasetError(path, where, f"image has shape {tuple(image.shape)}",
+                           kind="bad_shard")
+
+
+def combine_metadata(metas: Sequence[Metadata], data_dirs: Sequence[str]) -> Metadata:
+    """The metadata of several converted datasets read as one (`pipelines.input.make_dataset`
+    with a list of folders).
+
+    Attributes are concatenated in the order given; every record keeps its own dataset's
+    values and is unknown (-1) for all the others' attributes. A name that occurs in more
+    than one dataset is prefixed with its dataset's name (``celeba/Smiling``,
+    ``lfwa/Smiling``); a dataset name given twice gets ``_2``, ``_3``. Split sizes add up;
+    the stored image size is the first dataset's (it sets the working size, see
+    `pipelines.input.preprocessing_for`). Groups are kept only if every dataset has them.
+    ``extra["combined"]`` lists each part: name, folder, attribute offset and count, split
+    sizes, image size.
+    """
+    if len(metas) < 2 or len(metas) != len(data_dirs):
+        raise ValueError("combine_metadata needs two or more datasets and one folder each")
+    prefixes: List[str] = []
+    for meta in metas:
+        prefix, k = meta.name, 1
+        while prefix in prefixes:
+            k += 1
+            prefix = f"{meta.name}_{k}"
+        prefixes.append(prefix)
+    counts: Dict[str, int] = {}
+    for meta in metas:
+        for name in meta.attribute_names:
+            counts[name] = counts.get(name, 0) + 1
+
+    def renamed(prefix: str, name: str) -> str:
+        return f"{prefix}/{name}" if counts[name] > 1 else name
+
+    names, parts, offset = [], [], 0
+    for prefix, meta, data_dir in zip(prefixes, metas, data_dirs):
+        names += [renamed(prefix, n) for n in meta.attribute_names]
+        parts.append({"name": meta.name, "prefix": prefix, "data_dir": data_dir,
+                      "attribute_offset": offset, "num_attributes": meta.num_attributes,
+                      "split_sizes": dict(meta.split_sizes),
+                      "image_height": meta.image_height, "image_width": meta.image_width})
+        offset += meta.num_attributes
+    if len(set(names)) != len(names):
+        clash = next(n for n in names if names.count(n) > 1)
+        raise ValueError(f"attribute name {clash!r} is ambiguous after prefixing; rename a "
+                         "dataset")
+    groups = None
+    if all(m.groups for m in metas):
+        groups = [[renamed(p, n) for n in g] for p, m in zip(prefixes, metas) for g in m.groups]
+    splits = sorted({s for m in metas for s in m.split_sizes},
+                    key=lambda s: (SPLITS + (s,)).index(s))
+    return Metadata(
+        name="+".join(prefixes), source="; ".join(m.source for m in metas),
+        attribute_names=names,
+        split_sizes={s: sum(m.split_sizes.get(s, 0) for m in metas) for s in splits},
+        image_height=metas[0].image_height, image_width=metas[0].image_width, groups=groups,
+        extra={"combined": parts})
 
 
 def make_example(image_bytes: bytes, attributes: Sequence[int], key: str = "") -> bytes:
@@ -122,14 +380,17 @@ class DatasetWriter:
     Records are spread round-robin over the split's shards. Everything goes to a temporary
     directory beside `output_dir`; `finish` renames it into place. If the block raises or
     `finish` is never called, the temporary directory is removed and `output_dir` is left as
-    it was. An existing complete `output_dir` is replaced only when `overwrite` is true.
+    it was. An existing `output_dir` is replaced only when `overwrite` is true and it holds a
+    converted dataset (see `pipelines.output_dir`); the old copy is renamed aside, the new one
+    renamed in, then the old one removed.
     """
 
-    def __init__(self, output_dir: str, shards: Dict[str, int], overwrite: bool = False):
-        self.output_dir = os.path.abspath(output_dir)
-        if os.path.exists(self.output_dir) and not overwrite:
-            raise FileExistsError(
-                f"{self.output_dir}: already exists; pass --overwrite to replace it")
+    def __init__(self, output_dir: str, shards: Dict[str, int], overwrite: bool = False,
+                 protected: Sequence[str] = ()):
+        """See the class docstring; `protected` folders (the source) are never replaced and
+        never removed: `output_dir` may not be one of them or above one of them (checked by
+        `pipelines.output_dir.check_output_dir`, with `overwrite`)."""
+        self.output_dir = output_dirs.check_output_dir(output_dir, overwrite, protected)
         parent = os.path.dirname(self.output_dir)
         os.makedirs(parent, exist_ok=True)
         base = os.path.basename(self.output_dir)
@@ -138,6 +399,9 @@ class DatasetWriter:
             if name.startswith(f".{base}.tmp-"):
                 shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
         self.tmp_dir = tempfile.mkdtemp(prefix=f".{base}.tmp-", dir=parent)
+        # mkdtemp makes the folder 0700; a dataset is shared like any other output, so it
+        # gets the mode a plain mkdir would give it under the user's umask.
+        os.chmod(self.tmp_dir, 0o777 & ~_umask())
         self.counts = {split: 0 for split in shards}
         self._writers = {
             split: [tf.io.TFRecordWriter(os.path.join(
@@ -159,9 +423,7 @@ class DatasetWriter:
         metadata.split_sizes = dict(self.counts)
         with open(os.path.join(self.tmp_dir, METADATA_FILE), "w") as f:
             f.write(metadata.to_json())
-        if os.path.exists(self.output_dir):
-            shutil.rmtree(self.output_dir)
-        os.rename(self.tmp_dir, self.output_dir)
+        _swap_into_place(self.tmp_dir, self.output_dir)
         self._done = True
 
     def __enter__(self) -> "DatasetWriter":
@@ -173,3 +435,28 @@ class DatasetWriter:
                 for w in writers:
                     w.close()
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading it means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+def _swap_into_place(new_dir: str, output_dir: str) -> None:
+    """Renames the complete `new_dir` to `output_dir`. An existing `output_dir` (already
+    checked to be a converted dataset) is first renamed aside and removed only once the new
+    one is in place, so at every moment one complete dataset exists."""
+    if not os.path.lexists(output_dir):
+        os.rename(new_dir, output_dir)
+        return
+    parent, base = os.path.split(output_dir)
+    old_dir = tempfile.mkdtemp(prefix=f".{base}.old-", dir=parent)
+    os.rmdir(old_dir)  # only the unique name is wanted; rename needs it free
+    os.rename(output_dir, old_dir)
+    try:
+        os.rename(new_dir, output_dir)
+    except BaseException:
+        os.rename(old_dir, output_dir)
+        raise
+    shutil.rmtree(old_dir, ignore_errors=True)

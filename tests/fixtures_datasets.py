@@ -508,3 +508,67 @@ def check_interrupted_then_rerun(convert, output_dir: str, monkeypatch, after: i
     meta = convert(output_dir)
     assert os.path.isfile(os.path.join(output_dir, records.METADATA_FILE))
     return meta
+
+
+# ----------------------------------------------------------------------------- own folder
+
+FOLDER_ATTRIBUTES = ["Smiling", "Eyeglasses", "Hat"]
+
+
+def make_folder(root: str, rows: Sequence[str], header: str = "image,Smiling,Eyeglasses,Hat",
+                bom: bool = False, crlf: bool = False, size: Tuple[int, int] = (14, 12)
+                ) -> str:
+    """An own dataset: ``images/<name>.jpg`` for every row's first field and ``labels.csv``
+    with `header` and `rows` (as written, so tests control every cell). Returns the CSV path.
+    """
+    for i, row in enumerate(rows):
+        image = row.split(",")[0].strip('"')
+        if image:
+            write_jpeg(os.path.join(root, "images", image), *size, seed=i)
+    end = "\r\n" if crlf else "\n"
+    return write_text(os.path.join(root, "labels.csv"),
+                      ("\ufeff" if bom else "") + end.join([header, *rows]) + end)
+
+
+# ----------------------------------------------------------------------------- converted sets
+
+def write_tiny(path, name, attribute_names, labels_by_split, size=(10, 8), shade=0,
+               num_shards=1):
+    """A converted dataset of flat-colour PNGs; record i of a split has labels_by_split[i]."""
+    shards = {s: num_shards for s in records.SPLITS}
+    with records.DatasetWriter(path, shards) as writer:
+        for split in records.SPLITS:
+            for i, labels in enumerate(labels_by_split.get(split, [])):
+                out = io.BytesIO()
+                Image.fromarray(np.full((*size, 3), shade + i, np.uint8)).save(out, "PNG")
+                writer.add(split, out.getvalue(), labels, key=f"{split}/{i}")
+        meta = records.Metadata(name=name, source="test", attribute_names=attribute_names,
+                                split_sizes={}, image_height=size[0], image_width=size[1])
+        writer.finish(meta)
+    return meta
+
+
+# ----------------------------------------------------------------------------- real tools' quirks
+
+def windows_text(root: str, suffixes=(".txt", ".csv")) -> List[str]:
+    """Rewrites every text file below `root` as Windows tools leave it: UTF-8 byte-order mark,
+    CRLF line ends and trailing spaces on every line. Returns the files changed."""
+    changed = []
+    for folder, _, files in os.walk(root):
+        for name in sorted(files):
+            if not name.endswith(suffixes):
+                continue
+            path = os.path.join(folder, name)
+            with open(path, encoding="utf-8", newline="") as f:
+                lines = f.read().splitlines()
+            with open(path, "w", encoding="utf-8", newline="") as f:
+                f.write("\ufeff" + "".join(line + "  \r\n" for line in lines))
+            changed.append(path)
+    return changed
+
+
+def padded_cell(values: Sequence[str], column: bool = True) -> np.ndarray:
+    """A cell of strings as a careless export writes them: a byte-order mark on the first,
+    trailing spaces (MATLAB char-matrix padding) and a CR on every one."""
+    return cell([("\ufeff" if i == 0 else "") + v + "  \r" for i, v in enumerate(values)],
+                column)

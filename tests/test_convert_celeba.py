@@ -53,8 +53,8 @@ def test_deterministic_and_overwrite(tmp_path):
     celeba.convert(str(tmp_path / "src"), str(tmp_path / "b"), num_shards=2)
     for name in sorted(os.listdir(tmp_path / "a")):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
-    with pytest.raises(FileExistsError):
-        celeba.convert(str(tmp_path / "src"), str(tmp_path / "a"))
+    fx.conversion_error(lambda: celeba.convert(str(tmp_path / "src"), str(tmp_path / "a")),
+                        "a: already holds a converted dataset; pass --overwrite")
     celeba.convert(str(tmp_path / "src"), str(tmp_path / "a"), overwrite=True)
 
 
