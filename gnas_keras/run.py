@@ -20,26 +20,30 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+import uuid
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
 
+from gnas_keras import metrics
 from gnas_keras.architecture import Architecture, cost
+from gnas_keras.cost import layer_costs
 from gnas_keras.checkpoint import RunCheckpoint
 from gnas_keras.config import RunConfig
 from gnas_keras.data import Data, planted_groups
 from gnas_keras.evaluation import Evaluation, NumericalError, segment_seed
-from gnas_keras.export import export_saved_model, next_version
+from gnas_keras.export import export_saved_model, find_owned_version
 from gnas_keras.io import write_json_atomic, write_text_atomic
 from gnas_keras.methods import Method, get_method
 from gnas_keras.methods.base import SearchContext, SearchLogger, SearchResult
 from gnas_keras.models.base import AttributeModel, parameter_count
 from gnas_keras.reporting import SearchReporter, terminal
-from gnas_keras.space import SearchSpace, get_space
+from gnas_keras.space import SearchSpace, get_space, scientific
 from gnas_keras.training import (Loop, new_supernet, new_tree_network, train_and_test,
                                  train_from_scratch)
 from gnas_keras.tree import adjusted_rand_index
+from gnas_keras.workdir import WorkdirLock, check_writable, move_aside
 from pipelines import records
 
 PREDICTIONS_FILE = "test_predictions.npz"
@@ -105,7 +109,9 @@ class RunState:
       finetune_done: fine-tune steps done.
       test: the fine-tuned network's test `Evaluation` (dict).
       comparisons: from-scratch results by tree name.
-      export_version: the version chosen once for the export (0 = not yet).
+      run_id: this run's id, drawn when it starts (kept across resumption); its export
+        records it, so a resumed export finds its own version and never another run's.
+      export_path: the export's versioned directory, once written.
       numerical_errors: where NaN/Inf losses happened.
       report: report.json once written.
     """
@@ -120,7 +126,8 @@ class RunState:
     finetune_done: int = 0
     test: Optional[Dict] = None
     comparisons: Dict[str, Dict] = dataclasses.field(default_factory=dict)
-    export_version: int = 0
+    run_id: str = ""
+    export_path: str = ""
     numerical_errors: List[Dict] = dataclasses.field(default_factory=list)
     report: Optional[Dict] = None
 
@@ -290,17 +297,23 @@ class _Run:
     def export(self, model: AttributeModel, architecture: Architecture) -> None:
         """A version number is chosen once, so a resumed export does not add another."""
         config, state, meta = self.config, self.state, self.meta
-        export_path = ""
+        export_path, thresholds = "", None
         if config.export_dir:
             name = config.export_name or f"{meta.name}_{config.method}"
-            if not state.export_version:
-                state.export_version = next_version(os.path.join(config.export_dir, name))
-                self.save()
-            export_path = os.path.join(config.export_dir, name, str(state.export_version))
-            if not os.path.exists(export_path):
-                self.out(f"exporting to {export_path}")
-                export_saved_model(model, architecture, meta.attribute_names,
-                                   config.export_dir, name, version=state.export_version)
+            model_dir = os.path.join(config.export_dir, name)
+            export_path = find_owned_version(model_dir, state.run_id) or ""
+            if not export_path:
+                thresholds = self.decision_thresholds(model)
+                self.out(f"exporting to {model_dir}")
+                export_path = export_saved_model(
+                    model, architecture, meta.attribute_names, config.export_dir, name,
+                    owner=state.run_id, preprocessing=self.data.prep, thresholds=thresholds,
+                    info={"thresholds_chosen_on": "validation split, fewest errors per "
+                                                  "attribute (gnas_keras.metrics."
+                                                  "choose_thresholds)",
+                          "dataset": meta.name, "method": config.method})
+            state.export_path = export_path
+            self.save()
         h, w, _ = self.data.image_shape
         size = cost(architecture, h, w)
         test = Evaluation.from_dict(state.test)
@@ -321,12 +334,39 @@ class _Run:
             "comparisons_from_scratch": state.comparisons,
             "compare_steps": config.compare_steps if state.comparisons else 0,
             "numerical_errors": state.numerical_errors,
+            **self.test_metrics(),
+            "preprocessing": dataclasses.asdict(self.data.prep),
+            "input_shape": list(self.data.image_shape),
             "export": export_path,
+            "decision_thresholds": None if thresholds is None
+            else dict(zip(meta.attribute_names, map(float, thresholds))),
             "config": config.to_dict(),
         }
         write_json_atomic(os.path.join(config.workdir, "report.json"), state.report)
         state.phase = "done"
         self.save()
+
+    def decision_thresholds(self, model: AttributeModel) -> np.ndarray:
+        """Per attribute, the probability above which the export says "present": the one
+        with the fewest validation errors (`metrics.choose_thresholds`). The fine-tune also
+        trained on this split, so these are optimistic; no other labelled split is unseen
+        but the test split, which must stay untouched."""
+        probabilities, labels = Loop(model, self.data.train, self.config.seed).predict(
+            self.data.validation)
+        return metrics.choose_thresholds(probabilities, labels)
+
+    def test_metrics(self) -> Dict:
+        """Mean F1, balanced accuracy and AUC on the test predictions (rare attributes make
+        plain error misleading), and F1 per attribute."""
+        path = os.path.join(self.config.workdir, PREDICTIONS_FILE)
+        if not os.path.exists(path):
+            return {}
+        with np.load(path) as saved:
+            m = metrics.compute(saved["probabilities"], saved["labels"]).to_dict(
+                self.meta.attribute_names)
+        return {"mean_f1": m["mean_f1"], "mean_balanced_accuracy": m["mean_balanced_accuracy"],
+                "mean_auc": m["mean_auc"], "test_f1": m["f1"],
+                "test_balanced_accuracy": m["balanced_accuracy"]}
 
     def phases(self) -> Dict:
         state = self.state
@@ -361,19 +401,46 @@ def run(config: RunConfig, out: Callable[[str], None] = terminal) -> Dict:
     data = Data.load(config)
     meta, n = data.meta, data.meta.num_attributes
     space = get_space(config.space)
-    space.validate(n)
+    h, w, _ = data.image_shape
+    layer_costs(space, n, h, w)  # a space that does not fit the image fails here
     method = get_method(config.method)
+    check_writable(config.workdir, "workdir")
+    if config.export_dir:
+        check_writable(config.export_dir, "export_dir")
     strategy = make_strategy(config.strategy)
-    os.makedirs(config.workdir, exist_ok=True)
-    saver = RunCheckpoint(config.workdir, config.to_dict())
-    if config.restart:
-        saver.clear()
+    with WorkdirLock(config.workdir, out):
+        saver = RunCheckpoint(config.workdir, config.to_dict())
+        if config.restart:
+            aside = move_aside(config.workdir)
+            if aside:
+                out(f"--restart: the previous run's outputs are now in {aside}")
+        try:
+            return _run_phases(config, data, method, space, saver, strategy, out)
+        except KeyboardInterrupt:
+            saved = saver.read_state()
+            if saved and saved.get("checkpoint"):
+                where = (f"the same command resumes at phase {saved.get('phase')} from "
+                         f"{saved['checkpoint']}")
+            else:
+                where = "no checkpoint yet: the same command starts over"
+            raise RunInterrupted(f"interrupted; {where}") from None
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during a run; the message says where the run resumes."""
+
+
+def _run_phases(config: RunConfig, data: Data, method: Method, space: SearchSpace,
+                saver: RunCheckpoint, strategy: tf.distribute.Strategy,
+                out: Callable[[str], None]) -> Dict:
+    meta, n = data.meta, data.meta.num_attributes
     saved = saver.restore_state()
     state = RunState.from_dict(saved) if saved else RunState()
+    state.run_id = state.run_id or uuid.uuid4().hex
     h, w, _ = data.image_shape
     out(f"{config.method} on {meta.name} ({n} attributes, {h}x{w}), space {space.name}: "
-        f"{space.num_trees(n):.3g} trees, {space.evaluations_per_round(n)} evaluations per "
-        f"round, {strategy.num_replicas_in_sync} replica(s)"
+        f"{scientific(space.num_trees(n))} trees, {space.evaluations_per_round(n)} evaluations "
+        f"per round, {strategy.num_replicas_in_sync} replica(s)"
         + (f"; resuming at phase {state.phase} from {saver.directory}" if state.resumed
            else ""))
     current = _Run(config, data, method, saver, state, strategy, out)
@@ -382,7 +449,7 @@ def run(config: RunConfig, out: Callable[[str], None] = terminal) -> Dict:
             return current.phases()
         except NumericalError as err:
             saved = saver.read_state()
-            state = RunState.from_dict(saved) if saved else RunState()
+            state = RunState.from_dict(saved) if saved else RunState(run_id=current.state.run_id)
             state.numerical_errors = current.state.numerical_errors + [{
                 "where": err.where, "message": str(err),
                 "resumable_from": saved.get("checkpoint") if saved else None}]
