@@ -148,7 +148,8 @@ def export_saved_model(model: AttributeModel, architecture: Architecture,
                        attribute_names: Sequence[str], export_dir: str, name: str,
                        version: Optional[int] = None, *, owner: str = "",
                        preprocessing=None, thresholds: Optional[Sequence[float]] = None,
-                       info: Optional[Dict] = None) -> str:
+                       info: Optional[Dict] = None,
+                       files: Optional[Dict[str, bytes]] = None) -> str:
     """Prunes `model` to `architecture`, folds BN, and writes a SavedModel; returns its
     versioned directory.
 
@@ -161,6 +162,8 @@ def export_saved_model(model: AttributeModel, architecture: Architecture,
       thresholds: per attribute, probability above which ``serving_bytes`` says present
         (default 0.5, the training loop's decision).
       info: more entries for ``export.json`` (how the thresholds were chosen, ...).
+      files: more files for the export directory, name -> content (the model card and
+        its tree picture), written before the directory becomes visible.
     """
     names = list(attribute_names)
     folded = inference_model(model.to_tree_network(architecture), names)
@@ -223,6 +226,9 @@ def export_saved_model(model: AttributeModel, architecture: Architecture,
             described["input"]["image_bytes"] = "string [batch], encoded JPEG/PNG/GIF/BMP"
         with open(os.path.join(path, EXPORT_INFO), "w") as f:
             json.dump(described, f, indent=2)
+        for file_name, content in (files or {}).items():
+            with open(os.path.join(path, os.path.basename(file_name)), "wb") as f:
+                f.write(content)
         while True:
             number = version or next_version(model_dir)
             final = os.path.join(model_dir, str(number))

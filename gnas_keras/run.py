@@ -26,7 +26,8 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import tensorflow as tf
 
-from gnas_keras import metrics
+from gnas_keras import draw, metrics
+from gnas_keras.model_card import model_card
 from gnas_keras.architecture import Architecture, cost
 from gnas_keras.cost import layer_costs
 from gnas_keras.checkpoint import RunCheckpoint
@@ -38,7 +39,7 @@ from gnas_keras.io import write_json_atomic, write_text_atomic
 from gnas_keras.methods import Method, get_method
 from gnas_keras.methods.base import SearchContext, SearchLogger, SearchResult
 from gnas_keras.models.base import AttributeModel, parameter_count
-from gnas_keras.reporting import SearchReporter, terminal
+from gnas_keras.reporting import SearchReporter, terminal, write_hparams
 from gnas_keras.space import SearchSpace, get_space, scientific
 from gnas_keras.training import (Loop, new_supernet, new_tree_network, train_and_test,
                                  train_from_scratch)
@@ -257,7 +258,14 @@ class _Run:
         state, names = self.state, self.meta.attribute_names
         self.out("tree:\n" + architecture.render(names))
 
+        writer = tf.summary.create_file_writer(os.path.join(self.config.workdir,
+                                                            "tensorboard"))
+
         def checkpoint(done: int, loop: Loop) -> None:
+            with writer.as_default():  # the mean training loss of the chunk just trained
+                tf.summary.scalar("finetune/loss", float(model.loss_tracker.result()),
+                                  step=done)
+            writer.flush()
             state.finetune_done = done
             self.save(_objects(model))
 
@@ -298,6 +306,10 @@ class _Run:
         """A version number is chosen once, so a resumed export does not add another."""
         config, state, meta = self.config, self.state, self.meta
         export_path, thresholds = "", None
+        h, w, _ = self.data.image_shape
+        size = cost(architecture, h, w)
+        test = Evaluation.from_dict(state.test)
+        test_metrics = self.test_metrics()
         if config.export_dir:
             name = config.export_name or f"{meta.name}_{config.method}"
             model_dir = os.path.join(config.export_dir, name)
@@ -305,18 +317,30 @@ class _Run:
             if not export_path:
                 thresholds = self.decision_thresholds(model)
                 self.out(f"exporting to {model_dir}")
+                card = model_card(
+                    name=name, dataset=meta.name, data_dirs=config.data_dirs,
+                    split_sizes=meta.split_sizes, attribute_names=meta.attribute_names,
+                    method=config.method, space=self.space.name,
+                    tree_text=architecture.render(meta.attribute_names),
+                    input_description=f"RGB images, resized to {self.data.prep.height}x"
+                    f"{self.data.prep.width} and centre-cropped to {h}x{w}",
+                    test_error=error_report(test, meta.attribute_names)["test_error"],
+                    test_f1=test_metrics.get("test_f1"),
+                    test_balanced_accuracy=test_metrics.get("test_balanced_accuracy"),
+                    thresholds=dict(zip(meta.attribute_names, map(float, thresholds))),
+                    parameters=size.parameters, macs_per_image=size.macs_per_image,
+                    parts=[p["name"] for p in meta.extra.get("combined", [])])
+                picture = draw.to_png(draw.layout(architecture, meta.attribute_names, name))
                 export_path = export_saved_model(
                     model, architecture, meta.attribute_names, config.export_dir, name,
                     owner=state.run_id, preprocessing=self.data.prep, thresholds=thresholds,
                     info={"thresholds_chosen_on": "validation split, fewest errors per "
                                                   "attribute (gnas_keras.metrics."
                                                   "choose_thresholds)",
-                          "dataset": meta.name, "method": config.method})
+                          "dataset": meta.name, "method": config.method},
+                    files={"model_card.md": card.encode("utf-8"), "tree.png": picture})
             state.export_path = export_path
             self.save()
-        h, w, _ = self.data.image_shape
-        size = cost(architecture, h, w)
-        test = Evaluation.from_dict(state.test)
         state.report = {
             "method": config.method, "dataset": meta.name, "data_dir": config.data_dir,
             "search_space": self.space.to_dict(), "num_attributes": meta.num_attributes,
@@ -334,7 +358,7 @@ class _Run:
             "comparisons_from_scratch": state.comparisons,
             "compare_steps": config.compare_steps if state.comparisons else 0,
             "numerical_errors": state.numerical_errors,
-            **self.test_metrics(),
+            **test_metrics,
             "preprocessing": dataclasses.asdict(self.data.prep),
             "input_shape": list(self.data.image_shape),
             "export": export_path,
@@ -343,6 +367,11 @@ class _Run:
             "config": config.to_dict(),
         }
         write_json_atomic(os.path.join(config.workdir, "report.json"), state.report)
+        write_hparams(os.path.join(config.workdir, "tensorboard"), config.to_dict(), {
+            "mean_test_error": test.mean_error, "mean_f1": test_metrics.get("mean_f1"),
+            "mean_balanced_accuracy": test_metrics.get("mean_balanced_accuracy"),
+            "mean_auc": test_metrics.get("mean_auc"), "parameters": size.parameters,
+            "search_seconds": state.search_seconds}, state.run_id)
         state.phase = "done"
         self.save()
 
