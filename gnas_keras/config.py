@@ -117,7 +117,8 @@ class RunConfig:
     on_nan: str = setting("stop", "On a NaN/Inf loss: stop (keep the last good checkpoint) or "
                                   "roll back to it with half the learning rate.", choices=ON_NAN)
     restart: bool = setting(False, "Start over even if workdir holds a checkpointed run "
-                                   "(default: resume).")
+                                   "(default: resume); the old outputs are moved to "
+                                   "<workdir>/.replaced/<time>/ first.")
 
     def method_config(self, name: Optional[str] = None) -> Any:
         """The config of method `name` (default: this run's method); None if it has none."""

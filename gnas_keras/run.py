@@ -12,7 +12,16 @@ trained model to fine-tune, and its own report entries). The run directory
 - ``report.json``: method, dataset, space, tree and architecture, per-attribute and mean test
   error, parameters and MACs, search wall time, the method's entries (GNAS: ``rounds``,
   random search: ``trials``), the comparisons, and for a dataset with a planted grouping the
-  adjusted Rand index between the found and planted groupings.
+  adjusted Rand index between the found and planted groupings; mean F1, balanced accuracy
+  and AUC; the preprocessing and input shape; the export's decision thresholds;
+- ``run.lock`` while a run owns it (`gnas_keras.workdir`); ``.replaced/`` with the outputs
+  of earlier runs that ``--restart`` moved aside.
+
+Before any work the dataset is checked (`pipelines.records.check_dataset`), the space
+against the image size, and the workdir and export directory for writability. Every export
+(`gnas_keras.export`) gets ``export.json`` with this run's id (a resumed run finds its own
+version, never another's), the decision thresholds chosen on the validation split, and
+``model_card.md`` with ``tree.png``.
 """
 
 from __future__ import annotations
