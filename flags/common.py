@@ -108,13 +108,32 @@ from absl import app, flags, logging  # noqa: E402
 from pipelines.convert_errors import ConversionError  # noqa: E402  (no TensorFlow import)
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
-               FloatingPointError, ConversionError)
+               PermissionError, FloatingPointError, ConversionError)
+
+
+def interrupted(message: str) -> None:
+    """Ctrl-C: one line (what was interrupted, where it resumes), exit status 130 as a shell
+    reports SIGINT."""
+    prog = os.path.basename(sys.argv[0]).removesuffix(".py") if sys.argv else "gnas"
+    print(f"{prog}: {message or 'interrupted'}", file=sys.stderr, flush=True)
+    sys.exit(130)
 
 
 def fail(message: str) -> None:
     prog = os.path.basename(sys.argv[0]).removesuffix(".py") if sys.argv else "gnas"
     print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
     sys.exit(2)
+
+
+def generate_synthetic_if_wanted(config, enabled: bool) -> None:
+    """Generates the synthetic set at ``config.data_dir`` if it is missing, when the run asks
+    for it (``--dataset=synthetic``) or uses the default ``--data_dir`` (data/synthetic)."""
+    from gnas_keras.config import RunConfig
+
+    if enabled and (config.dataset == "synthetic" or (
+            not config.dataset and config.data_dir == RunConfig().data_dir)):
+        from pipelines import synthetic
+        synthetic.ensure_generated(config.data_dir)
 
 
 def parse_flags(argv):
@@ -136,5 +155,7 @@ def run(main) -> None:
             main(argv)
         except USER_ERRORS as err:
             fail(str(err))
+        except KeyboardInterrupt as err:
+            interrupted(str(err))
 
     app.run(guarded, flags_parser=parse_flags)

@@ -19,13 +19,13 @@ from flags import dataclass_flags
 from gnas_keras.config import RunConfig
 from gnas_keras.methods import REGISTRY
 from gnas_keras.space import PRESETS
-from pipelines.input import PREPROCESSING
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("generate_synthetic", True,
-                  "With --dataset=synthetic: generate the set at --data_dir if it is missing.")
+                  "Generate the synthetic set at --data_dir if it is missing, with "
+                  "--dataset=synthetic or with the default --data_dir.")
 dataclass_flags.define(RunConfig(), "gnas_keras.config", choices={
-    "dataset": sorted(PREPROCESSING), "space": sorted(PRESETS), "method": list(REGISTRY)})
+    "space": sorted(PRESETS), "method": list(REGISTRY)})
 
 
 def config_from_flags() -> RunConfig:
@@ -54,9 +54,7 @@ def print_summary(report, workdir: str) -> None:
 def main(argv):
     config = config_from_flags()
     config.validate()
-    if config.dataset == "synthetic" and FLAGS.generate_synthetic:
-        from pipelines import synthetic
-        synthetic.ensure_generated(config.data_dir)
+    common.generate_synthetic_if_wanted(config, FLAGS.generate_synthetic)
     from gnas_keras.run import run  # imports TensorFlow: after the cheap checks
     print_summary(run(config), config.workdir)
 

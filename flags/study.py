@@ -22,14 +22,14 @@ from flags import dataclass_flags
 from gnas_keras.config import RunConfig
 from gnas_keras.space import PRESETS
 from gnas_keras.study import RUN_FIELDS, StudyConfig
-from pipelines.input import PREPROCESSING
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("generate_synthetic", True,
-                  "With --dataset=synthetic: generate the set at --data_dir if it is missing.")
+                  "Generate the synthetic set at --data_dir if it is missing, with "
+                  "--dataset=synthetic or with the default --data_dir.")
 _RUN_SKIPPED = [f.name for f in dataclasses.fields(RunConfig) if f.name not in RUN_FIELDS]
 dataclass_flags.define(RunConfig(), "gnas_keras.config", skip=_RUN_SKIPPED,
-                       choices={"dataset": sorted(PREPROCESSING), "space": sorted(PRESETS)})
+                       choices={"space": sorted(PRESETS)})
 dataclass_flags.define(StudyConfig(), "gnas_keras.study", skip=["run"])
 
 
@@ -41,9 +41,7 @@ def config_from_flags() -> StudyConfig:
 def main(argv):
     config = config_from_flags()
     config.validate()
-    if config.run.dataset == "synthetic" and FLAGS.generate_synthetic:
-        from pipelines import synthetic
-        synthetic.ensure_generated(config.run.data_dir)
+    common.generate_synthetic_if_wanted(config.run, FLAGS.generate_synthetic)
     from gnas_keras.study import run_study  # the heavy work
 
     result = run_study(config)

@@ -13,6 +13,7 @@ searching, a tree network while fine-tuning): `restore` reads into the objects g
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from typing import Dict, Iterable, Optional
@@ -27,6 +28,15 @@ OPERATIONAL_FIELDS = ("workdir", "export_dir", "export_name", "checkpoint_every"
                       "restart")
 
 
+def _same(a, b) -> bool:
+    """Equal config values; NaN equals NaN (``--learning_rate=nan`` rerun is the same run)."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(map(_same, a, b))
+    return a == b
+
+
 def config_differences(saved: Dict, current: Dict,
                        ignore: Iterable[str] = OPERATIONAL_FIELDS) -> Dict:
     """{flag: (saved value, current value)} for every differing field, nested ones
@@ -38,8 +48,7 @@ def config_differences(saved: Dict, current: Dict,
         a, b = saved.get(key), current.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             diffs.update(config_differences(a, b, ignore))
-        elif (list(a) if isinstance(a, (list, tuple)) else a) != \
-                (list(b) if isinstance(b, (list, tuple)) else b):
+        elif not _same(a, b):
             diffs[key] = (a, b)
     return diffs
 
@@ -77,10 +86,23 @@ class RunCheckpoint:
         self.latest = None
 
     def read_state(self) -> Optional[Dict]:
+        """The saved state, or None. Raises ValueError naming the file when it is not a
+        state this project wrote (garbled, or not a JSON object with a config)."""
         if not self.exists():
             return None
-        with open(self.state_path) as f:
-            return json.load(f)
+        try:
+            with open(self.state_path, encoding="utf-8") as f:
+                state = json.load(f)
+        except (ValueError, OSError) as err:  # JSONDecodeError, UnicodeDecodeError
+            reason = getattr(err, "msg", None) or getattr(err, "strerror", None) or str(err)
+            line = f":{err.lineno}" if hasattr(err, "lineno") else ""
+            raise ValueError(f"{self.state_path}{line}: not a readable run state ({reason}); "
+                             "pass --restart to start over (the old outputs are kept aside)"
+                             ) from None
+        if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
+            raise ValueError(f"{self.state_path}: not a run state (no 'config' object); pass "
+                             "--restart to start over")
+        return state
 
     def check_config(self, state: Dict) -> None:
         """Refuses to resume a run made with a different configuration."""

@@ -63,9 +63,16 @@ class RunConfig:
     """Everything a run needs. `methods` holds each registered method's own config
     (`gnas_keras.methods.REGISTRY`), keyed by method name."""
 
-    dataset: str = setting("synthetic", "Dataset name (a key of pipelines.input."
-                                        "PREPROCESSING).")
-    data_dir: str = setting("data/synthetic", "Converted dataset (TFRecords + metadata.json).")
+    dataset: str = setting("", "Expected dataset name, checked against data_dir's "
+                               "metadata.json ('' = whatever data_dir holds). Any converted "
+                               "dataset is searchable; the known sets (pipelines.input."
+                               "PREPROCESSING) keep their table defaults, others take theirs "
+                               "from the metadata. Several datasets: their names joined by "
+                               "'+'.")
+    data_dir: str = setting("data/synthetic", "Converted dataset (TFRecords + metadata.json); "
+                                              "several comma-separated folders are read as one "
+                                              "dataset (attributes concatenated, each record's "
+                                              "attributes from the other folders unknown).")
     workdir: str = setting("runs/synthetic_gnas", "Run directory: TensorBoard, checkpoints, "
                                                   "tree.json, report.json.")
     export_dir: str = setting("saved_models", "SavedModel base directory ('' = no export).")
@@ -86,6 +93,11 @@ class RunConfig:
                                       "code used (Keras' own default is 0.99).")
     bn_epsilon: float = setting(1e-5, "Batch-norm epsilon (PyTorch's default, as the paper; "
                                       "Keras' is 1e-3).")
+    image_height: int = setting(0, "Working height every image is resized to before "
+                                   "cropping (0 = dataset default; one of height/width keeps "
+                                   "the aspect ratio; the default crop scales along).")
+    image_width: int = setting(0, "Working width every image is resized to (0 = dataset "
+                                  "default).")
     crop_height: int = setting(0, "Crop height (0 = dataset default).")
     crop_width: int = setting(0, "Crop width (0 = dataset default).")
     flip: Optional[bool] = setting(None, "Random horizontal flip (None = dataset default).")
@@ -120,7 +132,8 @@ class RunConfig:
     on_nan: str = setting("stop", "On a NaN/Inf loss: stop (keep the last good checkpoint) or "
                                   "roll back to it with half the learning rate.", choices=ON_NAN)
     restart: bool = setting(False, "Start over even if workdir holds a checkpointed run "
-                                   "(default: resume).")
+                                   "(default: resume); the old outputs are moved to "
+                                   "<workdir>/.replaced/<time>/ first.")
 
     def method_config(self, name: Optional[str] = None) -> Any:
         """The config of method `name` (default: this run's method); None if it has none."""
@@ -128,6 +141,11 @@ class RunConfig:
 
     def to_dict(self) -> Dict:
         return dataclasses.asdict(self)
+
+    @property
+    def data_dirs(self) -> Tuple[str, ...]:
+        """The folders of `data_dir` (one, or several comma-separated)."""
+        return tuple(d.strip() for d in self.data_dir.split(",") if d.strip())
 
     def validate(self) -> None:
         """Raises ValueError naming the offending field (the binaries add the flag name)."""
@@ -141,6 +159,8 @@ class RunConfig:
         if self.jit_compile and self.strategy != "default":
             raise ValueError(f"jit_compile: XLA together with --strategy={self.strategy} is "
                              "broken in Keras (keras #19005); use one or the other")
+        if not self.data_dirs:
+            raise ValueError(f"data_dir: no folder given ({self.data_dir!r})")
         for m in self.compare:
             if m not in fixed_methods():
                 raise ValueError(f"compare: {m!r} is not one of {fixed_methods()}")
@@ -152,6 +172,7 @@ class RunConfig:
         nonneg = {"finetune_steps": self.finetune_steps, "compare_steps": self.compare_steps,
                   "weight_decay": self.weight_decay, "finetune_lr": self.finetune_lr,
                   "crop_height": self.crop_height, "crop_width": self.crop_width,
+                  "image_height": self.image_height, "image_width": self.image_width,
                   "checkpoint_every": self.checkpoint_every,
                   "num_attributes": self.num_attributes}
         for name, value in nonneg.items():

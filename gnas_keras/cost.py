@@ -26,7 +26,7 @@ from typing import Dict, List, Optional, Tuple
 
 from gnas_keras.architecture import Architecture
 from gnas_keras.architecture import cost as architecture_cost
-from gnas_keras.space import SearchSpace
+from gnas_keras.space import SearchSpace, scientific
 from gnas_keras.tree import Routing, independent_routing
 
 
@@ -88,7 +88,9 @@ class Cost:
         d["tree_parameters_millions"] = round(self.tree_parameters / 1e6, 3)
         d["supernet_parameters_millions"] = round(self.supernet_parameters / 1e6, 3)
         d["gmacs_per_image"] = round(self.macs_per_image / 1e9, 4)
-        d["possible_trees_scientific"] = f"{self.possible_trees:.3g}"
+        d["possible_trees_scientific"] = scientific(self.possible_trees)
+        if self.possible_trees >= 10 ** 4000:  # beyond what int -> str converts by default
+            d["possible_trees"] = None
         d["layers"] = [{**dataclasses.asdict(l), "input_shape": list(l.input_shape),
                         "output_shape": list(l.output_shape)} for l in self.layers]
         return d

@@ -43,15 +43,25 @@ class Data:
 
     @classmethod
     def load(cls, config: RunConfig) -> "Data":
-        meta = records.read_metadata(config.data_dir)
-        prep = data_input.preprocessing_for(config.dataset, config.crop_height,
-                                            config.crop_width, config.flip)
-        if meta.name != config.dataset:
-            raise ValueError(f"{config.data_dir}: holds dataset {meta.name!r}, "
+        """Checks the dataset(s) before any work starts (`records.check_dataset`: metadata,
+        complete shard sets, record counts, the first record of every split) and builds the
+        preprocessing from the metadata plus the config's overrides.
+
+        Raises:
+          DatasetError: naming the file, shard or metadata key.
+          ValueError: a config that does not fit the data (naming the field).
+        """
+        dirs = config.data_dirs
+        meta = records.check_dataset(dirs[0] if len(dirs) == 1 else list(dirs))
+        if config.dataset and meta.name != config.dataset:
+            raise ValueError(f"dataset: {config.data_dir} holds dataset {meta.name!r}, "
                              f"not {config.dataset!r}")
+        prep = data_input.preprocessing_for(meta, config.crop_height, config.crop_width,
+                                            config.flip, image_height=config.image_height,
+                                            image_width=config.image_width)
         if config.num_attributes and config.num_attributes != meta.num_attributes:
             raise ValueError(f"num_attributes: {config.num_attributes} given, but "
-                             f"{config.data_dir}/metadata.json has {meta.num_attributes}")
+                             f"{config.data_dir} has {meta.num_attributes}")
         for split in ("train", "validation", "test"):
             if meta.split_sizes.get(split, 0) < 1:
                 raise ValueError(f"{config.data_dir}: split {split!r} is empty")
@@ -63,8 +73,9 @@ class Data:
     def _make(self, split: str, training: bool, seed: int = 0, **kwargs) -> tf.data.Dataset:
         batch = self.config.batch_size if training else self.config.eval_batch_size
         kwargs.setdefault("shard", self.shard)
-        return data_input.make_dataset(self.config.data_dir, split, batch, training,
-                                       self.prep, seed=seed, **kwargs)
+        dirs = self.config.data_dirs
+        return data_input.make_dataset(dirs[0] if len(dirs) == 1 else list(dirs), split,
+                                       batch, training, self.prep, seed=seed, **kwargs)
 
     def train(self, seed: int) -> tf.data.Dataset:
         return self._make("train", True, seed)
@@ -79,6 +90,11 @@ class Data:
         if candidates.fixed_val_batches:
             return repeat_batches(self._make("validation", False), candidates.val_batches)
         return self._make("validation", False, seed, shuffled_evaluation=True)
+
+    @property
+    def validation(self) -> tf.data.Dataset:
+        """One pass over the validation split in a fixed order (decision thresholds)."""
+        return self._make("validation", False)
 
     @property
     def test(self) -> tf.data.Dataset:

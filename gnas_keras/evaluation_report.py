@@ -45,7 +45,8 @@ def find_runs(workdir: str) -> List[str]:
         raise FileNotFoundError(f"{workdir}: no such directory")
     found = []
     for root, dirs, files in os.walk(workdir):
-        dirs[:] = sorted(d for d in dirs if d != "tensorboard")
+        # .replaced/ holds runs moved aside by --restart (gnas_keras.workdir)
+        dirs[:] = sorted(d for d in dirs if d != "tensorboard" and not d.startswith("."))
         if REPORT in files:
             found.append(root)
     if not found:
@@ -53,17 +54,39 @@ def find_runs(workdir: str) -> List[str]:
     return found
 
 
+# What this report reads from every report.json (older reports lack the other keys).
+REQUIRED_KEYS = ("method", "dataset", "attribute_names", "search_space", "test_error",
+                 "mean_test_error", "parameters", "groups", "tree")
+
+
 def _load_report(path: str) -> Dict:
+    """report.json of run directory `path`. Raises ValueError naming the file (and line, or
+    the missing key) when it is garbled or lacks what the report needs."""
     import json
 
-    with open(os.path.join(path, REPORT)) as f:
-        return json.load(f)
+    file = os.path.join(path, REPORT)
+    try:
+        with open(file, encoding="utf-8") as f:
+            report = json.load(f)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{file}:{err.lineno}: not valid JSON ({err.msg}, column "
+                         f"{err.colno})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{file}: not UTF-8 text") from None
+    if not isinstance(report, dict):
+        raise ValueError(f"{file}: expected a JSON object")
+    missing = [k for k in REQUIRED_KEYS if k not in report]
+    if missing:
+        raise ValueError(f"{file}: key {missing[0]!r} is missing (not a complete run report)")
+    return report
 
 
 def input_size(report: Dict):
     """(height, width) of the model input of a run, from its dataset and crop flags."""
     from pipelines.input import preprocessing_for
 
+    if "input_shape" in report:  # any dataset: the run recorded its model input
+        return tuple(report["input_shape"][:2])
     config = report.get("config", {})
     prep = preprocessing_for(report["dataset"], config.get("crop_height", 0),
                              config.get("crop_width", 0), config.get("flip"))
@@ -138,7 +161,7 @@ def evaluate_run(run_dir: str, workdir: str, latency: bool = True,
         "ari": report.get("ari"), "ari_layer": report.get("ari_layer"),
         "groups": report["groups"],
         "pictures": {"svg": os.path.relpath(svg, workdir), "png": os.path.relpath(png, workdir)},
-        "mean_auc": None, "mean_balanced_accuracy": None, "metrics": None,
+        "mean_auc": None, "mean_balanced_accuracy": None, "mean_f1": None, "metrics": None,
         "macs_per_image": macs_per_image(report), "latency_ms_per_image": None,
     }
     predictions = os.path.join(run_dir, PREDICTIONS)
@@ -148,6 +171,7 @@ def evaluate_run(run_dir: str, workdir: str, latency: bool = True,
         out["metrics"] = m.to_dict(names)
         out["mean_auc"] = _clean(m.mean_auc)
         out["mean_balanced_accuracy"] = _clean(m.mean_balanced_accuracy)
+        out["mean_f1"] = _clean(m.mean_f1)
     else:
         notes.append(f"no {PREDICTIONS}: AUC and balanced accuracy not available")
     export = _find_export(report.get("export", ""), run_dir)
@@ -205,13 +229,15 @@ def to_markdown(result: Dict) -> str:
              "for the tree fine-tuned after its search. Written by "
              "`python -m flags.evaluate`.", "", "## Summary", "",
              "| run | method | dataset | mean test error (%) | mean AUC | balanced accuracy |"
-             " parameters | MACs / image | latency (ms / image) | search time (s) | ARI |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             " mean F1 | parameters | MACs / image | latency (ms / image) | search time (s) |"
+             " ARI |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in runs:
         lines.append(
             f"| {r['name']} | {r['method']} | {r['dataset']} | "
             f"{100 * r['mean_test_error']:.2f} | {_fmt(r['mean_auc'], '.4f')} | "
-            f"{_fmt(r['mean_balanced_accuracy'], '.4f')} | {_count(r['parameters'])} | "
+            f"{_fmt(r['mean_balanced_accuracy'], '.4f')} | {_fmt(r.get('mean_f1'), '.4f')} | "
+            f"{_count(r['parameters'])} | "
             f"{_count(r['macs_per_image'])} | {_fmt(r['latency_ms_per_image'], '.3f')} | "
             f"{_fmt(r['search_seconds'], '.0f')} | {_fmt(r['ari'], '.3f')} |")
     lines += ["", f"Latency: the exported SavedModel on CPU, batch {result['latency_batch']}, "

@@ -5,21 +5,39 @@
 a tree network: its blocks), builds `inference_model`: a plain functional Keras model of
 only the live blocks, every BN folded into its convolution ("BNs are removed in inference
 phase", GNAS paper), and writes ``<export_dir>/<name>/<version>/`` (TF Serving layout)
-through a temporary directory and a rename, with a ``serving_default`` signature::
+through a temporary directory and a rename, with two signatures::
 
-    image: float32 [batch, H, W, 3], pixels in [0, 255]
+    serving_default
+      image: float32 [batch, H, W, 3], RGB pixels in [0, 255] (not [0, 1]: the model
+        normalises inside), already resized and centre-cropped to H x W
       -> {attribute name: float32 [batch] probability that the attribute is present}
 
-and ``tree.json`` (`Architecture.to_json`) beside ``saved_model.pb``.
+    serving_bytes  (with `preprocessing`)
+      image_bytes: string [batch], each an encoded JPEG, PNG, GIF or BMP image of any size
+      -> {attribute name: float32 [batch] probability,
+          "<attribute name>_present": bool [batch], probability > the attribute's threshold}
+
+The bytes signature decodes, resizes to the working size and centre-crops in the graph,
+exactly as evaluation does (`pipelines.input`). Both check their input in the graph: a wrong
+shape or rank, or a NaN / Inf pixel, is an ``InvalidArgumentError`` naming the expected shape
+(TF Serving answers it with an error, it does not crash); pixels outside [0, 255] and
+[0, 1]-scaled images cannot be told from real ones and are the client's responsibility.
+
+Beside ``saved_model.pb``: ``tree.json`` (`Architecture.to_json`) and ``export.json`` (the
+attribute names, the decision thresholds and how they were chosen, the preprocessing, and the
+id of the run that made the export, so a resumed run finds its own version).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import errno
+import json
 import os
 import re
 import shutil
 import tempfile
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import keras
 import numpy as np
@@ -71,6 +89,54 @@ def inference_model(tree: TreeNetwork, attribute_names: Optional[Sequence[str]] 
     return model
 
 
+EXPORT_INFO = "export.json"
+PRESENT_SUFFIX = "_present"
+
+
+def check_images(image: tf.Tensor, image_shape) -> tf.Tensor:
+    """`image` checked in the graph against [batch, *image_shape] and for finite values.
+
+    A signature's declared shape is not enforced when a SavedModel is served (TF Serving,
+    or a reloaded signature called from Python): without this a wrong size returns garbage
+    and a wrong rank can abort the server. Raises InvalidArgumentError at run time."""
+    image = tf.ensure_shape(image, [None, *image_shape])
+    tf.debugging.assert_all_finite(
+        image, f"image: pixels must be finite numbers in [0, 255], shape [batch, "
+               f"{', '.join(map(str, image_shape))}]")
+    return image
+
+
+def decode_images(image_bytes: tf.Tensor, height: int, width: int, crop_height: int,
+                  crop_width: int) -> tf.Tensor:
+    """string [batch] encoded images -> float32 [batch, crop_height, crop_width, 3] pixels in
+    [0, 255]: decoded to RGB, resized (bilinear) to height x width, centre-cropped; the same
+    ops as `pipelines.input` applies to evaluation images."""
+    image_bytes = tf.ensure_shape(image_bytes, [None])
+    top, left = (height - crop_height) // 2, (width - crop_width) // 2
+
+    def one(data):
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        image = tf.image.resize(tf.cast(image, tf.float32), [height, width])
+        return image[top:top + crop_height, left:left + crop_width, :]
+
+    return tf.map_fn(one, image_bytes, fn_output_signature=tf.TensorSpec(
+        [crop_height, crop_width, 3], tf.float32))
+
+
+def find_owned_version(model_dir: str, owner: str) -> Optional[str]:
+    """The version directory under `model_dir` whose ``export.json`` names run `owner`."""
+    if not owner or not os.path.isdir(model_dir):
+        return None
+    for v in sorted((v for v in os.listdir(model_dir) if v.isdigit()), key=int):
+        try:
+            with open(os.path.join(model_dir, v, EXPORT_INFO)) as f:
+                if json.load(f).get("run_id") == owner:
+                    return os.path.join(model_dir, v)
+        except (OSError, ValueError, AttributeError):
+            continue
+    return None
+
+
 def next_version(model_dir: str) -> int:
     """One more than the highest numeric version under `model_dir` (1 if none)."""
     versions = [int(v) for v in os.listdir(model_dir) if v.isdigit()] \
@@ -80,32 +146,98 @@ def next_version(model_dir: str) -> int:
 
 def export_saved_model(model: AttributeModel, architecture: Architecture,
                        attribute_names: Sequence[str], export_dir: str, name: str,
-                       version: Optional[int] = None) -> str:
+                       version: Optional[int] = None, *, owner: str = "",
+                       preprocessing=None, thresholds: Optional[Sequence[float]] = None,
+                       info: Optional[Dict] = None,
+                       files: Optional[Dict[str, bytes]] = None) -> str:
     """Prunes `model` to `architecture`, folds BN, and writes a SavedModel; returns its
-    versioned directory (`next_version` unless `version` is given)."""
-    folded = inference_model(model.to_tree_network(architecture), attribute_names)
+    versioned directory.
+
+    Args:
+      version: the version to write (an existing one is an error); None = `next_version`,
+        and if another process takes that number first, the next free one (two runs
+        exporting into one directory never collide).
+      owner: the run id recorded in ``export.json`` (see `find_owned_version`).
+      preprocessing: a `pipelines.input.Preprocessing`; adds the ``serving_bytes`` signature.
+      thresholds: per attribute, probability above which ``serving_bytes`` says present
+        (default 0.5, the training loop's decision).
+      info: more entries for ``export.json`` (how the thresholds were chosen, ...).
+      files: more files for the export directory, name -> content (the model card and
+        its tree picture), written before the directory becomes visible.
+    """
+    names = list(attribute_names)
+    folded = inference_model(model.to_tree_network(architecture), names)
+    thresholds = [0.5] * len(names) if thresholds is None else [float(t) for t in thresholds]
+    if len(thresholds) != len(names):
+        raise ValueError(f"{len(thresholds)} thresholds for {len(names)} attributes")
+    clash = set(names) & {n + PRESENT_SUFFIX for n in names}
+    if clash:
+        raise ValueError(f"attribute {sorted(clash)[0]!r} clashes with the decision output "
+                         f"of another attribute")
     model_dir = os.path.join(export_dir, name)
     os.makedirs(model_dir, exist_ok=True)
-    version = version or next_version(model_dir)
     for stale in os.listdir(model_dir):  # left by an export that was killed
         if stale.startswith(".") and ".tmp-" in stale:
             shutil.rmtree(os.path.join(model_dir, stale), ignore_errors=True)
-    final = os.path.join(model_dir, str(version))
-    if os.path.exists(final):
-        raise FileExistsError(f"{final}: export version already exists")
-    tmp = tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=model_dir)
+    if version is not None and os.path.exists(os.path.join(model_dir, str(version))):
+        raise FileExistsError(f"{os.path.join(model_dir, str(version))}: export version "
+                              "already exists")
+    image_shape = tuple(model.image_shape)
+    tmp = tempfile.mkdtemp(prefix=".export.tmp-", dir=model_dir)
     try:
         archive = keras.export.ExportArchive()
         archive.track(folded)
-        spec = tf.TensorSpec([None, *model.image_shape], tf.float32, name="image")
-        archive.add_endpoint(name="serving_default",
-                             fn=lambda image: folded(image, training=False),
-                             input_signature=[spec])
+        spec = tf.TensorSpec([None, *image_shape], tf.float32, name="image")
+        archive.add_endpoint(
+            name="serving_default",
+            fn=lambda image: folded(check_images(image, image_shape), training=False),
+            input_signature=[spec])
+        if preprocessing is not None:
+            p = preprocessing
+            if (p.crop_height, p.crop_width) != image_shape[:2]:
+                raise ValueError(f"preprocessing crop {p.crop_height}x{p.crop_width} differs "
+                                 f"from the model input {image_shape}")
+            limits = tf.constant(thresholds, tf.float32)
+
+            def from_bytes(image_bytes):
+                image = decode_images(image_bytes, p.height, p.width, p.crop_height,
+                                      p.crop_width)
+                probabilities = folded(check_images(image, image_shape), training=False)
+                out = dict(probabilities)
+                for i, n in enumerate(names):
+                    out[n + PRESENT_SUFFIX] = probabilities[n] > limits[i]
+                return out
+
+            archive.add_endpoint(
+                name="serving_bytes", fn=from_bytes,
+                input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
         path = os.path.join(tmp, "model")
         archive.write_out(path, verbose=False)
         with open(os.path.join(path, "tree.json"), "w") as f:
-            f.write(architecture.to_json(attribute_names))
-        os.rename(path, final)
+            f.write(architecture.to_json(names))
+        described = {
+            "run_id": owner, "attribute_names": names,
+            "thresholds": dict(zip(names, thresholds)),
+            "input": {"image": f"float32 [batch, {', '.join(map(str, image_shape))}], RGB "
+                               "pixels in [0, 255]"},
+            **(info or {})}
+        if preprocessing is not None:
+            described["preprocessing"] = dataclasses.asdict(preprocessing)
+            described["input"]["image_bytes"] = "string [batch], encoded JPEG/PNG/GIF/BMP"
+        with open(os.path.join(path, EXPORT_INFO), "w") as f:
+            json.dump(described, f, indent=2)
+        for file_name, content in (files or {}).items():
+            with open(os.path.join(path, os.path.basename(file_name)), "wb") as f:
+                f.write(content)
+        while True:
+            number = version or next_version(model_dir)
+            final = os.path.join(model_dir, str(number))
+            try:
+                os.rename(path, final)  # fails if `final` exists and is not empty
+                break
+            except OSError as err:
+                if version is not None or err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final

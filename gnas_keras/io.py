@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader sees the old file or the complete new one, never a part."""
+"""Atomic file writes: a reader sees the old file or the complete new one, never a part; the
+file gets the mode of an ordinary write (the umask decides, usually group-readable)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,19 @@ import json
 import os
 import tempfile
 from typing import Any
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it; set back at once
+    os.umask(mask)
+    return mask
+
+
+def readable_by_group(path: str) -> None:
+    """Gives `path` the mode a plain `open` / `mkdir` would (0666 / 0777 less the umask):
+    `tempfile` creates 0600 files and 0700 folders, which a renamed output would keep, so a
+    teammate could not read reports, checkpoints or exports."""
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~_umask())
 
 
 def write_bytes_atomic(path: str, data: bytes) -> None:
@@ -19,6 +33,7 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        readable_by_group(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -12,6 +12,8 @@ decision as the training loop's argmax over two logits (a tie goes to "absent").
 - error: wrong predictions / labelled examples (the paper's metric, Tables 2-4).
 - AUC: area under the ROC curve from ranks (Mann-Whitney U), ties get the average rank;
   NaN when an attribute has only one class among its labels (GALM's metric).
+- F1: of the "present" class, 2 TP / (2 TP + FP + FN); with rare attributes it shows what
+  accuracy hides (always predicting "absent" is accurate and has F1 0).
 - balanced accuracy: mean of the recalls of the classes present among the labels (the true
   positive rate and the true negative rate when both classes occur; the one recall when only
   one class does, as scikit-learn does).
@@ -20,7 +22,7 @@ decision as the training loop's argmax over two logits (a tie goes to "absent").
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 from scipy.stats import rankdata
@@ -91,6 +93,11 @@ class Metrics:
     errors: np.ndarray
     aucs: np.ndarray
     balanced_accuracies: np.ndarray
+    f1: Optional[np.ndarray] = None
+
+    @property
+    def mean_f1(self) -> float:
+        return float("nan") if self.f1 is None else _nanmean(self.f1)
 
     @property
     def mean_error(self) -> float:
@@ -115,11 +122,49 @@ class Metrics:
         return {"mean_error": clean(self.mean_error), "mean_auc": clean(self.mean_auc),
                 "mean_balanced_accuracy": clean(self.mean_balanced_accuracy),
                 "error": per(self.errors), "auc": per(self.aucs),
-                "balanced_accuracy": per(self.balanced_accuracies)}
+                "balanced_accuracy": per(self.balanced_accuracies),
+                "mean_f1": clean(self.mean_f1),
+                "f1": None if self.f1 is None else per(self.f1)}
 
 
 def compute(probabilities: np.ndarray, labels: np.ndarray) -> Metrics:
     """All metrics of one prediction set (see the module docstring)."""
     return Metrics(attribute_errors(probabilities, labels),
                    attribute_aucs(probabilities, labels),
-                   balanced_accuracies(probabilities, labels))
+                   balanced_accuracies(probabilities, labels),
+                   f1_scores(probabilities, labels))
+
+
+def f1_scores(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per-attribute F1 of the "present" class [N]: 2 TP / (2 TP + FP + FN) over the
+    labelled examples; NaN when an attribute has no positive label and no positive
+    prediction (F1 is undefined there)."""
+    p, y = _check(probabilities, labels)
+    known = y >= 0
+    predicted = (p > 0.5) & known
+    positive = (y == 1) & known
+    tp = (predicted & positive).sum(0)
+    denominator = 2 * tp + (predicted & ~positive).sum(0) + (~predicted & positive).sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), np.nan)
+
+
+def choose_thresholds(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per attribute, the probability threshold t (present when p > t) with the fewest
+    errors on these labelled examples; among equally good ones the closest to 0.5, and 0.5
+    for an attribute without labels. Candidates: 0.5 and the midpoints between consecutive
+    distinct probabilities. Used on the validation split for an export's decisions."""
+    p, y = _check(probabilities, labels)
+    out = np.full(p.shape[1], 0.5)
+    for n in range(p.shape[1]):
+        known = y[:, n] >= 0
+        scores, truth = p[known, n], y[known, n] == 1
+        if not len(scores):
+            continue
+        distinct = np.unique(scores)
+        candidates = np.concatenate([[0.5], (distinct[1:] + distinct[:-1]) / 2,
+                                     [distinct[0] - 1e-6, distinct[-1]]])
+        errors = np.array([np.sum((scores > t) != truth) for t in candidates])
+        best = np.flatnonzero(errors == errors.min())
+        out[n] = float(candidates[best[np.argmin(np.abs(candidates[best] - 0.5))]])
+    return out

@@ -3,15 +3,22 @@
 TensorBoard layout (``tensorboard --logdir runs/``), under ``<workdir>/tensorboard``:
 - ``candidate/mean_val_error``: every candidate evaluation, step = evaluations so far;
 - ``search/mean_val_error``, ``search/learning_rate``: the tree at the end of each round;
-- ``reward/<layer>/<b>-><j>``: reward of every evaluated connection, step = round;
+- ``val_accuracy/<attribute>``: each attribute's validation accuracy of the round's tree;
+- ``rewards/<layer>`` (image): the reward matrix of each searched layer, parent block b
+  (rows) -> child block j (columns), one picture per layer and round;
+- ``train/loss``: training loss of the warm-up (step = warm-up step) and ``finetune/loss``
+  of the fine-tune (step = fine-tune step);
+- the HParams tab: the run's settings and final test metrics (`write_hparams`), so runs
+  compare side by side;
 - ``tree`` (text) and ``tree_image`` (the `gnas_keras.draw` picture): the tree after every
   round (a separate tag: TensorBoard keeps one plugin per tag).
 """
 
 from __future__ import annotations
 
+import io
 import sys
-from typing import Callable, Sequence
+from typing import Callable, Dict, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -52,6 +59,8 @@ class SearchReporter(SearchLogger):
             self._warmup_fifth = fifth
             self.out(f"warm-up on random trees: step {step}/{steps}  train loss "
                      f"{evaluation.loss:.4f}  elapsed {format_duration(elapsed)}")
+        with self.writer.as_default():
+            tf.summary.scalar("train/loss", evaluation.loss, step=step)
 
     def candidate(self, round_: int, max_rounds: int, layer: str, candidate: int,
                   num_candidates: int, evaluation: Evaluation, elapsed: float, eta: float,
@@ -95,12 +104,12 @@ class SearchReporter(SearchLogger):
                                       step=step)
                     tf.summary.scalar(f"switch/{layer}/median_paired_standard_error",
                                       np.nanmedian(result.switch_errors[layer]), step=step)
+            for name, accuracy in zip(self.attribute_names, result.validation.accuracy):
+                if accuracy == accuracy:  # NaN: no labelled example in the V batches
+                    tf.summary.scalar(f"val_accuracy/{name}", float(accuracy), step=step)
             for layer, matrix in result.rewards.items():
-                for b in range(matrix.shape[0]):
-                    for j in range(matrix.shape[1]):
-                        if matrix[b, j] == matrix[b, j]:  # skip NaN (dead child)
-                            tf.summary.scalar(f"reward/{layer}/{b}->{j}", matrix[b, j],
-                                              step=step)
+                tf.summary.image(f"rewards/{layer}", tf.io.decode_png(
+                    reward_picture(matrix, f"{layer} rewards, round {step}"))[None], step=step)
             tf.summary.text("tree", "```\n" + tree + "\n```", step=step)
             tf.summary.image("tree_image", draw.image_tensor(
                 architecture, self.attribute_names, f"round {step}"), step=step)
@@ -120,3 +129,73 @@ class SearchReporter(SearchLogger):
 
     def close(self) -> None:
         self.writer.close()
+
+
+def reward_picture(matrix: np.ndarray, title: str) -> bytes:
+    """PNG of one layer's reward matrix [B_{l-1}, B_l]: reward of parent b -> child j as
+    colour (NaN, a child not evaluated, blank), the value written in each cell when the
+    matrix is small enough to read, and each child's chosen parent outlined."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    rows, cols = matrix.shape
+    fig = Figure(figsize=(min(2 + 0.45 * cols, 16), min(1.5 + 0.45 * rows, 10)), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    shown = ax.imshow(np.ma.masked_invalid(matrix), cmap="viridis", aspect="auto")
+    fig.colorbar(shown, ax=ax, fraction=0.05)
+    if rows * cols <= 400:
+        for b in range(rows):
+            for j in range(cols):
+                if matrix[b, j] == matrix[b, j]:
+                    ax.text(j, b, f"{matrix[b, j]:.2f}", ha="center", va="center",
+                            fontsize=6, color="white")
+    for j in range(cols):
+        if np.any(matrix[:, j] == matrix[:, j]):
+            b = int(np.nanargmax(matrix[:, j]))
+            ax.add_patch(Rectangle((j - 0.5, b - 0.5), 1, 1, fill=False, edgecolor="red",
+                                   linewidth=1.2))
+    ax.set_xlabel("child block j")
+    ax.set_ylabel("parent block b")
+    ax.set_title(title, fontsize=9)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def hparams_values(config: Dict) -> Dict[str, object]:
+    """A `RunConfig.to_dict()` flattened to the flag names and to the value types the HParams
+    tab takes (bool, int, float, str); only the run's own method section is kept."""
+    out: Dict[str, object] = {}
+
+    def add(d: Dict) -> None:
+        for key, value in d.items():
+            if key == "methods":
+                section = value.get(config.get("method"))
+                if isinstance(section, dict):
+                    add(section)
+            elif isinstance(value, dict):
+                add(value)
+            elif isinstance(value, (bool, int, float, str)):
+                out[key] = value
+            else:
+                out[key] = "default" if value is None else ",".join(map(str, value))
+
+    add(config)
+    return out
+
+
+def write_hparams(logdir: str, config: Dict, final_metrics: Dict[str, float],
+                  run_id: str) -> None:
+    """The run's settings and final metrics (``final/<name>``, step 0) for TensorBoard's
+    HParams tab (every run directory under one ``--logdir`` becomes a row)."""
+    from tensorboard.plugins.hparams import api as hp
+
+    writer = tf.summary.create_file_writer(logdir)
+    with writer.as_default():
+        hp.hparams(hparams_values(config), trial_id=run_id)
+        for name, value in final_metrics.items():
+            if value is not None and value == value:
+                tf.summary.scalar(f"final/{name}", float(value), step=0)
+    writer.close()

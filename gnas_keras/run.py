@@ -12,7 +12,16 @@ trained model to fine-tune, and its own report entries). The run directory
 - ``report.json``: method, dataset, space, tree and architecture, per-attribute and mean test
   error, parameters and MACs, search wall time, the method's entries (GNAS: ``rounds``,
   random search: ``trials``), the comparisons, and for a dataset with a planted grouping the
-  adjusted Rand index between the found and planted groupings.
+  adjusted Rand index between the found and planted groupings; mean F1, balanced accuracy
+  and AUC; the preprocessing and input shape; the export's decision thresholds;
+- ``run.lock`` while a run owns it (`gnas_keras.workdir`); ``.replaced/`` with the outputs
+  of earlier runs that ``--restart`` moved aside.
+
+Before any work the dataset is checked (`pipelines.records.check_dataset`), the space
+against the image size, and the workdir and export directory for writability. Every export
+(`gnas_keras.export`) gets ``export.json`` with this run's id (a resumed run finds its own
+version, never another's), the decision thresholds chosen on the validation split, and
+``model_card.md`` with ``tree.png``.
 """
 
 from __future__ import annotations
@@ -22,26 +31,31 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 
+from gnas_keras import draw, metrics
+from gnas_keras.model_card import model_card
 from gnas_keras.architecture import Architecture, cost
+from gnas_keras.cost import layer_costs
 from gnas_keras.checkpoint import RunCheckpoint
 from gnas_keras.config import RunConfig
 from gnas_keras.data import Data, planted_groups
 from gnas_keras.evaluation import Evaluation, NumericalError, segment_seed
-from gnas_keras.export import export_saved_model, next_version
+from gnas_keras.export import export_saved_model, find_owned_version
 from gnas_keras.io import write_json_atomic, write_text_atomic
 from gnas_keras.methods import Method, get_method
 from gnas_keras.methods.base import SearchContext, SearchLogger, SearchResult
 from gnas_keras.models.base import AttributeModel, parameter_count
-from gnas_keras.reporting import SearchReporter, terminal
-from gnas_keras.space import SearchSpace, get_space
+from gnas_keras.reporting import SearchReporter, terminal, write_hparams
+from gnas_keras.space import SearchSpace, get_space, scientific
 from gnas_keras.training import (Loop, is_multi_worker, new_supernet, new_tree_network,
                                  train_and_test, train_from_scratch)
 from gnas_keras.tree import adjusted_rand_index
+from gnas_keras.workdir import WorkdirLock, check_writable, move_aside
 from pipelines import records
 from pipelines.input import shard_files
 
@@ -134,7 +148,9 @@ class RunState:
       finetune_done: fine-tune steps done.
       test: the fine-tuned network's test `Evaluation` (dict).
       comparisons: from-scratch results by tree name.
-      export_version: the version chosen once for the export (0 = not yet).
+      run_id: this run's id, drawn when it starts (kept across resumption); its export
+        records it, so a resumed export finds its own version and never another run's.
+      export_path: the export's versioned directory, once written.
       numerical_errors: where NaN/Inf losses happened.
       report: report.json once written.
     """
@@ -149,7 +165,8 @@ class RunState:
     finetune_done: int = 0
     test: Optional[Dict] = None
     comparisons: Dict[str, Dict] = dataclasses.field(default_factory=dict)
-    export_version: int = 0
+    run_id: str = ""
+    export_path: str = ""
     numerical_errors: List[Dict] = dataclasses.field(default_factory=list)
     report: Optional[Dict] = None
 
@@ -283,7 +300,14 @@ class _Run:
         state, names = self.state, self.meta.attribute_names
         self.out("tree:\n" + architecture.render(names))
 
+        writer = tf.summary.create_file_writer(os.path.join(self.config.workdir,
+                                                            "tensorboard"))
+
         def checkpoint(done: int, loop: Loop) -> None:
+            with writer.as_default():  # the mean training loss of the chunk just trained
+                tf.summary.scalar("finetune/loss", float(model.loss_tracker.result()),
+                                  step=done)
+            writer.flush()
             state.finetune_done = done
             self.save(_objects(model))
 
@@ -323,20 +347,42 @@ class _Run:
     def export(self, model: AttributeModel, architecture: Architecture) -> None:
         """A version number is chosen once, so a resumed export does not add another."""
         config, state, meta = self.config, self.state, self.meta
-        export_path = ""
-        if config.export_dir:
-            name = config.export_name or f"{meta.name}_{config.method}"
-            if not state.export_version:
-                state.export_version = next_version(os.path.join(config.export_dir, name))
-                self.save()
-            export_path = os.path.join(config.export_dir, name, str(state.export_version))
-            if not os.path.exists(export_path):
-                self.out(f"exporting to {export_path}")
-                export_saved_model(model, architecture, meta.attribute_names,
-                                   config.export_dir, name, version=state.export_version)
+        export_path, thresholds = "", None
         h, w, _ = self.data.image_shape
         size = cost(architecture, h, w)
         test = Evaluation.from_dict(state.test)
+        test_metrics = self.test_metrics()
+        if config.export_dir:
+            name = config.export_name or f"{meta.name}_{config.method}"
+            model_dir = os.path.join(config.export_dir, name)
+            export_path = find_owned_version(model_dir, state.run_id) or ""
+            if not export_path:
+                thresholds = self.decision_thresholds(model)
+                self.out(f"exporting to {model_dir}")
+                card = model_card(
+                    name=name, dataset=meta.name, data_dirs=config.data_dirs,
+                    split_sizes=meta.split_sizes, attribute_names=meta.attribute_names,
+                    method=config.method, space=self.space.name,
+                    tree_text=architecture.render(meta.attribute_names),
+                    input_description=f"RGB images, resized to {self.data.prep.height}x"
+                    f"{self.data.prep.width} and centre-cropped to {h}x{w}",
+                    test_error=error_report(test, meta.attribute_names)["test_error"],
+                    test_f1=test_metrics.get("test_f1"),
+                    test_balanced_accuracy=test_metrics.get("test_balanced_accuracy"),
+                    thresholds=dict(zip(meta.attribute_names, map(float, thresholds))),
+                    parameters=size.parameters, macs_per_image=size.macs_per_image,
+                    parts=[p["name"] for p in meta.extra.get("combined", [])])
+                picture = draw.to_png(draw.layout(architecture, meta.attribute_names, name))
+                export_path = export_saved_model(
+                    model, architecture, meta.attribute_names, config.export_dir, name,
+                    owner=state.run_id, preprocessing=self.data.prep, thresholds=thresholds,
+                    info={"thresholds_chosen_on": "validation split, fewest errors per "
+                                                  "attribute (gnas_keras.metrics."
+                                                  "choose_thresholds)",
+                          "dataset": meta.name, "method": config.method},
+                    files={"model_card.md": card.encode("utf-8"), "tree.png": picture})
+            state.export_path = export_path
+            self.save()
         state.report = {
             "method": config.method, "dataset": meta.name, "data_dir": config.data_dir,
             "search_space": self.space.to_dict(), "num_attributes": meta.num_attributes,
@@ -354,12 +400,44 @@ class _Run:
             "comparisons_from_scratch": state.comparisons,
             "compare_steps": config.compare_steps if state.comparisons else 0,
             "numerical_errors": state.numerical_errors,
+            **test_metrics,
+            "preprocessing": dataclasses.asdict(self.data.prep),
+            "input_shape": list(self.data.image_shape),
             "export": export_path,
+            "decision_thresholds": None if thresholds is None
+            else dict(zip(meta.attribute_names, map(float, thresholds))),
             "config": config.to_dict(),
         }
         write_json_atomic(os.path.join(config.workdir, "report.json"), state.report)
+        write_hparams(os.path.join(config.workdir, "tensorboard"), config.to_dict(), {
+            "mean_test_error": test.mean_error, "mean_f1": test_metrics.get("mean_f1"),
+            "mean_balanced_accuracy": test_metrics.get("mean_balanced_accuracy"),
+            "mean_auc": test_metrics.get("mean_auc"), "parameters": size.parameters,
+            "search_seconds": state.search_seconds}, state.run_id)
         state.phase = "done"
         self.save()
+
+    def decision_thresholds(self, model: AttributeModel) -> np.ndarray:
+        """Per attribute, the probability above which the export says "present": the one
+        with the fewest validation errors (`metrics.choose_thresholds`). The fine-tune also
+        trained on this split, so these are optimistic; no other labelled split is unseen
+        but the test split, which must stay untouched."""
+        probabilities, labels = Loop(model, self.data.train, self.config.seed).predict(
+            self.data.validation)
+        return metrics.choose_thresholds(probabilities, labels)
+
+    def test_metrics(self) -> Dict:
+        """Mean F1, balanced accuracy and AUC on the test predictions (rare attributes make
+        plain error misleading), and F1 per attribute."""
+        path = os.path.join(self.config.workdir, PREDICTIONS_FILE)
+        if not os.path.exists(path):
+            return {}
+        with np.load(path) as saved:
+            m = metrics.compute(saved["probabilities"], saved["labels"]).to_dict(
+                self.meta.attribute_names)
+        return {"mean_f1": m["mean_f1"], "mean_balanced_accuracy": m["mean_balanced_accuracy"],
+                "mean_auc": m["mean_auc"], "test_f1": m["f1"],
+                "test_balanced_accuracy": m["balanced_accuracy"]}
 
     def phases(self) -> Dict:
         state = self.state
@@ -398,37 +476,61 @@ def run(config: RunConfig, out: Callable[[str], None] = terminal) -> Dict:
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     data = Data.load(config)
-    get_space(config.space).validate(data.meta.num_attributes)
+    meta, n = data.meta, data.meta.num_attributes
+    space = get_space(config.space)
+    h, w, _ = data.image_shape
+    layer_costs(space, n, h, w)  # a space that does not fit the image fails here
     method = get_method(config.method)
+    check_writable(config.workdir, "workdir")
+    if config.export_dir:
+        check_writable(config.export_dir, "export_dir")
     strategy = make_strategy(config.strategy)
     if is_multi_worker(strategy):
         data.shard = worker_shard(strategy)
-        check_shards(config.data_dir, data.shard[0])
-    if strategy.extended.should_checkpoint:
-        os.makedirs(config.workdir, exist_ok=True)
-        return _run_phases(config, data, method, RunCheckpoint(config.workdir, config.to_dict()),
-                           strategy, out)
-    scratch = tempfile.mkdtemp(prefix="gnas-worker-")
-    try:
-        return _run_phases(worker_scratch(config, scratch), data, method,
-                           RunCheckpoint(config.workdir, config.to_dict(), scratch=scratch),
-                           strategy, out)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        for data_dir in config.data_dirs:
+            check_shards(data_dir, data.shard[0])
+    if not strategy.extended.should_checkpoint:  # a non-chief worker: scratch, no lock
+        scratch = tempfile.mkdtemp(prefix="gnas-worker-")
+        try:
+            return _run_phases(worker_scratch(config, scratch), data, method, space,
+                               RunCheckpoint(config.workdir, config.to_dict(),
+                                             scratch=scratch), strategy, out)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    os.makedirs(config.workdir, exist_ok=True)
+    with WorkdirLock(config.workdir, out):
+        saver = RunCheckpoint(config.workdir, config.to_dict())
+        if config.restart:
+            aside = move_aside(config.workdir)
+            if aside:
+                out(f"--restart: the previous run's outputs are now in {aside}")
+        try:
+            return _run_phases(config, data, method, space, saver, strategy, out)
+        except KeyboardInterrupt:
+            saved = saver.read_state()
+            if saved and saved.get("checkpoint"):
+                where = (f"the same command resumes at phase {saved.get('phase')} from "
+                         f"{saved['checkpoint']}")
+            else:
+                where = "no checkpoint yet: the same command starts over"
+            raise RunInterrupted(f"interrupted; {where}") from None
 
 
-def _run_phases(config: RunConfig, data: Data, method: Method, saver: RunCheckpoint,
-                strategy: tf.distribute.Strategy, out: Callable[[str], None]) -> Dict:
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during a run; the message says where the run resumes."""
+
+
+def _run_phases(config: RunConfig, data: Data, method: Method, space: SearchSpace,
+                saver: RunCheckpoint, strategy: tf.distribute.Strategy,
+                out: Callable[[str], None]) -> Dict:
     meta, n = data.meta, data.meta.num_attributes
-    space = get_space(config.space)
-    if config.restart:
-        saver.clear()
     saved = saver.restore_state()
     state = RunState.from_dict(saved) if saved else RunState()
+    state.run_id = state.run_id or uuid.uuid4().hex
     h, w, _ = data.image_shape
     out(f"{config.method} on {meta.name} ({n} attributes, {h}x{w}), space {space.name}: "
-        f"{space.num_trees(n):.3g} trees, {space.evaluations_per_round(n)} evaluations per "
-        f"round, {strategy.num_replicas_in_sync} replica(s)"
+        f"{scientific(space.num_trees(n))} trees, {space.evaluations_per_round(n)} evaluations "
+        f"per round, {strategy.num_replicas_in_sync} replica(s)"
         + (f"; resuming at phase {state.phase} from {saver.directory}" if state.resumed
            else ""))
     current = _Run(config, data, method, saver, state, strategy, out)
@@ -437,7 +539,7 @@ def _run_phases(config: RunConfig, data: Data, method: Method, saver: RunCheckpo
             return current.phases()
         except NumericalError as err:
             saved = saver.read_state()
-            state = RunState.from_dict(saved) if saved else RunState()
+            state = RunState.from_dict(saved) if saved else RunState(run_id=current.state.run_id)
             state.numerical_errors = current.state.numerical_errors + [{
                 "where": err.where, "message": str(err),
                 "resumable_from": saved.get("checkpoint") if saved else None}]

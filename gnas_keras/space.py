@@ -135,6 +135,18 @@ class SearchSpace:
                    d.get("group_layer", ""))
 
 
+def scientific(count: int, digits: int = 3) -> str:
+    """A non-negative integer of any size in scientific notation (``1.23e+45``); numbers of
+    trees overflow a float beyond about 1e308."""
+    if count < 1e15:
+        return f"{count:.{digits}g}"
+    exponent = math.floor(math.log10(count))
+    mantissa = round(10 ** (math.log10(count) - exponent), digits - 1)
+    if mantissa >= 10:
+        mantissa, exponent = mantissa / 10, exponent + 1
+    return f"{mantissa:.{digits - 1}f}e+{exponent}"
+
+
 def _table1(name: str, deep: bool, wide: bool) -> SearchSpace:
     """The paper's Table 1. Shallow searches Conv-4, Conv-5, FC-1; Deep Conv-2..5 and FC-1."""
     if deep:

@@ -55,7 +55,6 @@ from gnas_keras.reporting import format_duration, terminal
 from gnas_keras.space import get_space
 from gnas_keras.training import Loop, new_supernet, train_from_scratch
 from gnas_keras.tree import Routing
-from pipelines import input as data_input
 
 SETTINGS = ("random_init", "trained")
 METHODS = ("gnas", "random")
@@ -329,8 +328,7 @@ def run_study(config: StudyConfig, out: Callable[[str], None] = terminal) -> Dic
                          f"{run_config.eval_batch_size}")
     workdir = run_config.workdir
     os.makedirs(workdir, exist_ok=True)
-    validation = data_input.make_dataset(run_config.data_dir, "validation",
-                                         run_config.eval_batch_size, False, data.prep)
+    validation = data.validation
     heldout = validation.take(config.heldout_batches).cache()
     rest = validation.skip(config.heldout_batches).cache()
     trials = config.random_trials or config.max_rounds * space.evaluations_per_round(n)

@@ -1,0 +1,66 @@
+"""What a run shows (issue 13 part 5-6): per-attribute validation accuracy per round, training
+losses, one reward picture per searched layer, settings and final metrics in the HParams tab,
+F1 and balanced accuracy in the report, a model card beside the export; and the metrics
+behind them."""
+
+import os
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from gnas_keras import metrics
+from gnas_keras.config import CandidateConfig, RunConfig
+from gnas_keras.methods.gnas import GnasConfig
+
+
+def test_f1_and_thresholds_on_hand_made_cases():
+    p = np.array([[0.9, 0.2], [0.6, 0.4], [0.3, 0.45], [0.1, 0.1]])
+    y = np.array([[1, 0], [0, 1], [1, 1], [0, -1]])
+    # attribute 0: TP 1 (0.9), FP 1 (0.6), FN 1 (0.3) -> 2/(2+1+1); attribute 1: no TP -> 0
+    np.testing.assert_allclose(metrics.f1_scores(p, y), [0.5, 0.0])
+    assert np.isnan(metrics.f1_scores(np.array([[0.1]]), np.array([[0]])))[0]
+    # attribute 0: 2 errors at 0.5, 1 at 0.2 and at 0.75 (midpoints) -> the one closer to
+    # 0.5; attribute 1: 0.3 (between 0.2 and 0.4) makes no error.
+    t = metrics.choose_thresholds(p, y)
+    assert t[0] == pytest.approx(0.75) and t[1] == pytest.approx(0.3)
+    errors = [np.sum((p[y[:, n] >= 0, n] > t[n]) != (y[y[:, n] >= 0, n] == 1)) for n in (0, 1)]
+    assert errors == [1, 0]
+    assert list(metrics.choose_thresholds(p, np.full_like(y, -1))) == [0.5, 0.5]
+
+
+def test_run_shows_attributes_losses_rewards_hparams_and_writes_a_model_card(synthetic_dir,
+                                                                             tmp_path):
+    from gnas_keras.run import run
+
+    config = RunConfig(data_dir=synthetic_dir, workdir=str(tmp_path / "run"),
+                       export_dir=str(tmp_path / "export"), batch_size=32, eval_batch_size=64,
+                       finetune_steps=2,
+                       candidates=CandidateConfig(train_steps=1, val_batches=1,
+                                                  warmup_steps=2, warmup_resample=1))
+    config.methods["gnas"] = GnasConfig(max_rounds=1)
+    report = run(config, out=lambda line: None)
+    names = report["attribute_names"]
+    assert 0.0 <= report["mean_f1"] <= 1.0 and 0.0 <= report["mean_balanced_accuracy"] <= 1.0
+    assert set(report["test_f1"]) == set(names)
+    assert set(report["decision_thresholds"]) == set(names)
+
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"),
+                              size_guidance={"images": 0, "tensors": 0})
+    events.Reload()
+    tensors = set(events.Tags()["tensors"])  # TF2 summaries are stored as tensors
+    assert {f"val_accuracy/{a}" for a in names} <= tensors
+    assert {"train/loss", "finetune/loss", "final/mean_test_error", "final/mean_f1"} <= tensors
+    assert {"rewards/conv3", "rewards/fc1"} <= tensors
+    assert not any(t.startswith("reward/") for t in tensors)  # no card per edge any more
+    image = events.Tensors("rewards/conv3")[0].tensor_proto.string_val
+    assert image[2][:8] == b"\x89PNG\r\n\x1a\n"
+    plugins = set(events.PluginTagToContent("hparams"))
+    assert "_hparams_/session_start_info" in plugins
+
+    card = open(os.path.join(report["export"], "model_card.md")).read()
+    assert card.startswith("# Model card: synthetic_gnas")
+    assert all(f"| {a} |" in card for a in names)
+    assert "![tree](tree.png)" in card and "## Intended use" in card and "## Limits" in card
+    assert "Bias and privacy" not in card  # synthetic shapes, not people
+    assert os.path.getsize(os.path.join(report["export"], "tree.png")) > 1000
