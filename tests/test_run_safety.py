@@ -65,8 +65,8 @@ def test_search_failures_are_one_named_line_before_any_work(synthetic_dir, tmp_p
         ([f"--data_dir={garbled}"],
          f"search: error: {garbled}/metadata.json:2: not valid JSON (Expecting value, "
          "column 13)"),
-        (["--crop_height=4", "--crop_width=4"],
-         "search: error: space tiny: image 4x4 is too small: conv3 gets 1x1 and its 2x2 "
+        (["--crop_height=2", "--crop_width=2"],
+         "search: error: space tiny: image 2x2 is too small: conv2 gets 1x1 and its 2x2 "
          "max-pool needs at least 2x2"),
         ([f"--workdir={a_file}/run"],
          f"search: error: workdir: {a_file}/run is not writable (Not a directory)"),
