@@ -475,6 +475,9 @@ def run(config: RunConfig, out: Callable[[str], None] = terminal) -> Dict:
     config.validate()
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
+    # Before any TensorFlow op (checking the dataset decodes an image): a multi-worker
+    # strategy's collectives must be configured at program start.
+    strategy = make_strategy(config.strategy)
     data = Data.load(config)
     meta, n = data.meta, data.meta.num_attributes
     space = get_space(config.space)
@@ -484,7 +487,6 @@ def run(config: RunConfig, out: Callable[[str], None] = terminal) -> Dict:
     check_writable(config.workdir, "workdir")
     if config.export_dir:
         check_writable(config.export_dir, "export_dir")
-    strategy = make_strategy(config.strategy)
     if is_multi_worker(strategy):
         data.shard = worker_shard(strategy)
         for data_dir in config.data_dirs:

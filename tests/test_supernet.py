@@ -75,7 +75,7 @@ def test_inactive_edges_and_their_optimizer_state_do_not_move():
     moved_rows = 0
     for layer in model.routed_layers:
         for var in layer.weights:
-            if var.path.endswith("parents"):
+            if var.path.endswith(("parents", "train_scale")):  # routing, training switch
                 continue
             momentum = [m for v, m in zip(model.trainable_variables, model.optimizer.momentums)
                         if v is var]
