@@ -32,9 +32,10 @@ import shutil
 import tempfile
 import time
 import uuid
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
+import keras
 import tensorflow as tf
 
 from gnas_keras import draw, metrics
@@ -139,6 +140,8 @@ class RunState:
     Attributes:
       phase: one of `PHASES`.
       rollbacks: NaN rollbacks so far (``on_nan="rollback"``).
+      lr_scale: 0.5 ** rollbacks: what a method that sets its learning rate from the config
+        (branching's schedule) multiplies it by, so a halving survives the next schedule step.
       search: the method's state (its ``to_dict()``) while searching.
       search_seconds: search wall time (also across restarts).
       architecture: the found architecture (`Architecture.to_dict`), after the search.
@@ -157,6 +160,7 @@ class RunState:
 
     phase: str = "search"
     rollbacks: int = 0
+    lr_scale: float = 1.0
     search: Optional[Dict] = None
     search_seconds: float = 0.0
     architecture: Optional[Dict] = None
@@ -183,6 +187,17 @@ class RunState:
         return self.phase != "search" or self.search is not None
 
 
+def _optimizers(objects: Dict) -> List:
+    """The distinct Keras optimizers in a checkpoint's objects: given directly, or as the
+    ``optimizer`` attribute of a model or a method's `tf.Module` holder."""
+    found: Dict[int, Any] = {}
+    for value in objects.values():
+        for candidate in (value, getattr(value, "optimizer", None)):
+            if isinstance(candidate, keras.optimizers.Optimizer):
+                found.setdefault(id(candidate), candidate)
+    return list(found.values())
+
+
 def _objects(model: AttributeModel, extra: Optional[Dict] = None) -> Dict:
     """What a checkpoint holds: the model, its optimizer, and any extra trackables."""
     return {"model": model, "optimizer": model.optimizer, **(extra or {})}
@@ -203,8 +218,12 @@ class _Run:
     # --- helpers ---------------------------------------------------------------------------
     def context(self, rng: np.random.Generator, logger: SearchLogger, saved=None,
                 checkpoint=None, **models) -> SearchContext:
+        # A rollback's halving also reaches a method that computes its learning rate from
+        # the config (branching's schedule); the restored optimizers are halved in `restore`.
+        config = self.config if self.state.lr_scale == 1.0 else dataclasses.replace(
+            self.config, learning_rate=self.config.learning_rate * self.state.lr_scale)
         return SearchContext(
-            config=self.config, method_config=self.config.method_config(),
+            config=config, method_config=self.config.method_config(),
             space=self.space, num_attributes=self.meta.num_attributes,
             attribute_names=list(self.meta.attribute_names),
             planted_groups=planted_groups(self.meta), rng=rng, logger=logger,
@@ -214,12 +233,15 @@ class _Run:
 
     def restore(self, objects: Dict) -> None:
         """Loads the last checkpoint into `objects` and applies a pending rollback's halved
-        learning rate."""
+        learning rate to every optimizer among them (a model's, a method's holder's)."""
         if self.saver.restore_objects(objects) and self.lr_factor != 1.0:
-            optimizer = objects["optimizer"]
-            lr = float(optimizer.learning_rate.numpy()) * self.lr_factor
-            optimizer.learning_rate.assign(lr)
-            self.out(f"rolled back to {self.saver.latest}, learning rate {lr:.4g}")
+            rates = []
+            for optimizer in _optimizers(objects):
+                lr = float(optimizer.learning_rate.numpy()) * self.lr_factor
+                optimizer.learning_rate.assign(lr)
+                rates.append(f"{lr:.4g}")
+            self.out(f"rolled back to {self.saver.latest}, learning rate "
+                     f"{', '.join(rates) or 'unchanged (no optimizer checkpointed)'}")
         self.lr_factor = 1.0
 
     def new_supernet(self):
@@ -548,6 +570,7 @@ def _run_phases(config: RunConfig, data: Data, method: Method, space: SearchSpac
             if config.on_nan == "rollback" and saver.exists() \
                     and state.rollbacks < MAX_ROLLBACKS:
                 state.rollbacks += 1
+                state.lr_scale *= 0.5
                 out(f"{err}: rolling back to {saver.latest}")
                 current = _Run(config, data, method, saver, state, strategy, out)
                 current.lr_factor = 0.5

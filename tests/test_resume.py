@@ -215,6 +215,39 @@ def test_rollback_halves_the_learning_rate_and_continues(synthetic_dir, tmp_path
     assert len(report["numerical_errors"]) == 1 and np.isfinite(report["mean_test_error"])
 
 
+def test_rollback_reaches_a_method_with_its_own_holder_and_schedule(synthetic_dir, tmp_path,
+                                                                     monkeypatch):
+    """Branching checkpoints its network in a `tf.Module` holder (no top-level "optimizer")
+    and sets its learning rate from the config every chunk: the halving must reach both."""
+    from gnas_keras import run as run_module
+    from gnas_keras.config import RunConfig
+    from gnas_keras.evaluation import Evaluation
+    from gnas_keras.methods.branching import BranchingConfig
+    from gnas_keras.training import Loop
+
+    config = RunConfig(data_dir=synthetic_dir, workdir=str(tmp_path / "run"), export_dir="",
+                       method="branching", batch_size=16, eval_batch_size=64, finetune_steps=2,
+                       on_nan="rollback", compare=(),
+                       methods={"branching": BranchingConfig(
+                           thin_layout="small", omega=4, iterations_per_round=2,
+                           branch_unit_cost=0.0, max_widening_rounds=2)})
+    real_train, rates = Loop.train, []
+
+    def train(self, steps, *args, **kwargs):
+        rates.append(self.learning_rate)
+        result = real_train(self, steps, *args, **kwargs)
+        # The second round's training (call 2) diverges; the first round was checkpointed.
+        return Evaluation(float("nan"), result.accuracy) if len(rates) == 2 else result
+
+    monkeypatch.setattr(Loop, "train", train)
+    lines = []
+    report = run_module.run(config, out=lines.append)
+    assert rates[0] == pytest.approx(0.1) and rates[1] == pytest.approx(0.1)
+    assert rates[2] == pytest.approx(0.05)   # the redone round 2, at the halved rate
+    assert any("rolled back" in line and "learning rate 0.05" in line for line in lines)
+    assert len(report["numerical_errors"]) == 1 and np.isfinite(report["mean_test_error"])
+
+
 BRANCHING = ("--method=branching", "--thin_layout=small", "--omega=4",
              "--iterations_per_round=3", "--branch_unit_cost=0.0", "--max_widening_rounds=2")
 
