@@ -58,6 +58,7 @@ from gnas_keras.training import (Loop, is_multi_worker, new_supernet, new_tree_n
 from gnas_keras.tree import adjusted_rand_index
 from gnas_keras.workdir import WorkdirLock, check_writable, move_aside
 from pipelines import records
+from pipelines.convert_errors import DatasetError
 from pipelines.input import shard_files
 
 PREDICTIONS_FILE = "test_predictions.npz"
@@ -530,6 +531,8 @@ def run(config: RunConfig, out: Callable[[str], None] = terminal) -> Dict:
                 out(f"--restart: the previous run's outputs are now in {aside}")
         try:
             return _run_phases(config, data, method, space, saver, strategy, out)
+        except tf.errors.DataLossError as err:
+            raise corrupt_data_error(config, saver, err) from None
         except KeyboardInterrupt:
             saved = saver.read_state()
             if saved and saved.get("checkpoint"):
@@ -538,6 +541,26 @@ def run(config: RunConfig, out: Callable[[str], None] = terminal) -> Dict:
             else:
                 where = "no checkpoint yet: the same command starts over"
             raise RunInterrupted(f"interrupted; {where}") from None
+
+
+def corrupt_data_error(config: RunConfig, saver: RunCheckpoint,
+                       err: tf.errors.DataLossError) -> DatasetError:
+    """TensorFlow's `DataLossError` from reading a record whose CRC fails (a byte flipped
+    after conversion: `check_dataset` walks only the record headers) as one `DatasetError`
+    naming the shard and record, found by reading the dataset once, and where the run
+    resumes after the shard is reconverted."""
+    found = records.find_corrupt_record(config.data_dirs)
+    saved = saver.read_state()
+    resume = (f"the last checkpoint ({saved['checkpoint']}, phase {saved.get('phase')}) is "
+              "kept and the same command resumes from it"
+              if saved and saved.get("checkpoint") else
+              "no checkpoint yet: the same command starts over")
+    hint = f"convert the dataset again; {resume}"
+    if found is not None:
+        return DatasetError(found.path, None, f"{found.reason}; {hint}", kind="bad_shard")
+    first = str(err).strip().splitlines()[0] if str(err).strip() else "DataLossError"
+    return DatasetError(",".join(config.data_dirs), None,
+                        f"a record failed to read ({first}); {hint}", kind="bad_shard")
 
 
 class RunInterrupted(KeyboardInterrupt):

@@ -5,6 +5,7 @@ config reruns, outputs are group-readable, Ctrl-C says where the run resumes."""
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -205,3 +206,37 @@ def test_ctrl_c_is_one_line_saying_where_the_run_resumes(synthetic_dir, tmp_path
     assert rest[-1].startswith(f"search: interrupted; the same command resumes at phase "
                                f"search from {tmp_path}/checkpoints/ckpt-"), rest
     assert not (tmp_path / "run.lock").exists()
+
+
+def _flip_a_byte_inside_record(path, index):
+    """Flips one byte in the middle of record `index`'s data: the length headers still walk
+    (so `check_dataset` passes), the record's CRC does not."""
+    with open(path, "r+b") as f:
+        position = 0
+        for _ in range(index):
+            f.seek(position)
+            position += 12 + int.from_bytes(f.read(8), "little") + 4
+        f.seek(position)
+        length = int.from_bytes(f.read(8), "little")
+        f.seek(position + 12 + length // 2)
+        byte = f.read(1)
+        f.seek(position + 12 + length // 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+def test_a_byte_flipped_inside_a_shard_is_one_line_naming_the_shard(synthetic_dir, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_dir, data)
+    shard = data / "train-00001-of-00002.tfrecord"
+    _flip_a_byte_inside_record(shard, 40)
+    [(code, err)] = in_process("search", [[
+        f"--data_dir={data}", f"--workdir={tmp_path / 'run'}", "--export_dir=",
+        "--batch_size=16", "--train_steps=2", "--val_batches=1", "--max_rounds=1",
+        "--warmup_steps=30"]])
+    errors = [line for line in err.strip().splitlines() if "error" in line.lower()]
+    assert code == 2 and len(errors) == 1, err[-3000:]
+    assert re.fullmatch(re.escape(f"search: error: {shard}: record 41 is corrupted (") +
+                        r"corrupted record at byte \d+, its checksum fails\); convert the "
+                        "dataset again; no checkpoint yet: the same command starts over",
+                        errors[0]), errors
+    assert "Traceback" not in err and "IteratorGetNext" not in err
