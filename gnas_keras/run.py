@@ -29,7 +29,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 import uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -263,6 +265,7 @@ class _Run:
 
     def save(self, objects: Optional[Dict] = None) -> None:
         self.saver.save(self.state.to_dict(), objects)
+        _CTRL_C.raise_if_pending()
 
     # --- 1. the method -----------------------------------------------------------------------
     def search(self) -> Optional[AttributeModel]:
@@ -523,7 +526,7 @@ def run(config: RunConfig, out: Callable[[str], None] = terminal) -> Dict:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     os.makedirs(config.workdir, exist_ok=True)
-    with WorkdirLock(config.workdir, out):
+    with WorkdirLock(config.workdir, out), _CTRL_C:
         saver = RunCheckpoint(config.workdir, config.to_dict())
         if config.restart:
             aside = move_aside(config.workdir)
@@ -561,6 +564,41 @@ def corrupt_data_error(config: RunConfig, saver: RunCheckpoint,
     first = str(err).strip().splitlines()[0] if str(err).strip() else "DataLossError"
     return DatasetError(",".join(config.data_dirs), None,
                         f"a record failed to read ({first}); {hint}", kind="bad_shard")
+
+
+class _CtrlC:
+    """Makes one Ctrl-C (SIGINT) always end the run. Python raises KeyboardInterrupt wherever
+    the main thread is when its handler runs; inside a finaliser (``__del__`` of a TensorFlow
+    object collected at that moment) the exception is swallowed, and the run went on to the
+    end. So the handler also records the request, and the next checkpoint raises it again.
+    Active in the main thread during `run` (a context manager; the old handler comes back)."""
+
+    def __init__(self):
+        self.pending, self._previous = False, None
+
+    def _handler(self, signum, frame):
+        self.pending = True
+        raise KeyboardInterrupt
+
+    def raise_if_pending(self) -> None:
+        if self.pending:
+            raise KeyboardInterrupt
+
+    def __enter__(self):
+        self.pending = False
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+        self.pending = False
+        return False
+
+
+_CTRL_C = _CtrlC()
 
 
 class RunInterrupted(KeyboardInterrupt):

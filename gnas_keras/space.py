@@ -173,12 +173,13 @@ PRESETS: Dict[str, SearchSpace] = {
     # For the built-in 32x32 synthetic set on a laptop CPU: conv2 has four blocks under the
     # single conv1 block (nothing to search there), conv3 four thin blocks (one per planted
     # group is possible) searched over conv2, and FC-1 searched over conv3. conv3 is
-    # global-average-pooled, so a block carries as many numbers as it has channels (4): a
-    # block cannot serve two of the synthetic set's groups at once (docs/planted_set.md).
+    # global-average-pooled, so a block carries as many numbers as it has channels (3, the
+    # number of independent bits of each synthetic group): a block has no room for a second
+    # group, nor for one attribute of another group (docs/planted_set.md).
     "tiny": SearchSpace("tiny", (
         LayerSpec("conv1", "conv", 3, 1, 16),
         LayerSpec("conv2", "conv", 3, 4, 8),
-        LayerSpec("conv3", "conv", 3, 4, 4, searchable=True, pool="global_avg"),
+        LayerSpec("conv3", "conv", 3, 4, 3, searchable=True, pool="global_avg"),
         LayerSpec("fc1", "fc", 0, ATTRIBUTES, 16, searchable=True),
         LayerSpec("fc2", "fc", 0, ATTRIBUTES, 16),
         LayerSpec("fc3", "fc", 0, ATTRIBUTES, 2),

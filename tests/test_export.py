@@ -57,8 +57,8 @@ def test_pruned_model_equals_supernet_and_drops_dead_blocks():
     assert not {"conv3_2", "conv3_3", "conv2_0", "conv2_3"} & names
     assert not any("_bn" in n for n in names)  # folded
     # conv1: 3*3*3*16+16, conv2/conv3 two live blocks each, fc per attribute.
-    expected_params = (3 * 3 * 3 * 16 + 16) + 2 * (3 * 3 * 16 * 8 + 8) + 2 * (3 * 3 * 8 * 4 + 4) \
-        + N * (4 * 16 + 16) + N * (16 * 16 + 16) + N * (16 * 2 + 2)  # conv3 global-pooled
+    expected_params = (3 * 3 * 3 * 16 + 16) + 2 * (3 * 3 * 16 * 8 + 8) + 2 * (3 * 3 * 8 * 3 + 3) \
+        + N * (3 * 16 + 16) + N * (16 * 16 + 16) + N * (16 * 2 + 2)  # conv3 global-pooled
     assert parameter_count(folded) == expected_params == cost(architecture, 32, 32).parameters
 
 
