@@ -31,8 +31,10 @@ compare: $(VENV)/.installed
 	done
 	$(PY) -m flags.evaluate --workdir=runs/compare
 
+# Two worker processes (CI has 2 cores; most tests are single-threaded subprocess runs);
+# `--dist loadfile` keeps a file's tests, and its module fixtures, on one worker.
 test: $(VENV)/.installed
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15 tests
 
 clean:
 	rm -rf runs saved_models/*/ data/synthetic

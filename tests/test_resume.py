@@ -4,6 +4,7 @@ last good checkpoint."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -69,12 +70,13 @@ def exported_probabilities(export_dir):
 def uninterrupted(synthetic_dir, tmp_path_factory):
     base = tmp_path_factory.mktemp("uninterrupted")
     run_to_end(args(synthetic_dir, base / "run", base / "export"))
-    return report(base / "run"), exported_probabilities(base / "export")
+    # A pristine copy of the finished run for tests that change it.
+    shutil.copytree(base / "run", base / "finished_run")
+    return report(base / "run"), exported_probabilities(base / "export"), base / "finished_run"
 
 
 @pytest.mark.parametrize("trigger", [
     "round 1/2  layer conv3  candidate 2/4",   # mid-candidate (conv3 candidate 3 is training)
-    "round 1/2  layer fc1  candidate 4/4",     # at the layer boundary checkpoint
     "exporting to",                            # during the export
 ])
 def test_killed_and_resumed_search_ends_like_an_uninterrupted_one(
@@ -84,7 +86,7 @@ def test_killed_and_resumed_search_ends_like_an_uninterrupted_one(
     assert not os.path.exists(tmp_path / "run" / "report.json")
     resumed = run_to_end(flag_args)
     assert "resuming at phase" in resumed.stderr
-    expected_report, expected_probabilities = uninterrupted
+    expected_report, expected_probabilities, _ = uninterrupted
     assert report(tmp_path / "run") == expected_report
     # Exactly one complete export version, no temporary leftovers beside it, and it holds the
     # same weights as the uninterrupted run's export.
@@ -125,9 +127,11 @@ def test_killed_and_resumed_random_search_ends_like_an_uninterrupted_one(
 
 
 def test_a_different_configuration_is_refused_and_restart_starts_over(
-        synthetic_dir, tmp_path):
+        uninterrupted, synthetic_dir, tmp_path):
+    # A copy of the uninterrupted run, finished with these settings (its export directory is
+    # an operational setting, not part of the configuration).
+    shutil.copytree(uninterrupted[2], tmp_path / "run")
     flag_args = args(synthetic_dir, tmp_path / "run", "")
-    run_to_end(flag_args)
     changed = subprocess.run(command(*flag_args, "--train_steps=3", "--learning_rate=0.05"),
                              cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert changed.returncode == 2
