@@ -75,17 +75,17 @@ def uninterrupted(synthetic_dir, tmp_path_factory):
     return report(base / "run"), exported_probabilities(base / "export"), base / "finished_run"
 
 
-@pytest.mark.parametrize("trigger", [
-    "round 1/2  layer conv3  candidate 2/4",   # mid-candidate (conv3 candidate 3 is training)
-    "exporting to",                            # during the export
-])
-def test_killed_and_resumed_search_ends_like_an_uninterrupted_one(
-        trigger, uninterrupted, synthetic_dir, tmp_path):
+def test_killed_twice_and_resumed_search_ends_like_an_uninterrupted_one(
+        uninterrupted, synthetic_dir, tmp_path):
+    """SIGKILL mid-candidate (conv3 candidate 3 is training), resume; SIGKILL again during
+    the export, resume: the end is the uninterrupted run's."""
     flag_args = args(synthetic_dir, tmp_path / "run", tmp_path / "export")
-    run_and_kill(flag_args, trigger)
+    run_and_kill(flag_args, "round 1/2  layer conv3  candidate 2/4")
+    assert not os.path.exists(tmp_path / "run" / "report.json")
+    run_and_kill(flag_args, "exporting to")
     assert not os.path.exists(tmp_path / "run" / "report.json")
     resumed = run_to_end(flag_args)
-    assert "resuming at phase" in resumed.stderr
+    assert "resuming at phase export" in resumed.stderr
     expected_report, expected_probabilities, _ = uninterrupted
     assert report(tmp_path / "run") == expected_report
     # Exactly one complete export version, no temporary leftovers beside it, and it holds the
