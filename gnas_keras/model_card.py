@@ -13,6 +13,9 @@ from typing import Dict, List, Optional, Sequence
 
 # Datasets of faces or people, where the bias and privacy section applies in full.
 PEOPLE_DATASETS = ("celeba", "lfwa", "market1501")
+# The other public sets and the synthetic one show no people; a dataset of the user's own
+# (any other name) may, and its card says what to check then.
+NO_PEOPLE_DATASETS = ("synthetic", "awa1", "awa2", "apy", "sun")
 
 
 def _pct(x: Optional[float]) -> str:
@@ -28,7 +31,9 @@ def model_card(*, name: str, dataset: str, data_dirs: Sequence[str], split_sizes
                macs_per_image: int, parts: Sequence[str] = ()) -> str:
     """The card's markdown. `parts`: the dataset names of a combination (several datasets
     read as one); the bias section applies if any of them shows people."""
-    people = any(d.split("_")[0] in PEOPLE_DATASETS for d in (dataset, *parts))
+    names = [d.split("_")[0] for d in (parts or (dataset,))]
+    people = any(d in PEOPLE_DATASETS for d in names)
+    unknown = not people and any(d not in NO_PEOPLE_DATASETS for d in names)
     n = len(attribute_names)
     lines = [
         f"# Model card: {name}", "",
@@ -89,4 +94,13 @@ def model_card(*, name: str, dataset: str, data_dirs: Sequence[str], split_sizes
             "consent (e.g. GDPR biometric data).",
             "- The model was trained on images of real people collected from the web without "
             "their explicit consent to this use."]
+    elif unknown:
+        lines += [
+            "", "## If the images show people", "",
+            "This dataset is not one of the public sets the project knows, so this card cannot "
+            "say whether it shows people. If it does: labels about people are judgements of "
+            "their labellers; measure the error per group of people before any use involving "
+            "them; do not use the model to identify, track or profile people or to infer "
+            "sensitive traits; and make sure the people shown agreed to this use of their "
+            "images (e.g. GDPR biometric data)."]
     return "\n".join(lines) + "\n"

@@ -64,3 +64,22 @@ def test_run_shows_attributes_losses_rewards_hparams_and_writes_a_model_card(syn
     assert "![tree](tree.png)" in card and "## Intended use" in card and "## Limits" in card
     assert "Bias and privacy" not in card  # synthetic shapes, not people
     assert os.path.getsize(os.path.join(report["export"], "tree.png")) > 1000
+
+
+@pytest.mark.parametrize("dataset, parts, section", [
+    ("celeba", (), "## Bias and privacy"),
+    ("synthetic", (), None),
+    ("awa2", (), None),
+    ("my_shop_photos", (), "## If the images show people"),   # own data: the card can't know
+    ("combined", ("sun", "market1501"), "## Bias and privacy"),
+    ("combined", ("sun", "apy"), None),
+])
+def test_model_card_says_what_to_check_when_images_may_show_people(dataset, parts, section):
+    from gnas_keras.model_card import model_card
+    card = model_card(name="m", dataset=dataset, data_dirs=["d"], split_sizes={"test": 1},
+                      attribute_names=["a"], method="gnas", space="tiny", tree_text="t",
+                      input_description="x", test_error={"a": 0.1}, test_f1=None,
+                      test_balanced_accuracy=None, thresholds=None, parameters=1,
+                      macs_per_image=1, parts=parts)
+    found = [s for s in ("## Bias and privacy", "## If the images show people") if s in card]
+    assert found == ([section] if section else [])
