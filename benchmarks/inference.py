@@ -31,7 +31,7 @@ import tensorflow as tf  # noqa: E402
 from benchmarks import timing  # noqa: E402  (defines the model flags)
 from gnas_keras.architecture import Architecture  # noqa: E402
 from gnas_keras.cost import full_tree  # noqa: E402
-from gnas_keras.export import export_saved_model  # noqa: E402
+from gnas_keras.export import export_saved_model, write_litert  # noqa: E402
 from gnas_keras.models.supernet import build_supernet  # noqa: E402
 from gnas_keras.space import get_space  # noqa: E402
 
@@ -60,8 +60,8 @@ def to_litert(saved_model_dir: str):
     """A LiteRT signature runner of the SavedModel's serving signature (it resizes its input
     to the batch it is called with)."""
     from ai_edge_litert.interpreter import Interpreter
-    flatbuffer = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir).convert()
-    interpreter = Interpreter(model_content=flatbuffer, num_threads=os.cpu_count())
+    path = write_litert(saved_model_dir, os.path.join(tempfile.mkdtemp(), "model.tflite"))
+    interpreter = Interpreter(model_path=path, num_threads=os.cpu_count())
     return interpreter.get_signature_runner("serving_default")
 
 

@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from gnas_keras.architecture import Architecture
+from gnas_keras.io import write_bytes_atomic
 from gnas_keras.models.base import AttributeModel
 from gnas_keras.models.tree_net import TreeNetwork, build_graph, stack_logits
 
@@ -241,3 +242,45 @@ def export_saved_model(model: AttributeModel, architecture: Architecture,
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+# --- LiteRT (TensorFlow Lite) for CPU serving ----------------------------------------------------
+LITERT_FILE = "model.tflite"
+
+
+def write_litert(saved_model_dir: str, path: str = "") -> str:
+    """Converts an export's ``serving_default`` signature (float pixels [batch, H, W, 3] in
+    [0, 255] -> one probability [batch] per attribute, the names as outputs) to a LiteRT
+    flatbuffer with TensorFlow's own converter, written atomically to `path` (default
+    ``<saved_model_dir>/model.tflite``, beside the SavedModel, which TF Serving ignores).
+    The batch dimension stays dynamic. Returns the path."""
+    if not tf.io.gfile.exists(os.path.join(saved_model_dir, "saved_model.pb")):
+        raise FileNotFoundError(f"{saved_model_dir}: no saved_model.pb (not an export)")
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir,
+                                                         signature_keys=["serving_default"])
+    path = path or os.path.join(saved_model_dir, LITERT_FILE)
+    write_bytes_atomic(path, converter.convert())
+    return path
+
+
+def image_size(saved_model_dir: str):
+    """(height, width) of the ``serving_default`` signature's ``image`` input."""
+    signature = tf.saved_model.load(saved_model_dir).signatures["serving_default"]
+    shape = signature.structured_input_signature[1]["image"].shape
+    return int(shape[1]), int(shape[2])
+
+
+def litert_max_abs_difference(saved_model_dir: str, litert_path: str,
+                              images: np.ndarray) -> float:
+    """The largest absolute difference, over `images` (float32 [batch, H, W, 3] in [0, 255])
+    and every attribute, between the SavedModel's ``serving_default`` probabilities and the
+    LiteRT file's (run by `tf.lite.Interpreter`)."""
+    import warnings
+    expected = tf.saved_model.load(saved_model_dir).signatures["serving_default"](
+        image=tf.constant(images, tf.float32))
+    with warnings.catch_warnings():  # "tf.lite.Interpreter is deprecated": it still runs
+        warnings.simplefilter("ignore")
+        interpreter = tf.lite.Interpreter(model_path=litert_path)
+    runner = interpreter.get_signature_runner("serving_default")
+    got = runner(image=np.asarray(images, np.float32))
+    return float(max(np.max(np.abs(expected[k].numpy() - got[k])) for k in expected))

@@ -162,3 +162,22 @@ def test_an_export_version_belongs_to_its_run(exported, monkeypatch):
     assert find_owned_version(model_dir, "run-b") == second
     assert find_owned_version(model_dir, "run-a") == first
     assert sorted(os.listdir(model_dir)) == ["1", "2"]
+
+
+def test_litert_file_from_the_export_binary_matches_the_saved_model(exported, tmp_path):
+    """flags.export writes model.tflite (here to --output) in a fresh process and checks
+    parity; the file then runs in this process with the same probabilities (< 1e-4)."""
+    _, path, _, _ = exported
+    output = tmp_path / "faces.tflite"
+    result = subprocess.run([sys.executable, "-m", "flags.export", f"--saved_model={path}",
+                             f"--output={output}"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "PYTHONPATH": ROOT})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "max abs difference to the SavedModel" in result.stdout and output.exists()
+    images = np.random.default_rng(5).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    assert export_module.litert_max_abs_difference(path, str(output), images) < 1e-4
+    bad = subprocess.run([sys.executable, "-m", "flags.export", f"--saved_model={tmp_path}"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": ROOT})
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
+    assert "no export.json" in bad.stderr
