@@ -1,7 +1,7 @@
 r"""Exported SavedModel inference at batch 32 vs the static Keras model and onnxruntime.
 
     PYTHONPATH=. .venv/bin/python -m benchmarks.inference     # shallow_thin, 192x168, N=40
-    (needs benchmarks/requirements.txt: tf2onnx, onnxruntime; ai-edge-litert for --litert)
+    (--litert needs benchmarks/requirements.txt: ai-edge-litert)
 
 Variants, all on the same full tree (every block live) and the same batch of 32 images:
 - ``savedmodel``: `gnas_keras.export.export_saved_model` (BN folded), reloaded with

@@ -1,11 +1,13 @@
-r"""Writes a LiteRT (TensorFlow Lite) file for CPU serving from an export, and checks it.
+r"""Writes LiteRT (TensorFlow Lite) and ONNX files for CPU serving from an export, and checks
+them against it.
 
     python -m flags.export --saved_model=saved_models/synthetic_gnas_plus/1
 
-Converts the export's ``serving_default`` signature (`gnas_keras.export.write_litert`) to
-``model.tflite`` beside the SavedModel (or ``--output``), then runs both on random images
-and prints the largest absolute difference of their probabilities; above ``--tolerance``
-the file is removed and the binary fails.
+Converts the export's ``serving_default`` signature (`gnas_keras.export.write_litert`,
+`write_onnx`) to ``model.tflite`` and ``model.onnx`` beside the SavedModel (TF Serving
+ignores them; or into ``--output_dir``), then runs each on random images beside the SavedModel
+and prints the largest absolute difference of their probabilities; above ``--tolerance`` the
+file is removed and the binary fails.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from flags import common  # first: one-line errors, quiet start-up
 
 from absl import flags
 
+FORMATS = ("litert", "onnx")
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("saved_model", None, "An export's version directory (holds saved_model.pb).")
-flags.DEFINE_string("output", "", "Where to write the LiteRT file (default: "
-                                  "<saved_model>/model.tflite).")
+flags.DEFINE_list("formats", list(FORMATS), f"Files to write, any of {', '.join(FORMATS)}.")
+flags.DEFINE_string("output_dir", "", "Where to write them (default: the export's directory).")
 flags.DEFINE_integer("parity_images", 8, "Random images the parity check runs on.")
 flags.DEFINE_float("tolerance", 1e-4, "Largest allowed absolute difference of a probability.")
 flags.mark_flag_as_required("saved_model")
@@ -31,20 +35,33 @@ def main(argv):
 
     from gnas_keras import export
 
+    unknown = sorted(set(FLAGS.formats) - set(FORMATS))
+    if unknown or not FLAGS.formats:
+        raise ValueError(f"--formats={','.join(FLAGS.formats)}: choose from {', '.join(FORMATS)}")
     if not os.path.exists(os.path.join(FLAGS.saved_model, "export.json")):
         raise FileNotFoundError(f"--saved_model={FLAGS.saved_model}: no export.json "
                                 "(not a gnas-keras export)")
-    path = export.write_litert(FLAGS.saved_model, FLAGS.output)
     height, width = export.image_size(FLAGS.saved_model)
     images = np.random.default_rng(0).uniform(
         0, 255, (FLAGS.parity_images, height, width, 3)).astype(np.float32)
-    difference = export.litert_max_abs_difference(FLAGS.saved_model, path, images)
-    if not difference <= FLAGS.tolerance:
-        os.remove(path)
-        raise ValueError(f"{path}: LiteRT probabilities differ from the SavedModel's by "
-                         f"{difference:.3g} > --tolerance={FLAGS.tolerance}; file removed")
-    print(f"LiteRT {path}: {os.path.getsize(path):,} bytes; max abs difference to the "
-          f"SavedModel on {FLAGS.parity_images} random images {difference:.2e}")
+    steps = {"litert": (export.LITERT_FILE, export.write_litert,
+                        export.litert_max_abs_difference),
+             "onnx": (export.ONNX_FILE, export.write_onnx, export.onnx_max_abs_difference)}
+    for name in FLAGS.formats:
+        file_name, write, difference_of = steps[name]
+        target = os.path.join(FLAGS.output_dir, file_name) if FLAGS.output_dir else ""
+        try:
+            path = write(FLAGS.saved_model, target)
+        except ModuleNotFoundError as err:
+            raise ValueError(f"--formats={name} needs the {err.name} package "
+                             "(pip install -r requirements.txt)") from None
+        difference = difference_of(FLAGS.saved_model, path, images)
+        if not difference <= FLAGS.tolerance:
+            os.remove(path)
+            raise ValueError(f"{path}: {name} probabilities differ from the SavedModel's by "
+                             f"{difference:.3g} > --tolerance={FLAGS.tolerance}; file removed")
+        print(f"{name} {path}: {os.path.getsize(path):,} bytes; max abs difference to the "
+              f"SavedModel on {FLAGS.parity_images} random images {difference:.2e}")
 
 
 if __name__ == "__main__":

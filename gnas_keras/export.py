@@ -276,11 +276,51 @@ def litert_max_abs_difference(saved_model_dir: str, litert_path: str,
     and every attribute, between the SavedModel's ``serving_default`` probabilities and the
     LiteRT file's (run by `tf.lite.Interpreter`)."""
     import warnings
-    expected = tf.saved_model.load(saved_model_dir).signatures["serving_default"](
-        image=tf.constant(images, tf.float32))
+    loaded = tf.saved_model.load(saved_model_dir)
+    expected = loaded.signatures["serving_default"](image=tf.constant(images, tf.float32))
     with warnings.catch_warnings():  # "tf.lite.Interpreter is deprecated": it still runs
         warnings.simplefilter("ignore")
         interpreter = tf.lite.Interpreter(model_path=litert_path)
     runner = interpreter.get_signature_runner("serving_default")
     got = runner(image=np.asarray(images, np.float32))
+    return float(max(np.max(np.abs(expected[k].numpy() - got[k])) for k in expected))
+
+
+# --- ONNX for CPU serving (onnxruntime) -----------------------------------------------------------
+ONNX_FILE = "model.onnx"
+ONNX_OPSET = 17
+
+
+def write_onnx(saved_model_dir: str, path: str = "") -> str:
+    """Converts an export's ``serving_default`` signature to ONNX (tf2onnx, opset
+    `ONNX_OPSET`; input ``image`` float32 [batch, H, W, 3] in [0, 255], one output per
+    attribute named after it), written atomically to `path` (default
+    ``<saved_model_dir>/model.onnx``). Returns the path.
+
+    Raises:
+      ModuleNotFoundError: tf2onnx is not installed (requirements.txt pins it).
+    """
+    import tf2onnx
+
+    loaded = tf.saved_model.load(saved_model_dir)  # kept: the signature uses its variables
+    signature = loaded.signatures["serving_default"]
+    spec = signature.structured_input_signature[1]["image"]
+    proto, _ = tf2onnx.convert.from_function(
+        tf.function(lambda image: signature(image=image)),
+        input_signature=[tf.TensorSpec(spec.shape, spec.dtype, name="image")],
+        opset=ONNX_OPSET)
+    path = path or os.path.join(saved_model_dir, ONNX_FILE)
+    write_bytes_atomic(path, proto.SerializeToString())
+    return path
+
+
+def onnx_max_abs_difference(saved_model_dir: str, onnx_path: str, images: np.ndarray) -> float:
+    """As `litert_max_abs_difference`, for the ONNX file run by onnxruntime's CPU provider."""
+    import onnxruntime
+
+    loaded = tf.saved_model.load(saved_model_dir)
+    expected = loaded.signatures["serving_default"](image=tf.constant(images, tf.float32))
+    session = onnxruntime.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    got = dict(zip(names, session.run(names, {"image": np.asarray(images, np.float32)})))
     return float(max(np.max(np.abs(expected[k].numpy() - got[k])) for k in expected))

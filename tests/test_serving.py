@@ -164,20 +164,24 @@ def test_an_export_version_belongs_to_its_run(exported, monkeypatch):
     assert sorted(os.listdir(model_dir)) == ["1", "2"]
 
 
-def test_litert_file_from_the_export_binary_matches_the_saved_model(exported, tmp_path):
-    """flags.export writes model.tflite (here to --output) in a fresh process and checks
-    parity; the file then runs in this process with the same probabilities (< 1e-4)."""
+def test_litert_and_onnx_files_from_the_export_binary_match_the_saved_model(exported,
+                                                                           tmp_path):
+    """flags.export writes model.tflite and model.onnx (here into --output_dir) in a fresh
+    process and checks parity; both then run in this process with the SavedModel's
+    probabilities (max abs difference < 1e-4). A wrong directory is one line, exit 2."""
     _, path, _, _ = exported
-    output = tmp_path / "faces.tflite"
+    env = {**os.environ, "PYTHONPATH": ROOT}
     result = subprocess.run([sys.executable, "-m", "flags.export", f"--saved_model={path}",
-                             f"--output={output}"], cwd=ROOT, capture_output=True, text=True,
-                            timeout=300, env={**os.environ, "PYTHONPATH": ROOT})
+                             f"--output_dir={tmp_path}"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "max abs difference to the SavedModel" in result.stdout and output.exists()
+    assert result.stdout.count("max abs difference to the SavedModel") == 2
     images = np.random.default_rng(5).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
-    assert export_module.litert_max_abs_difference(path, str(output), images) < 1e-4
+    assert export_module.litert_max_abs_difference(
+        path, str(tmp_path / "model.tflite"), images) < 1e-4
+    assert export_module.onnx_max_abs_difference(
+        path, str(tmp_path / "model.onnx"), images) < 1e-4
     bad = subprocess.run([sys.executable, "-m", "flags.export", f"--saved_model={tmp_path}"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PYTHONPATH": ROOT})
+                         cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
     assert "no export.json" in bad.stderr
