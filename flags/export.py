@@ -47,6 +47,7 @@ def main(argv):
     steps = {"litert": (export.LITERT_FILE, export.write_litert,
                         export.litert_max_abs_difference),
              "onnx": (export.ONNX_FILE, export.write_onnx, export.onnx_max_abs_difference)}
+    expected = export.serving_probabilities(FLAGS.saved_model, images)
     for name in FLAGS.formats:
         file_name, write, difference_of = steps[name]
         target = os.path.join(FLAGS.output_dir, file_name) if FLAGS.output_dir else ""
@@ -55,7 +56,7 @@ def main(argv):
         except ModuleNotFoundError as err:
             raise ValueError(f"--formats={name} needs the {err.name} package "
                              "(pip install -r requirements.txt)") from None
-        difference = difference_of(FLAGS.saved_model, path, images)
+        difference = difference_of(expected, path, images)
         if not difference <= FLAGS.tolerance:
             os.remove(path)
             raise ValueError(f"{path}: {name} probabilities differ from the SavedModel's by "

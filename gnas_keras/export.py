@@ -270,20 +270,29 @@ def image_size(saved_model_dir: str):
     return int(shape[1]), int(shape[2])
 
 
-def litert_max_abs_difference(saved_model_dir: str, litert_path: str,
+def serving_probabilities(saved_model_dir: str, images: np.ndarray) -> Dict[str, np.ndarray]:
+    """The export's ``serving_default`` probabilities {attribute: [batch]} on `images`
+    (float32 [batch, H, W, 3] in [0, 255]): the reference the converted files must match."""
+    loaded = tf.saved_model.load(saved_model_dir)  # kept: the signature uses its variables
+    outputs = loaded.signatures["serving_default"](image=tf.constant(images, tf.float32))
+    return {k: v.numpy() for k, v in outputs.items()}
+
+
+def _max_abs_difference(expected: Dict[str, np.ndarray], got: Dict[str, np.ndarray]) -> float:
+    return float(max(np.max(np.abs(expected[k] - got[k])) for k in expected))
+
+
+def litert_max_abs_difference(expected: Dict[str, np.ndarray], litert_path: str,
                               images: np.ndarray) -> float:
-    """The largest absolute difference, over `images` (float32 [batch, H, W, 3] in [0, 255])
-    and every attribute, between the SavedModel's ``serving_default`` probabilities and the
-    LiteRT file's (run by `tf.lite.Interpreter`)."""
+    """The largest absolute difference, over `images` and every attribute, between
+    `expected` (`serving_probabilities`) and the LiteRT file's probabilities (run by
+    `tf.lite.Interpreter`)."""
     import warnings
-    loaded = tf.saved_model.load(saved_model_dir)
-    expected = loaded.signatures["serving_default"](image=tf.constant(images, tf.float32))
     with warnings.catch_warnings():  # "tf.lite.Interpreter is deprecated": it still runs
         warnings.simplefilter("ignore")
         interpreter = tf.lite.Interpreter(model_path=litert_path)
     runner = interpreter.get_signature_runner("serving_default")
-    got = runner(image=np.asarray(images, np.float32))
-    return float(max(np.max(np.abs(expected[k].numpy() - got[k])) for k in expected))
+    return _max_abs_difference(expected, runner(image=np.asarray(images, np.float32)))
 
 
 # --- ONNX for CPU serving (onnxruntime) -----------------------------------------------------------
@@ -314,13 +323,12 @@ def write_onnx(saved_model_dir: str, path: str = "") -> str:
     return path
 
 
-def onnx_max_abs_difference(saved_model_dir: str, onnx_path: str, images: np.ndarray) -> float:
+def onnx_max_abs_difference(expected: Dict[str, np.ndarray], onnx_path: str,
+                            images: np.ndarray) -> float:
     """As `litert_max_abs_difference`, for the ONNX file run by onnxruntime's CPU provider."""
     import onnxruntime
 
-    loaded = tf.saved_model.load(saved_model_dir)
-    expected = loaded.signatures["serving_default"](image=tf.constant(images, tf.float32))
     session = onnxruntime.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    got = dict(zip(names, session.run(names, {"image": np.asarray(images, np.float32)})))
-    return float(max(np.max(np.abs(expected[k].numpy() - got[k])) for k in expected))
+    got = session.run(names, {"image": np.asarray(images, np.float32)})
+    return _max_abs_difference(expected, dict(zip(names, got)))
