@@ -1,7 +1,9 @@
 """Run by test_supernet.py in its own process: two logical CPUs, MirroredStrategy, one
 train step and one eval step; routing must be identical on both replicas. With a method name
 as argument instead: a whole run (`gnas_keras.run`, --strategy=mirrored) on a small synthetic
-set: search, fine-tune, a from-scratch tree network, export."""
+set: search, fine-tune, test, export (from-scratch comparisons train the same tree network
+class as the fine-tune, so the run leaves them out: each costs a model build under the
+strategy)."""
 
 import os
 import sys
@@ -68,12 +70,11 @@ def run_check(method: str):
             data_dir=os.path.join(tmp, "data"), workdir=os.path.join(tmp, "run"),
             export_dir=os.path.join(tmp, "export"), export_name="m", strategy="mirrored",
             method=method, batch_size=16, eval_batch_size=32, finetune_steps=2,
-            compare=("shared",), compare_steps=2,
             candidates=CandidateConfig(train_steps=1, val_batches=1),
             methods={"gnas": GnasConfig(max_rounds=1, patience=1)}), out=lines.append)
         assert "2 replica(s)" in lines[0], lines[0]
         assert os.path.isdir(os.path.join(tmp, "export", "m", "1")), report["export"]
-        assert set(report["comparisons_from_scratch"]) == {"found_tree", "shared"}
+        assert np.isfinite(report["mean_test_error"])
     print(f"mirrored run of {method}: test error {report['mean_test_error']:.4f}")
 
 

@@ -77,9 +77,15 @@ def test_galm_through_the_search_binary_killed_mid_search_resumes_alike(syntheti
     assert os.path.exists(os.path.join(report["export"], "saved_model.pb"))
     assert os.path.exists(tmp_path / "whole" / "galm_controller.json")
 
+    # Killed mid-search, the same command resumes the search; it is killed again once the
+    # search is checkpointed (fine-tune, test and export resume like any method's, see
+    # test_resume.py): the checkpointed search result is the uninterrupted run's.
     run_and_kill(flags("killed"), "GALM phase 1/2  controller step 2/3")
-    run_to_end(flags("killed"))
-    killed = json.load(open(tmp_path / "killed" / "report.json"))["galm"]
+    resumed = run_and_kill(flags("killed"), "tree:")
+    assert "resuming at phase search" in resumed
+    state = json.load(open(tmp_path / "killed" / "checkpoints" / "state.json"))
+    assert state["phase"] == "finetune"
+    killed = state["search_report"]["galm"]
     assert killed["architectures"] == g["architectures"]
     assert killed["rewards"] == g["rewards"]
 

@@ -38,7 +38,8 @@ def run_to_end(flag_args):
 
 
 def run_and_kill(flag_args, trigger: str):
-    """Starts a search and SIGKILLs it right after a stderr line containing `trigger`."""
+    """Starts a search and SIGKILLs it right after a stderr line containing `trigger`;
+    returns the stderr it printed up to there."""
     proc = subprocess.Popen(command(*flag_args), cwd=ROOT, env=ENV, stderr=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, text=True)
     seen = []
@@ -49,6 +50,7 @@ def run_and_kill(flag_args, trigger: str):
             break
     proc.wait(timeout=120)
     assert proc.returncode == -signal.SIGKILL, "".join(seen)[-3000:]
+    return "".join(seen)
 
 
 def report(workdir):
@@ -138,10 +140,16 @@ def test_a_different_configuration_is_refused_and_restart_starts_over(
     line = changed.stderr.strip().splitlines()[-1]
     assert "different configuration" in line and "--train_steps (was 2, now 3)" in line \
         and "--learning_rate (was 0.1, now 0.05)" in line and "--restart" in line
-    again = run_to_end([*flag_args, "--train_steps=3", "--restart"])
-    assert "resuming" not in again.stderr
-    with open(tmp_path / "run" / "report.json") as f:
-        assert json.load(f)["config"]["candidates"]["train_steps"] == 3
+    # --restart starts over with the new configuration (killed once its first checkpoint,
+    # after candidate 1, is written: the rest is an ordinary run).
+    again = run_and_kill([*flag_args, "--train_steps=3", "--restart"],
+                         "round 1/2  layer fc1  candidate 2/4")
+    assert "resuming" not in again
+    with open(tmp_path / "run" / "checkpoints" / "state.json") as f:
+        state = json.load(f)
+    assert state["config"]["candidates"]["train_steps"] == 3
+    assert state["search"]["evaluations"] >= 1
+    assert not os.path.exists(tmp_path / "run" / "report.json")  # moved to .replaced
 
 
 def test_nan_stops_keeps_the_last_good_checkpoint_and_records_where(
