@@ -4,9 +4,12 @@ r"""Exported SavedModel inference at batch 32 vs the static Keras model and onnx
     (--litert needs benchmarks/requirements.txt: ai-edge-litert)
 
 Variants, all on the same full tree (every block live) and the same batch of 32 images:
-- ``savedmodel``: `gnas_keras.export.export_saved_model` (BN folded), reloaded with
-  ``tf.saved_model.load`` and called through its ``serving_default`` signature, as TF Serving
-  would.
+- ``savedmodel``: `gnas_keras.export.export_saved_model` (BN folded, one layer per block),
+  reloaded with ``tf.saved_model.load`` and called through its ``serving_default``
+  signature, as TF Serving would.
+- ``savedmodel fused``: the same with ``fused=True`` (`gnas_keras.fused`: sibling blocks as
+  one convolution, per-attribute fc layers as one batched matmul), and (with --onnx /
+  --litert) its onnxruntime and LiteRT conversions (``onnxruntime fused``, ``litert fused``).
 - ``static keras``: `Supernet.to_tree_network`, the plain Keras model (`TreeNetwork`) of the
   same tree with BatchNormalization layers, called in a ``tf.function`` (training=False).
 - ``onnxruntime``: the SavedModel's signature converted by tf2onnx (opset 17), run by
@@ -14,6 +17,8 @@ Variants, all on the same full tree (every block live) and the same batch of 32 
 - ``litert`` (with --litert): the SavedModel converted by ``tf.lite.TFLiteConverter`` and run
   by the ai-edge-litert interpreter.
 Targets: savedmodel / static keras <= 1.05; savedmodel / onnxruntime <= 1.0 (no slower).
+Also printed: the op count of each graph (the Keras model traced once, ops of the per-block
+and the fused graph) and fused / per-block latency ratios.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ import tensorflow as tf  # noqa: E402
 from benchmarks import timing  # noqa: E402  (defines the model flags)
 from gnas_keras.architecture import Architecture  # noqa: E402
 from gnas_keras.cost import full_tree  # noqa: E402
-from gnas_keras.export import export_saved_model, write_litert  # noqa: E402
+from gnas_keras.export import export_saved_model, inference_model, write_litert  # noqa: E402
+from gnas_keras.fused import fused_inference_model  # noqa: E402
 from gnas_keras.models.supernet import build_supernet  # noqa: E402
 from gnas_keras.space import get_space  # noqa: E402
 
@@ -65,6 +71,12 @@ def to_litert(saved_model_dir: str):
     return interpreter.get_signature_runner("serving_default")
 
 
+def graph_ops(model, spec: tf.TensorSpec) -> int:
+    """Ops in the graph of one traced inference call of the Keras `model`."""
+    fn = tf.function(lambda image: model(image, training=False))
+    return len(fn.get_concrete_function(spec).graph.get_operations())
+
+
 def main(argv):
     del argv
     space, n = get_space(FLAGS.space), FLAGS.num_attributes
@@ -87,14 +99,24 @@ def main(argv):
     static = supernet.to_tree_network(architecture)
     static_fn = tf.function(lambda image: static(image, training=False))
     workdir = tempfile.mkdtemp(prefix="gnas-bench-")
+    spec = tf.TensorSpec([None, *shape], tf.float32, name="image")
+    print(f"graph ops per inference call: per-block {graph_ops(inference_model(static, names), spec)}"
+          f", fused {graph_ops(fused_inference_model(static, names), spec)}")
     path = export_saved_model(supernet, architecture, names, workdir, "bench")
+    fused_path = export_saved_model(supernet, architecture, names, workdir, "bench_fused",
+                                    fused=True)
     loaded = tf.saved_model.load(path)  # keep it: the signature only references its variables
     signature = loaded.signatures["serving_default"]
+    loaded_fused = tf.saved_model.load(fused_path)
+    fused_signature = loaded_fused.signatures["serving_default"]
     reference = signature(image=x)
     expected = np.stack([reference[a].numpy() for a in names], axis=1)
     logits = static_fn(x).numpy()
     probs = np.exp(logits[..., 1]) / np.exp(logits).sum(-1)
     print(f"max |savedmodel - static keras| probability: {np.abs(probs - expected).max():.2e}")
+    got = fused_signature(image=x)
+    print(f"max |savedmodel fused - savedmodel| probability: "
+          f"{max(np.abs(got[a].numpy() - reference[a].numpy()).max() for a in names):.2e}")
 
     def batches(fn):
         def run():
@@ -105,22 +127,27 @@ def main(argv):
 
     variants = {
         "savedmodel": batches(lambda: signature(image=x)[names[-1]].numpy()),
+        "savedmodel fused": batches(lambda: fused_signature(image=x)[names[-1]].numpy()),
         "static keras": batches(lambda: static_fn(x).numpy()),
     }
+    graphs = {"": (signature, path), " fused": (fused_signature, fused_path)}
     if FLAGS.onnx:
-        session, outputs = to_onnx(signature, tf.TensorSpec([None, *shape], tf.float32,
-                                                             name="image"))
-        feed = {session.get_inputs()[0].name: images}
-        got = dict(zip(outputs, session.run(None, feed)))
-        print(f"max |onnxruntime - savedmodel| probability: "
-              f"{max(np.abs(got[a] - reference[a].numpy()).max() for a in names):.2e}")
-        variants["onnxruntime"] = batches(lambda: session.run(outputs[-1:], feed))
+        for suffix, (sig, _) in graphs.items():
+            session, outputs = to_onnx(sig, spec)
+            feed = {session.get_inputs()[0].name: images}
+            got = dict(zip(outputs, session.run(None, feed)))
+            print(f"max |onnxruntime{suffix} - savedmodel| probability: "
+                  f"{max(np.abs(got[a] - reference[a].numpy()).max() for a in names):.2e}")
+            variants["onnxruntime" + suffix] = batches(
+                lambda session=session, outputs=outputs, feed=feed:
+                session.run(outputs[-1:], feed))
     if FLAGS.litert:
-        runner = to_litert(path)
-        got = runner(image=images)
-        print(f"max |litert - savedmodel| probability: "
-              f"{max(np.abs(got[a] - reference[a].numpy()).max() for a in names):.2e}")
-        variants["litert"] = batches(lambda: runner(image=images))
+        for suffix, (_, saved) in graphs.items():
+            runner = to_litert(saved)
+            got = runner(image=images)
+            print(f"max |litert{suffix} - savedmodel| probability: "
+                  f"{max(np.abs(got[a] - reference[a].numpy()).max() for a in names):.2e}")
+            variants["litert" + suffix] = batches(lambda runner=runner: runner(image=images))
 
     print(f"machine: {timing.machine()}")
     print(f"{FLAGS.space}, {n} attributes, {FLAGS.height}x{FLAGS.width}, batch "
@@ -138,6 +165,10 @@ def main(argv):
             ratio = medians["savedmodel"] / medians[other]
             print(f"RATIO savedmodel / {other} = {ratio:.3f} (target <= {TARGET_ONNX}: "
                   f"{'met' if ratio <= TARGET_ONNX else 'MISSED'})")
+    for name in ("savedmodel", "onnxruntime", "litert"):
+        if name in medians:
+            print(f"RATIO {name} fused / {name} = "
+                  f"{medians[name + ' fused'] / medians[name]:.3f}")
 
 
 if __name__ == "__main__":

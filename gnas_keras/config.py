@@ -77,6 +77,10 @@ class RunConfig:
                                                   "tree.json, report.json.")
     export_dir: str = setting("saved_models", "SavedModel base directory ('' = no export).")
     export_name: str = setting("", "Model name under export_dir (default <dataset>_<method>).")
+    export_fused: bool = setting(True, "Export the fused graph (gnas_keras.fused: sibling "
+                                       "blocks as one convolution, per-attribute fc layers "
+                                       "as one batched matmul; the same function, fewer "
+                                       "ops) instead of one layer per block.")
     method: str = setting("gnas", "Search method or fixed tree (gnas_keras.methods).")
     space: str = setting("tiny", "Search space preset (gnas_keras.space).")
     num_attributes: int = setting(0, "Expected number of attributes (0 = whatever the data "

@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from gnas_keras.architecture import Architecture
+from gnas_keras.fused import fused_inference_model
 from gnas_keras.io import write_bytes_atomic
 from gnas_keras.models.base import AttributeModel
 from gnas_keras.models.tree_net import TreeNetwork, build_graph, stack_logits
@@ -61,12 +62,10 @@ def inference_model(tree: TreeNetwork, attribute_names: Optional[Sequence[str]] 
     architecture, assignments = tree.architecture, []
 
     def make_block(l, j, name, spec, x):
-        weights = tree.block_weights(l, j)
+        weights = tree.folded_block_weights(l, j)
         if spec.op == "conv":
-            kernel, gamma, beta, mean, var = weights
-            scale = gamma / np.sqrt(var + tree.bn_epsilon)
             conv = keras.layers.Conv2D(spec.width, spec.kernel, padding="same", name=name)
-            assignments.append((conv, [kernel * scale, beta - mean * scale]))
+            assignments.append((conv, weights))
             return keras.layers.ReLU(name=f"{name}_relu")(conv(x))
         dense = keras.layers.Dense(spec.width, activation="relu" if spec.activation else None,
                                    name=name)
@@ -150,7 +149,7 @@ def export_saved_model(model: AttributeModel, architecture: Architecture,
                        version: Optional[int] = None, *, owner: str = "",
                        preprocessing=None, thresholds: Optional[Sequence[float]] = None,
                        info: Optional[Dict] = None,
-                       files: Optional[Dict[str, bytes]] = None) -> str:
+                       files: Optional[Dict[str, bytes]] = None, fused: bool = False) -> str:
     """Prunes `model` to `architecture`, folds BN, and writes a SavedModel; returns its
     versioned directory.
 
@@ -165,9 +164,13 @@ def export_saved_model(model: AttributeModel, architecture: Architecture,
       info: more entries for ``export.json`` (how the thresholds were chosen, ...).
       files: more files for the export directory, name -> content (the model card and
         its tree picture), written before the directory becomes visible.
+      fused: write `gnas_keras.fused.fused_inference_model` (siblings as one kernel, the
+        per-attribute fc layers as one batched matmul) instead of one layer per block; the
+        same function, recorded in ``export.json`` as ``"graph"``.
     """
     names = list(attribute_names)
-    folded = inference_model(model.to_tree_network(architecture), names)
+    build = fused_inference_model if fused else inference_model
+    folded = build(model.to_tree_network(architecture), names)
     thresholds = [0.5] * len(names) if thresholds is None else [float(t) for t in thresholds]
     if len(thresholds) != len(names):
         raise ValueError(f"{len(thresholds)} thresholds for {len(names)} attributes")
@@ -218,6 +221,7 @@ def export_saved_model(model: AttributeModel, architecture: Architecture,
             f.write(architecture.to_json(names))
         described = {
             "run_id": owner, "attribute_names": names,
+            "graph": "fused" if fused else "per_block",
             "thresholds": dict(zip(names, thresholds)),
             "input": {"image": f"float32 [batch, {', '.join(map(str, image_shape))}], RGB "
                                "pixels in [0, 255]"},

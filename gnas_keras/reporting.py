@@ -2,6 +2,8 @@
 
 TensorBoard layout (``tensorboard --logdir runs/``), under ``<workdir>/tensorboard``:
 - ``candidate/mean_val_error``: every candidate evaluation, step = evaluations so far;
+- ``candidate/train_loss``: the training loss of each candidate's (or random trial's)
+  training segment, same steps: the search's training curve;
 - ``search/mean_val_error``, ``search/learning_rate``: the tree at the end of each round;
 - ``val_accuracy/<attribute>``: each attribute's validation accuracy of the round's tree;
 - ``rewards/<layer>`` (image): the reward matrix of each searched layer, parent block b
@@ -38,6 +40,11 @@ def format_duration(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
+def _loss(train_loss: float) -> str:
+    """'  train loss 0.6931' for a progress line, '' when there was no training."""
+    return f"  train loss {train_loss:.4f}" if np.isfinite(train_loss) else ""
+
+
 def terminal(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -64,21 +71,26 @@ class SearchReporter(SearchLogger):
 
     def candidate(self, round_: int, max_rounds: int, layer: str, candidate: int,
                   num_candidates: int, evaluation: Evaluation, elapsed: float, eta: float,
-                  done: int) -> None:
+                  done: int, train_loss: float = float("nan")) -> None:
         self.out(f"round {round_}/{max_rounds}  layer {layer}  candidate "
-                 f"{candidate + 1}/{num_candidates}  val error {evaluation.mean_error:.4f}  "
-                 f"elapsed {format_duration(elapsed)}  eta <= {format_duration(eta)}")
+                 f"{candidate + 1}/{num_candidates}{_loss(train_loss)}  val error "
+                 f"{evaluation.mean_error:.4f}  elapsed {format_duration(elapsed)}  "
+                 f"eta <= {format_duration(eta)}")
         with self.writer.as_default():
             tf.summary.scalar("candidate/mean_val_error", evaluation.mean_error, step=done)
+            if np.isfinite(train_loss):
+                tf.summary.scalar("candidate/train_loss", train_loss, step=done)
 
     def trial(self, trial: int, trials: int, evaluation: Evaluation, best_error: float,
-              elapsed: float, eta: float) -> None:
-        self.out(f"random trial {trial}/{trials}  val error {evaluation.mean_error:.4f}  "
-                 f"best {best_error:.4f}  elapsed {format_duration(elapsed)}  "
-                 f"eta {format_duration(eta)}")
+              elapsed: float, eta: float, train_loss: float = float("nan")) -> None:
+        self.out(f"random trial {trial}/{trials}{_loss(train_loss)}  val error "
+                 f"{evaluation.mean_error:.4f}  best {best_error:.4f}  elapsed "
+                 f"{format_duration(elapsed)}  eta {format_duration(eta)}")
         with self.writer.as_default():
             tf.summary.scalar("candidate/mean_val_error", evaluation.mean_error, step=trial)
             tf.summary.scalar("search/best_val_error", best_error, step=trial)
+            if np.isfinite(train_loss):
+                tf.summary.scalar("candidate/train_loss", train_loss, step=trial)
 
     def round(self, result: RoundResult) -> None:
         architecture = Architecture.from_space(self.space, result.routing)

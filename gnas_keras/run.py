@@ -406,7 +406,8 @@ class _Run:
                                                   "attribute (gnas_keras.metrics."
                                                   "choose_thresholds)",
                           "dataset": meta.name, "method": config.method},
-                    files={"model_card.md": card.encode("utf-8"), "tree.png": picture})
+                    files={"model_card.md": card.encode("utf-8"), "tree.png": picture},
+                    fused=config.export_fused)
             state.export_path = export_path
             self.save()
         state.report = {

@@ -171,3 +171,60 @@ def test_cloning_a_block_preserves_the_function():
     Loop(grown, batches).train(2)
     original, clone = grown.block_weights(1, 1), grown.block_weights(1, 2)
     assert not np.allclose(original[0], clone[0])
+
+
+def paper_shaped(n: int) -> Architecture:
+    """A paper-like tree (shallow_thin's layer kinds, smaller): siblings under shared
+    parents in conv3 and fc1, then per attribute FC-2 and FC-3 each reading its own block."""
+    return Architecture(
+        ("conv1", "conv2", "conv3", "fc1", "fc2", "fc3"),
+        ((0,), (0, 0), (0, 0, 1, 1), tuple(a % 4 for a in range(n)), tuple(range(n)),
+         tuple(range(n))),
+        ((BlockSpec("conv", 8, 3),), (BlockSpec("conv", 8, 3), BlockSpec("conv", 8, 3)),
+         tuple(BlockSpec("conv", 4, 3) for _ in range(4)),
+         tuple(BlockSpec("fc", 16) for _ in range(n)),
+         tuple(BlockSpec("fc", 16) for _ in range(n)),
+         tuple(BlockSpec("fc", 2, activation=False) for _ in range(n))),
+        group_layer="conv3")
+
+
+def graph_ops(model) -> int:
+    spec = tf.TensorSpec([None, 32, 32, 3], tf.float32)
+    fn = tf.function(lambda image: model(image, training=False))
+    return len(fn.get_concrete_function(spec).graph.get_operations())
+
+
+@pytest.mark.parametrize("make", [galm_shaped, branching_shaped, paper_shaped])
+def test_fused_graph_computes_the_per_block_graph_with_fewer_ops(make):
+    """Siblings as one kernel, per-attribute fc layers as one batched matmul: the same
+    probabilities (max abs difference < 1e-4) and parameters, fewer ops."""
+    from gnas_keras.fused import fused_inference_model
+    keras.utils.set_random_seed(0)
+    model = build_tree_network(make(N), (32, 32, 3))
+    rng = np.random.default_rng(1)
+    for v in model.non_trainable_variables:  # BN statistics away from 0 / 1: folding matters
+        v.assign(rng.normal(0, 0.1, v.shape) if "mean" in v.path
+                 else rng.uniform(0.5, 2.0, v.shape))
+    x, _ = data()
+    per_block, fused = inference_model(model, NAMES), fused_inference_model(model, NAMES)
+    expected, got = per_block(x[:8]), fused(x[:8])
+    assert sorted(got) == sorted(NAMES)
+    assert max(np.max(np.abs(got[a].numpy() - expected[a].numpy())) for a in NAMES) < 1e-4
+    assert parameter_count(fused) == parameter_count(per_block)
+    assert graph_ops(fused) < graph_ops(per_block)
+    if make is paper_shaped:  # fc2 and fc3: one batched matmul each
+        assert [layer.name for layer in fused.layers if "batch" in layer.name
+                and layer.name.startswith(("fc2", "fc3"))] == ["fc2_batch0", "fc3_batch0"]
+
+
+def test_fused_export_reloads_in_a_fresh_process(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = build_tree_network(paper_shaped(N), (32, 32, 3))
+    x, batches = data()
+    Loop(model, batches).train(2)
+    path = export_saved_model(model, model.architecture, NAMES, str(tmp_path), "m",
+                              fused=True)
+    assert json.load(open(os.path.join(path, "export.json")))["graph"] == "fused"
+    out = reloaded_outputs(path, x[:8], tmp_path)
+    expected = tf.nn.softmax(model(x[:8], training=False))[..., 1].numpy()
+    assert np.max(np.abs(np.stack([out[a] for a in NAMES], 1) - expected)) < 1e-4

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from gnas_keras import metrics
@@ -51,6 +52,10 @@ def test_run_shows_attributes_losses_rewards_hparams_and_writes_a_model_card(syn
     tensors = set(events.Tags()["tensors"])  # TF2 summaries are stored as tensors
     assert {f"val_accuracy/{a}" for a in names} <= tensors
     assert {"train/loss", "finetune/loss", "final/mean_test_error", "final/mean_f1"} <= tensors
+    # The search's own training curve: one point per candidate's training segment.
+    losses = events.Tensors("candidate/train_loss")
+    assert [e.step for e in losses] == list(range(1, 9))  # 1 round, fc1 + conv3, 4 each
+    assert all(np.isfinite(tf.make_ndarray(e.tensor_proto)) for e in losses)
     assert {"rewards/conv3", "rewards/fc1"} <= tensors
     assert not any(t.startswith("reward/") for t in tensors)  # no card per edge any more
     image = events.Tensors("rewards/conv3")[0].tensor_proto.string_val

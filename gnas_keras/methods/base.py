@@ -45,11 +45,12 @@ class SearchLogger:
 
     def candidate(self, round_: int, max_rounds: int, layer: str, candidate: int,
                   num_candidates: int, evaluation: Evaluation, elapsed: float, eta: float,
-                  done: int) -> None:
-        """A GNAS candidate parent evaluated."""
+                  done: int, train_loss: float = float("nan")) -> None:
+        """A GNAS candidate parent evaluated; `train_loss`: the mean loss of its training
+        segment (NaN when candidates do not train)."""
 
     def trial(self, trial: int, trials: int, evaluation: Evaluation, best_error: float,
-              elapsed: float, eta: float) -> None:
+              elapsed: float, eta: float, train_loss: float = float("nan")) -> None:
         """A trial of a sampling method (random search) evaluated."""
 
     def round(self, result) -> None:

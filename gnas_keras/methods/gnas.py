@@ -341,9 +341,12 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
                 heads = np.random.default_rng(segment_seed(seed, 5, *position, b))
                 for upper in range(l, len(space.layers)):
                     model.reinitialize_active(upper, heads)
+        train_loss = float("nan")
         if k:                                                             # 0: frozen (Fig. 4)
             loop.restart(1, *position)
-            check_finite(loop.train(k), f"round {state.round} layer {name} candidate {b}")
+            trained = loop.train(k)
+            check_finite(trained, f"round {state.round} layer {name} candidate {b}")
+            train_loss = trained.loss
         if config.bn_refresh:
             loop.restart(6, *position)
             loop.refresh_batch_norm(config.bn_refresh)
@@ -359,7 +362,8 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
         per_candidate = (time.time() - rounds_start) / (state.evaluations - evaluations_before)
         logger.candidate(state.round, config.max_rounds, name, b, counts[l - 1],
                          _evaluation(probabilities, labels), time.time() - start,
-                         per_candidate * (total - state.evaluations), state.evaluations)
+                         per_candidate * (total - state.evaluations), state.evaluations,
+                         train_loss)
         if state.candidate < counts[l - 1]:
             save("candidate")
             continue

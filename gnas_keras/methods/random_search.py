@@ -111,9 +111,12 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
         trial = state.evaluations + 1
         routing = random_routing(space, n, rng)
         model.set_routing(routing)
+        train_loss = float("nan")
         if candidates.train_steps:
             loop.restart(3, trial)
-            check_finite(loop.train(candidates.train_steps), f"random trial {trial}")
+            trained = loop.train(candidates.train_steps)
+            check_finite(trained, f"random trial {trial}")
+            train_loss = trained.loss
         evaluation = loop.evaluate(val_data(3, trial), candidates.val_batches)
         best = state.results[-1] if state.results else None
         if best is None or evaluation.mean_error < best.best_error:
@@ -125,7 +128,7 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
                                          best_error, elapsed))
         state.evaluations = trial
         logger.trial(trial, trials, evaluation, best_error, elapsed,
-                     elapsed / trial * (trials - trial))
+                     elapsed / trial * (trials - trial), train_loss)
         save("candidate")
     model.set_routing(state.results[-1].best_routing)
     return state.results

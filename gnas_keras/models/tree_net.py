@@ -31,7 +31,7 @@ from gnas_keras.models.base import (AttributeModel, compile_model, normalize_ima
 BlockMaker = Callable[[int, int, str, BlockSpec, "keras.KerasTensor"], "keras.KerasTensor"]
 
 
-def _combine(name: str, spec: BlockSpec, parent, skips: Sequence) -> "keras.KerasTensor":
+def block_input(name: str, spec: BlockSpec, parent, skips: Sequence) -> "keras.KerasTensor":
     """The block's input: parent output plus skips, resized as the module docstring says."""
     if spec.op == "fc":
         parts = [keras.layers.Flatten(name=f"{name}_flatten")(parent)
@@ -51,7 +51,7 @@ def _combine(name: str, spec: BlockSpec, parent, skips: Sequence) -> "keras.Kera
     return keras.layers.Concatenate(name=f"{name}_concat")(parts)
 
 
-def _pool(name: str, spec: BlockSpec, y):
+def block_pool(name: str, spec: BlockSpec, y):
     if spec.pool == "max":
         return keras.layers.MaxPooling2D(2, 2, name=f"{name}_pool")(y)
     if spec.pool == "global_avg":
@@ -72,9 +72,9 @@ def build_graph(architecture: Architecture, image, make_block: BlockMaker
             spec = architecture.blocks[l][j]
             name = f"{architecture.layer_names[l]}_{j}"
             parent = x if l == 0 else outputs[l - 1][architecture.parents[l][j]]
-            y = make_block(l, j, name, spec, _combine(name, spec, parent,
+            y = make_block(l, j, name, spec, block_input(name, spec, parent,
                                                 [outputs[sl][sj] for sl, sj in spec.skips]))
-            here[j] = _pool(name, spec, y) if spec.op == "conv" else y
+            here[j] = block_pool(name, spec, y) if spec.op == "conv" else y
         outputs.append(here)
     return [outputs[-1][n] for n in range(architecture.num_attributes)]
 
@@ -154,6 +154,16 @@ class TreeNetwork(AttributeModel):
             return self.get_layer(name).get_weights() + \
                 self.get_layer(f"{name}_bn").get_weights()
         return self.get_layer(name).get_weights()
+
+    def folded_block_weights(self, layer: int, block: int) -> List[np.ndarray]:
+        """[kernel, bias] of the block for inference: a conv's BN folded into it (kernel *
+        gamma / sqrt(var + eps), bias beta - mean * gamma / sqrt(var + eps)); an fc's own."""
+        weights = self.block_weights(layer, block)
+        if self.architecture.blocks[layer][block].op != "conv":
+            return weights
+        kernel, gamma, beta, mean, var = weights
+        scale = gamma / np.sqrt(var + self.bn_epsilon)
+        return [kernel * scale, beta - mean * scale]
 
     def set_block_weights(self, layer: int, block: int, weights: Sequence[np.ndarray]) -> None:
         name = self.block_name(layer, block)
