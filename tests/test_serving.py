@@ -27,7 +27,8 @@ def exported(tmp_path_factory):
     base = tmp_path_factory.mktemp("serving")
     model, architecture, _ = trained_supernet()
     path = export_saved_model(model, architecture, NAMES, str(base), "faces", owner="run-a",
-                              preprocessing=PREP, thresholds=THRESHOLDS)
+                              preprocessing=PREP, thresholds=THRESHOLDS,
+                              fused=True)  # what a run exports by default
     return base, path, model, architecture
 
 
