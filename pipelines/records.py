@@ -196,7 +196,7 @@ def check_dataset(data_dir: Union[str, Sequence[str]], splits: Sequence[str] = S
             raise DatasetError(meta_path, None, f"key 'split_sizes' has no {split!r} entry",
                                kind="bad_metadata")
         total, first = 0, None
-        for path in _shard_set(data_dir, split):
+        for path in shard_set(data_dir, split):
             count, record = _walk_records(path)
             total += count
             if first is None and record is not None:
@@ -210,7 +210,7 @@ def check_dataset(data_dir: Union[str, Sequence[str]], splits: Sequence[str] = S
     return meta
 
 
-def _shard_set(data_dir: str, split: str) -> List[str]:
+def shard_set(data_dir: str, split: str) -> List[str]:
     """The shard paths of `split`, checked to be one complete ``-of-N`` set."""
     pattern = shard_pattern(data_dir, split)
     found = sorted(tf.io.gfile.glob(pattern))
@@ -291,7 +291,7 @@ def find_corrupt_record(data_dirs: Sequence[str], splits: Sequence[str] = SPLITS
         for split in splits:
             if not tf.io.gfile.glob(shard_pattern(data_dir, split)):
                 continue
-            for path in _shard_set(data_dir, split):
+            for path in shard_set(data_dir, split):
                 index = 0
                 try:
                     for _ in tf.data.TFRecordDataset(path):

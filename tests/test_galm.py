@@ -1,6 +1,7 @@
 """GALM as a search method: the weight-sharing child, and a run through the search binary
 that is killed and resumed."""
 
+import dataclasses
 import json
 import os
 
@@ -137,3 +138,29 @@ def test_the_child_on_a_choice_computes_the_exported_architecture():
     copy_weights(child.block_weights(choices), tree)
     np.testing.assert_allclose(tree(images[:4], training=False).numpy(),
                                child(images[:4], training=False).numpy(), atol=1e-4)
+
+
+def test_uniform_sampler_keeps_each_attributes_best_rewarded_sample(synthetic_dir, tmp_path):
+    """The random baseline of the same budget: uniformly drawn architectures, no controller
+    update, and every evaluated attribute ends with its best-rewarded sample."""
+    from gnas_keras.config import RunConfig
+    from gnas_keras.run import run
+    config = RunConfig(data_dir=synthetic_dir, workdir=str(tmp_path / "run"), export_dir="",
+                       method="galm", batch_size=16, eval_batch_size=64, finetune_steps=0,
+                       deterministic=True)
+    config.methods["galm"] = galm.GalmConfig(
+        galm_space="synthetic", galm_phases=1, galm_child_steps=1, galm_controller_steps=12,
+        galm_val_batches=1, galm_sampler="uniform")
+    report = run(config, out=lambda line: None)["galm"]
+    assert report["sampler"] == "uniform"
+    assert all(baseline is None for _, _, baseline in report["rewards"])
+    space, names = galm.make_space("synthetic"), list(report["architectures"])
+    best = {}
+    for a, reward, _ in report["rewards"]:
+        best[a] = max(best.get(a, -1.0), reward)
+    assert len(report["best_samples"]) == len(best) >= 2
+    for a, reward in best.items():
+        sample = report["best_samples"][names[a]]
+        assert sample["reward"] == reward
+        assert report["architectures"][names[a]] == \
+            dataclasses.asdict(gs.decode(space, sample["choice_index"]))

@@ -12,6 +12,11 @@
     final architecture of attribute a = the controller's most probable action sequence
         (or, with galm_final_samples = M, the best of M samples on the validation batches)
 
+``galm_sampler="uniform"`` is the baseline of the same budget: every architecture (child
+steps and reward evaluations alike) is drawn uniformly from the 2,304 choices, the
+controller is never updated, and an attribute's final architecture is the best-rewarded one
+it was evaluated with (random search per attribute).
+
 The result is an `Architecture` (conv1..conv5, fc1..fc3; per attribute its own conv4..fc3)
 that the run fine-tunes on train+validation, tests and exports like every method: by
 default a `TreeNetwork` holding the child's weights of the chosen options
@@ -64,6 +69,7 @@ if TYPE_CHECKING:
 
 SPACES = ("paper", "synthetic")
 REWARDS = ("accuracy", "auc")
+SAMPLERS = ("controller", "uniform")
 CONTROLLER_DIR = "galm_controller"  # in the workdir: the trained controller, for transfer
 
 
@@ -81,6 +87,11 @@ class GalmConfig:
     galm_controller_lr: float = setting(1e-4, "Controller learning rate (paper: 1e-4).")
     galm_baseline_decay: float = setting(0.99, "Decay of the reward baseline's moving "
                                          "average (Eq. 5; ENAS: 0.99).")
+    galm_sampler: str = setting("controller", "Who draws the architectures: the REINFORCE "
+                                "controller (the paper) or 'uniform': uniformly random, "
+                                "controller untouched, final = each attribute's best-rewarded "
+                                "sample (the random baseline with the same budget).",
+                                choices=SAMPLERS)
     galm_final_samples: int = setting(0, "Final architecture: 0 = the most probable sequence "
                                       "(sec. 4.1); M > 0 = the best of M samples on the "
                                       "validation batches.")
@@ -100,6 +111,8 @@ class GalmConfig:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
         if self.galm_space not in SPACES:
             raise ValueError(f"galm_space: {self.galm_space!r} is not one of {SPACES}")
+        if self.galm_sampler not in SAMPLERS:
+            raise ValueError(f"galm_sampler: {self.galm_sampler!r} is not one of {SAMPLERS}")
         if self.galm_reward not in REWARDS:
             raise ValueError(f"galm_reward: {self.galm_reward!r} is not one of {REWARDS}")
         if self.galm_controller_lr <= 0 or not 0 <= self.galm_baseline_decay < 1:
@@ -413,7 +426,9 @@ class GalmState:
 
     phase: phases finished; child_done: whether this phase's child training is done;
     controller_done: REINFORCE steps done in this phase; evaluations: REINFORCE steps in
-    all; rewards: [attribute, reward, baseline] per REINFORCE step."""
+    all; rewards: [attribute, reward, baseline] per REINFORCE step (baseline None with the
+    uniform sampler); best: attribute -> [choice index, reward], the best-rewarded sample
+    (uniform sampler)."""
 
     rng_state: Dict
     phase: int = 0
@@ -423,6 +438,7 @@ class GalmState:
     elapsed: float = 0.0
     child_loss: List[float] = dataclasses.field(default_factory=list)
     rewards: List[List[float]] = dataclasses.field(default_factory=list)
+    best: Dict[str, List[float]] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> Dict:
         return dataclasses.asdict(self)
@@ -592,9 +608,14 @@ def _search(context: SearchContext) -> SearchResult:
         state.elapsed = time.time() - start
         context.checkpoint(state, boundary)
 
+    uniform = config.galm_sampler == "uniform"
+
     def sample(a: int, *position: int) -> gs.Choice:
         if a in frozen:
             return frozen[a]
+        if uniform:
+            return gs.uniform_random_choice(
+                space, np.random.default_rng(segment_seed(run.seed, *position)))
         seed = (run.seed, segment_seed(run.seed, *position))
         return controller.sample(rows[a], seed)[0]
 
@@ -621,8 +642,13 @@ def _search(context: SearchContext) -> SearchResult:
             choice = sample(a, 8, phase, step)
             child.set_choice(a, choice)
             reward = _reward(loop, val, count, a, config.galm_reward)
-            update = controller.update(rows[a], choice, reward)
-            state.rewards.append([a, reward, update.baseline])
+            if uniform:
+                baseline = None
+                if reward > state.best.get(str(a), [0, -np.inf])[1]:
+                    state.best[str(a)] = [gs.encode(space, choice), reward]
+            else:
+                baseline = controller.update(rows[a], choice, reward).baseline
+            state.rewards.append([a, reward, baseline])
             state.controller_done += 1
             state.evaluations += 1
             every = max(1, config.galm_controller_steps // 5)
@@ -632,7 +658,8 @@ def _search(context: SearchContext) -> SearchResult:
                 context.logger.progress(
                     f"GALM phase {phase + 1}/{config.galm_phases}  controller step "
                     f"{state.controller_done}/{config.galm_controller_steps}  mean reward "
-                    f"{np.mean(recent):.4f}  baseline {update.baseline:.4f}  "
+                    f"{np.mean(recent):.4f}  "
+                    + ("" if baseline is None else f"baseline {baseline:.4f}  ") +
                     f"elapsed {format_duration(time.time() - start)}")
             save("candidate")
         state.phase, state.child_done, state.controller_done = phase + 1, False, 0
@@ -647,7 +674,10 @@ def _finish(context, objects: _Objects, loop, val, count, state: GalmState) -> S
     choices = []
     for a in range(len(names)):
         best = controller.most_probable(rows[a])
-        if config.galm_final_samples and a in objects.searched:
+        if config.galm_sampler == "uniform":
+            if str(a) in state.best:  # else never evaluated: the untrained controller's
+                best = gs.decode(space, int(state.best[str(a)][0]))
+        elif config.galm_final_samples and a in objects.searched:
             candidates = [best] + [controller.sample(
                 rows[a], (context.config.seed, segment_seed(context.config.seed, 9, a, m)))[0]
                 for m in range(config.galm_final_samples)]
@@ -674,6 +704,12 @@ def _finish(context, objects: _Objects, loop, val, count, state: GalmState) -> S
             "searched_attributes": [names[a] for a in objects.searched],
             "transfer_from": config.transfer_from,
             "transfer_sources": objects.transfer_sources,
+            "sampler": config.galm_sampler,
+            # uniform sampler: each evaluated attribute's best sample (index into the 2,304
+            # choices, `galm_space.decode`) and its reward
+            "best_samples": {names[int(a)]: {"choice_index": int(i), "reward": r}
+                             for a, (i, r) in sorted(state.best.items(),
+                                                     key=lambda item: int(item[0]))},
             "rewards": state.rewards, "child_loss": state.child_loss,
             "phases": state.phase,
         }}
@@ -717,7 +753,8 @@ def _tensorboard(workdir: str, state: GalmState, picture: str) -> None:
     with writer.as_default():
         for step, (_, reward, baseline) in enumerate(state.rewards):
             tf.summary.scalar("galm/reward", reward, step=step)
-            tf.summary.scalar("galm/baseline", baseline, step=step)
+            if baseline is not None:  # the uniform sampler has none
+                tf.summary.scalar("galm/baseline", baseline, step=step)
         png = tf.io.decode_png(tf.io.read_file(picture), channels=4)
         tf.summary.image("galm/attribute_correlation", png[None], step=state.evaluations)
     writer.close()
