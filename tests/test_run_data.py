@@ -109,3 +109,28 @@ def test_two_dataset_search_loss_ignores_the_other_datasets_attributes(tmp_path)
     # test split: faces' records then people's, each unknown for the other's attributes
     assert (predictions["labels"][:len(A), 2:] == -1).all()
     assert (predictions["labels"][len(A):, :2] == -1).all()
+
+
+def test_cross_domain_branching_over_two_datasets(tmp_path):
+    """Adaptive branching's cross-domain training (Lu et al. sec. 4.3): one branched model
+    over two datasets at once. Tasks of different datasets are never labelled together, so
+    their Eq. 6 affinity is the unobserved value (0.5), and the run ends with one model that
+    predicts every attribute of both."""
+    from gnas_keras.methods.branching import BranchingConfig
+    from gnas_keras.run import run
+
+    a, b = two_datasets(tmp_path)
+    config = RunConfig(data_dir=f"{a},{b}", workdir=str(tmp_path / "run"), export_dir="",
+                       method="branching", image_height=16, image_width=16, batch_size=6,
+                       eval_batch_size=6, finetune_steps=1, compare=(),
+                       methods={"branching": BranchingConfig(
+                           thin_layout="small", omega=4, iterations_per_round=3,
+                           branch_unit_cost=0.0, max_widening_rounds=1)})
+    report = run(config, out=lambda line: None)
+    assert report["num_attributes"] == 5 and set(report["test_error"]) == {
+        "Smiling", "faces/Hat", "people/Hat", "Bag", "Coat"}
+    affinity = np.array(report["widening_rounds"][0]["task_affinity"])
+    faces, people = [0, 1], [2, 3, 4]
+    # (were the unknown labels read as 0, these pairs would be measured like any other)
+    np.testing.assert_array_equal(affinity[np.ix_(faces, people)], 0.5)
+    np.testing.assert_array_equal(affinity, affinity.T)
