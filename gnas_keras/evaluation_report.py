@@ -155,7 +155,10 @@ def evaluate_run(run_dir: str, workdir: str, latency: bool = True,
                                    title=f"{name}: {report['method']} on {report['dataset']}")
     out = {
         "name": name, "path": os.path.abspath(run_dir), "method": report["method"],
-        "dataset": report["dataset"], "space": space.name, "attribute_names": names,
+        # the architecture's own space: branching's thin network and GALM's per-attribute
+        # space are not the `--space` preset in "search_space"
+        "dataset": report["dataset"], "space": report_architecture(report).space or space.name,
+        "attribute_names": names,
         "test_error": report["test_error"], "mean_test_error": report["mean_test_error"],
         "parameters": report["parameters"], "search_seconds": report.get("search_seconds"),
         "ari": report.get("ari"), "ari_layer": report.get("ari_layer"),

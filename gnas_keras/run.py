@@ -614,9 +614,13 @@ def _run_phases(config: RunConfig, data: Data, method: Method, space: SearchSpac
     state = RunState.from_dict(saved) if saved else RunState()
     state.run_id = state.run_id or uuid.uuid4().hex
     h, w, _ = data.image_shape
-    out(f"{config.method} on {meta.name} ({n} attributes, {h}x{w}), space {space.name}: "
-        f"{scientific(space.num_trees(n))} trees, {space.evaluations_per_round(n)} evaluations "
-        f"per round, {strategy.num_replicas_in_sync} replica(s)"
+    # `--space` describes what GNAS, random search and the fixed trees search; branching and
+    # GALM build networks of their own (their flags say which).
+    searched = (f"space {space.name}: {scientific(space.num_trees(n))} trees, "
+                f"{space.evaluations_per_round(n)} evaluations per round"
+                if method.uses_supernet or method.fixed else method.summary.rstrip("."))
+    out(f"{config.method} on {meta.name} ({n} attributes, {h}x{w}), {searched}, "
+        f"{strategy.num_replicas_in_sync} replica(s)"
         + (f"; resuming at phase {state.phase} from {saver.directory}" if state.resumed
            else ""))
     current = _Run(config, data, method, saver, state, strategy, out)
