@@ -105,6 +105,7 @@ if "tensorflow" not in sys.modules:
 
 from absl import app, flags, logging  # noqa: E402
 
+from gnas_keras.evaluation import WorkerLost  # noqa: E402  (no TensorFlow import)
 from pipelines.convert_errors import ConversionError  # noqa: E402  (no TensorFlow import)
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
@@ -119,10 +120,10 @@ def interrupted(message: str) -> None:
     sys.exit(130)
 
 
-def fail(message: str) -> None:
+def fail(message: str, status: int = 2) -> None:
     prog = os.path.basename(sys.argv[0]).removesuffix(".py") if sys.argv else "gnas"
     print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
-    sys.exit(2)
+    sys.exit(status)
 
 
 def generate_synthetic_if_wanted(config, enabled: bool) -> None:
@@ -155,6 +156,10 @@ def run(main) -> None:
             main(argv)
         except USER_ERRORS as err:
             fail(str(err))
+        except WorkerLost as err:
+            # Not the user's input, but still one line: a multi-worker run that lost a
+            # worker says where it resumes; exit status 1.
+            fail(str(err), status=1)
         except KeyboardInterrupt as err:
             interrupted(str(err))
 

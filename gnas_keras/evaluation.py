@@ -55,3 +55,6 @@ class NumericalError(FloatingPointError):
         self.where = where
 
 
+class WorkerLost(RuntimeError):
+    """A multi-worker run lost a worker (it stopped sending heartbeats: killed, preempted,
+    crashed); the message names it and where the run resumes (`gnas_keras.run`)."""

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -47,7 +48,7 @@ from gnas_keras.cost import layer_costs
 from gnas_keras.checkpoint import RunCheckpoint
 from gnas_keras.config import RunConfig
 from gnas_keras.data import Data, planted_groups
-from gnas_keras.evaluation import Evaluation, NumericalError, segment_seed
+from gnas_keras.evaluation import Evaluation, NumericalError, WorkerLost, segment_seed
 from gnas_keras.export import export_saved_model, find_owned_version
 from gnas_keras.io import write_json_atomic, write_text_atomic
 from gnas_keras.methods import Method, get_method
@@ -518,12 +519,16 @@ def run(config: RunConfig, out: Callable[[str], None] = terminal) -> Dict:
         data.shard = worker_shard(strategy)
         for data_dir in config.data_dirs:
             check_shards(data_dir, data.shard[0])
+    # A worker that dies makes the others' next collective fail (`CLUSTER_ERRORS`).
+    lost = CLUSTER_ERRORS if is_multi_worker(strategy) else ()
     if not strategy.extended.should_checkpoint:  # a non-chief worker: scratch, no lock
         scratch = tempfile.mkdtemp(prefix="gnas-worker-")
+        saver = RunCheckpoint(config.workdir, config.to_dict(), scratch=scratch)
         try:
-            return _run_phases(worker_scratch(config, scratch), data, method, space,
-                               RunCheckpoint(config.workdir, config.to_dict(),
-                                             scratch=scratch), strategy, out)
+            return _run_phases(worker_scratch(config, scratch), data, method, space, saver,
+                               strategy, out)
+        except lost as err:
+            raise worker_lost_error(saver, err) from None
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     os.makedirs(config.workdir, exist_ok=True)
@@ -537,6 +542,8 @@ def run(config: RunConfig, out: Callable[[str], None] = terminal) -> Dict:
             return _run_phases(config, data, method, space, saver, strategy, out)
         except tf.errors.DataLossError as err:
             raise corrupt_data_error(config, saver, err) from None
+        except lost as err:
+            raise worker_lost_error(saver, err) from None
         except KeyboardInterrupt:
             saved = saver.read_state()
             if saved and saved.get("checkpoint"):
@@ -545,6 +552,28 @@ def run(config: RunConfig, out: Callable[[str], None] = terminal) -> Dict:
             else:
                 where = "no checkpoint yet: the same command starts over"
             raise RunInterrupted(f"interrupted; {where}") from None
+
+
+# What TensorFlow raises on the surviving workers when a peer dies mid-collective.
+CLUSTER_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError,
+                  tf.errors.DeadlineExceededError)
+
+
+def worker_lost_error(saver: RunCheckpoint, err: tf.errors.OpError) -> WorkerLost:
+    """`err` (a collective aborted because a worker is gone) as one line: which task
+    TensorFlow reports unhealthy, and that the same command on every worker resumes from the
+    last checkpoint the chief wrote."""
+    text = str(err)
+    tail = text.split("unhealthy", 1)[1] if "unhealthy" in text else ""
+    tasks = sorted(set(re.findall(r"/job:\w+/replica:\d+/task:\d+", tail)))
+    who = (f"worker {', '.join(tasks)} stopped sending heartbeats" if tasks else
+           f"a collective failed ({text.strip().splitlines()[0] if text.strip() else type(err).__name__})")
+    saved = saver.read_state()
+    resume = (f"the last checkpoint ({saved['checkpoint']}, phase {saved.get('phase')}) is "
+              "kept: start the same command on every worker to resume from it"
+              if saved and saved.get("checkpoint") else
+              "no checkpoint yet: the same command on every worker starts over")
+    return WorkerLost(f"multi-worker run: {who}; {resume}")
 
 
 def corrupt_data_error(config: RunConfig, saver: RunCheckpoint,

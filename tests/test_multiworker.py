@@ -1,7 +1,8 @@
 """`--strategy=multiworker`: two local worker processes on loopback (TF_CONFIG, 127.0.0.1
-only), a whole deterministic run of a supernet search (random search, 2 candidates: the
+only), a whole deterministic run of a supernet search (random search, 4 candidates: the
 same supernet training and reward evaluation as GNAS, fewer candidates), fine-tune, test,
-export.
+export. Worker 1 is SIGKILLed midway; worker 0 stops with one line saying how to resume;
+both are started again with the same command and finish the run from the last checkpoint.
 
 What a two-worker run must give: both workers the same tree and the same metrics (every step
 is synchronous); evaluation sharded by file and summed over the workers (every labelled test
@@ -51,8 +52,12 @@ def start_workers(flag_args, scratch_dirs):
         procs.append(subprocess.Popen(
             ["timeout", "-s", "KILL", str(TIMEOUT_S), sys.executable, "-m", "flags.search",
              *flag_args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True))
+            text=True, start_new_session=True))  # a group: SIGKILL reaches the worker too
     return procs
+
+
+def kill(proc):
+    os.killpg(proc.pid, signal.SIGKILL)
 
 
 def finish(procs):
@@ -64,7 +69,7 @@ def finish(procs):
     finally:
         for p in procs:
             if p.poll() is None:
-                p.send_signal(signal.SIGKILL)
+                kill(p)
     return outputs
 
 
@@ -86,17 +91,48 @@ def two_workers(synthetic_dir, tmp_path_factory):
     flag_args = ["--deterministic", "--strategy=multiworker", f"--data_dir={synthetic_dir}",
                  f"--workdir={base / 'run'}", f"--export_dir={base / 'export'}",
                  "--export_name=m", "--batch_size=16", "--eval_batch_size=64",
-                 "--method=random", "--random_trials=2", "--train_steps=1",
+                 "--method=random", "--random_trials=4", "--train_steps=1",
                  "--val_batches=1", "--finetune_steps=1", "--compare=",
-                 "--checkpoint_every=0"]
+                 "--checkpoint_every=1"]
+    procs = start_workers(flag_args, scratch)
+    try:
+        seen = []
+        for line in procs[0].stderr:
+            seen.append(line)
+            if "random trial 2/4" in line:
+                kill(procs[1])  # trial 1 is checkpointed; trial 2 may be
+                break
+        else:
+            raise AssertionError("".join(seen)[-4000:])
+        survivor = finish(procs[:1])[0]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                kill(p)
+    # Fresh scratch directories: a SIGKILLed worker cannot clean up its own.
+    scratch = [base / "tmp0_resumed", base / "tmp1_resumed"]
+    for d in scratch:
+        d.mkdir()
     outputs = finish(start_workers(flag_args, scratch))
     for i, (code, _, err) in enumerate(outputs):
         assert code == 0, f"worker {i} exited {code}:\n{err[-4000:]}"
-    return base, scratch, outputs
+    return base, scratch, outputs, survivor
+
+
+def test_a_killed_worker_stops_the_other_in_one_line_and_both_resume(two_workers):
+    _, _, outputs, (code, _, err) = two_workers
+    assert code == 1 and "Traceback" not in err, err[-3000:]
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("search: error: multi-worker run: worker "
+                           "/job:worker/replica:0/task:1 stopped sending heartbeats"), line
+    assert "start the same command on every worker to resume from it" in line
+    for _, _, resumed in outputs:
+        assert "resuming at phase search" in resumed
+        assert "random trial 1/4" not in resumed and "random trial 4/4" in resumed
 
 
 def test_workers_agree_on_tree_and_metrics(two_workers):
-    _, _, outputs = two_workers
+    _, _, outputs, _ = two_workers
     assert "2 replica(s)" in outputs[0][2]
     chief, other = summary(outputs[0][1]), summary(outputs[1][1])
     assert chief == other
@@ -104,7 +140,7 @@ def test_workers_agree_on_tree_and_metrics(two_workers):
 
 
 def test_chief_alone_writes_run_directory_checkpoints_and_export(two_workers):
-    base, scratch, _ = two_workers
+    base, scratch, _, _ = two_workers
     run = base / "run"
     assert (run / "report.json").exists() and (run / "tree.json").exists()
     with open(run / "checkpoints" / "state.json") as f:
@@ -117,7 +153,7 @@ def test_chief_alone_writes_run_directory_checkpoints_and_export(two_workers):
 
 
 def test_sharded_evaluation_counts_every_test_pair_once(two_workers, synthetic_dir):
-    base, _, _ = two_workers
+    base, _, _, _ = two_workers
     from gnas_keras.config import RunConfig
     from gnas_keras.data import Data
     data = Data.load(RunConfig(data_dir=synthetic_dir))
