@@ -4,7 +4,8 @@
 `gnas_keras.models.base.AttributeModel` (a supernet: the edges of the architecture's tree;
 a tree network: its blocks), builds `inference_model`: a plain functional Keras model of
 only the live blocks, every BN folded into its convolution ("BNs are removed in inference
-phase", GNAS paper), and writes ``<export_dir>/<name>/<version>/`` (TF Serving layout)
+phase", GNAS paper), or with ``fused=True`` (a run's default, ``--export_fused``) the same
+function with sibling blocks fused (`gnas_keras.fused`), and writes ``<export_dir>/<name>/<version>/`` (TF Serving layout)
 through a temporary directory and a rename, with two signatures::
 
     serving_default
