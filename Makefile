@@ -33,8 +33,9 @@ compare: $(VENV)/.installed
 
 # Two worker processes (CI has 2 cores; most tests are single-threaded subprocess runs);
 # `--dist loadfile` keeps a file's tests, and its module fixtures, on one worker.
+# Files are handed out slowest first (tests/conftest.py: SLOWEST_FIRST).
 test: $(VENV)/.installed
-	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15 tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15 tests
 
 clean:
 	rm -rf runs saved_models/*/ data/synthetic
