@@ -27,12 +27,14 @@ Input: float32 images [batch, H, W, 3] in [0, 255]. Output: {attribute name: pro
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from gnas_keras.architecture import BlockSpec
 from gnas_keras.models.base import normalize_images
 from gnas_keras.models.tree_net import TreeNetwork, block_input, block_pool
 
@@ -106,6 +108,24 @@ def sibling_groups(tree: TreeNetwork, layer: int, live: Sequence[int]) -> List[L
     return list(groups.values())
 
 
+@dataclasses.dataclass
+class _Group:
+    """Sibling blocks of one layer computed as one: their combined input, and their folded
+    weights concatenated along the output axis."""
+
+    name: str                  # Keras layer name prefix, ``<layer>_g<i>``
+    spec: BlockSpec            # the first member's (all members compute alike)
+    members: List[int]         # block indices
+    widths: List[int]          # each member's output width
+    inputs: "keras.KerasTensor"
+    kernel: np.ndarray
+    bias: np.ndarray
+
+    def split(self, y) -> Dict[int, "keras.KerasTensor"]:
+        """The group's output [..., sum(widths)] -> {block: its output}."""
+        return dict(zip(self.members, SplitChannels(self.widths, name=f"{self.name}_split")(y)))
+
+
 def fused_inference_model(tree: TreeNetwork, attribute_names: Optional[Sequence[str]] = None
                           ) -> keras.Model:
     """`tree` for inference with siblings fused (see the module docstring); the same
@@ -122,37 +142,33 @@ def fused_inference_model(tree: TreeNetwork, attribute_names: Optional[Sequence[
             spec = architecture.blocks[l][members[0]]
             name = f"{layer_name}_g{g}"
             parent = x if l == 0 else outputs[l - 1][architecture.parents[l][members[0]]]
-            inputs = block_input(name, spec, parent,
-                                 [outputs[sl][sj] for sl, sj in spec.skips])
             weights = [tree.folded_block_weights(l, j) for j in members]
-            kernel = np.concatenate([w[0] for w in weights], axis=-1)
-            bias = np.concatenate([w[1] for w in weights], axis=-1)
-            widths = [architecture.blocks[l][j].width for j in members]
-            groups.append((name, spec, members, widths, inputs, kernel, bias))
+            groups.append(_Group(
+                name, spec, members, [architecture.blocks[l][j].width for j in members],
+                block_input(name, spec, parent, [outputs[sl][sj] for sl, sj in spec.skips]),
+                np.concatenate([w[0] for w in weights], axis=-1),
+                np.concatenate([w[1] for w in weights], axis=-1)))
         if architecture.blocks[l][live[0]].op == "conv":
-            for name, spec, members, widths, inputs, kernel, bias in groups:
-                conv = keras.layers.Conv2D(sum(widths), spec.kernel, padding="same", name=name)
-                assignments.append((conv, [kernel, bias]))
-                y = block_pool(name, spec, keras.layers.ReLU(name=f"{name}_relu")(conv(inputs)))
-                here.update(zip(members, SplitChannels(widths, name=f"{name}_split")(y)))
+            for group in groups:
+                conv = keras.layers.Conv2D(sum(group.widths), group.spec.kernel,
+                                           padding="same", name=group.name)
+                assignments.append((conv, [group.kernel, group.bias]))
+                relu = keras.layers.ReLU(name=f"{group.name}_relu")(conv(group.inputs))
+                here.update(group.split(block_pool(group.name, group.spec, relu)))
         else:
             # Stage 2: groups of the same shape -> one batched matmul.
-            batches: Dict[Tuple, List[int]] = {}
-            for i, (_, spec, _, widths, inputs, _, _) in enumerate(groups):
-                key = (int(inputs.shape[-1]), sum(widths), spec.activation)
-                batches.setdefault(key, []).append(i)
-            for b, ((_, units, relu), indices) in enumerate(batches.items()):
-                name = f"{layer_name}_batch{b}"
-                dense = BatchedDense(len(indices), units, relu, name=name)
-                ys = dense([groups[i][4] for i in indices])
-                kernels = [groups[i][5] for i in indices]
-                biases = [groups[i][6] for i in indices]
-                assignments.append((dense, [kernels[0], biases[0]] if len(indices) == 1 else
-                                    [np.stack(kernels), np.stack(biases)[:, None]]))
-                for i, y in zip(indices, ys):
-                    _, _, members, widths, _, _, _ = groups[i]
-                    here.update(zip(members, SplitChannels(
-                        widths, name=f"{groups[i][0]}_split")(y)))
+            batches: Dict[Tuple, List[_Group]] = {}
+            for group in groups:
+                key = (int(group.inputs.shape[-1]), sum(group.widths), group.spec.activation)
+                batches.setdefault(key, []).append(group)
+            for b, ((_, units, relu), batch) in enumerate(batches.items()):
+                dense = BatchedDense(len(batch), units, relu, name=f"{layer_name}_batch{b}")
+                ys = dense([group.inputs for group in batch])
+                assignments.append((dense, [batch[0].kernel, batch[0].bias] if len(batch) == 1
+                                    else [np.stack([group.kernel for group in batch]),
+                                          np.stack([group.bias for group in batch])[:, None]]))
+                for group, y in zip(batch, ys):
+                    here.update(group.split(y))
         outputs.append(here)
     heads = [outputs[-1][n] for n in range(architecture.num_attributes)]
     if attribute_names is None:
