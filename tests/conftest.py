@@ -5,6 +5,12 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# `make test` runs two xdist workers on CI's two cores, and most tests start TensorFlow
+# subprocesses that inherit this environment. One intra-op thread per process keeps the two
+# workers from oversubscribing the cores (TensorFlow would start one thread per core in each).
+# The tests' models are small, so a process loses little; inter-op threads stay at the default
+# because the multi-worker collectives run on them.
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import pytest  # noqa: E402

@@ -54,10 +54,13 @@ def test_switching_architectures_does_not_retrace():
 
 def test_galm_through_the_search_binary_killed_mid_search_resumes_alike(synthetic_dir,
                                                                         tmp_path):
-    """A GALM run through the search binary (report, pictures, controller file);
-    the same run SIGKILLed during phase 1's controller training and resumed by the same
-    command (deterministic mode) ends with the same architectures and rewards."""
-    from tests.test_resume import run_and_kill, run_to_end
+    """A GALM search through the search binary (pictures, controller file, the search
+    report checkpointed for the next phases); the same run SIGKILLed during phase 1's
+    controller training and resumed by the same command (deterministic mode) ends its search
+    with the same architectures and rewards. Both runs are killed once their search is
+    checkpointed: fine-tune, test and export resume like any method's (test_resume.py), and a
+    GALM run's whole report is checked in-process below."""
+    from tests.test_resume import run_and_kill
 
     def flags(name):
         return ["--deterministic", f"--data_dir={synthetic_dir}",
@@ -68,24 +71,23 @@ def test_galm_through_the_search_binary_killed_mid_search_resumes_alike(syntheti
                 "--galm_val_batches=1", "--galm_final_samples=1", "--batch_size=16",
                 "--eval_batch_size=64", "--finetune_steps=1", "--checkpoint_every=1"]
 
-    run_to_end(flags("whole"))
-    report = json.load(open(tmp_path / "whole" / "report.json"))
-    assert report["method"] == "galm" and len(report["test_error"]) == 16
-    g = report["galm"]
+    def searched(name):
+        with open(tmp_path / name / "checkpoints" / "state.json") as f:
+            state = json.load(f)
+        assert state["phase"] == "finetune"
+        return state["search_report"]["galm"]
+
+    run_and_kill(flags("whole"), "tree:")
+    g = searched("whole")
     assert len(g["architectures"]) == 16 and len(g["rewards"]) == 6
     assert -1.0 <= g["embedding_ari"] <= 1.0
     assert os.path.exists(g["attribute_correlation_picture"])
     assert os.path.exists(tmp_path / "whole" / "galm_controller.json")
 
-    # Killed mid-search, the same command resumes the search; it is killed again once the
-    # search is checkpointed (fine-tune, test and export resume like any method's, see
-    # test_resume.py): the checkpointed search result is the uninterrupted run's.
     run_and_kill(flags("killed"), "GALM phase 1/2  controller step 2/3")
     resumed = run_and_kill(flags("killed"), "tree:")
     assert "resuming at phase search" in resumed
-    state = json.load(open(tmp_path / "killed" / "checkpoints" / "state.json"))
-    assert state["phase"] == "finetune"
-    killed = state["search_report"]["galm"]
+    killed = searched("killed")
     assert killed["architectures"] == g["architectures"]
     assert killed["rewards"] == g["rewards"]
 
@@ -150,7 +152,9 @@ def test_uniform_sampler_keeps_each_attributes_best_rewarded_sample(synthetic_di
     config.methods["galm"] = galm.GalmConfig(
         galm_space="synthetic", galm_phases=1, galm_child_steps=1, galm_controller_steps=12,
         galm_val_batches=1, galm_sampler="uniform")
-    report = run(config, out=lambda line: None)["galm"]
+    whole = run(config, out=lambda line: None)
+    assert whole["method"] == "galm" and len(whole["test_error"]) == 16
+    report = whole["galm"]
     assert report["sampler"] == "uniform"
     assert all(baseline is None for _, _, baseline in report["rewards"])
     space, names = galm.make_space("synthetic"), list(report["architectures"])
