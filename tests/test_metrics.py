@@ -73,3 +73,11 @@ def test_unlabelled_attribute_is_nan_and_json_has_none():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="examples, N"):
         metrics.compute(P, Y[:, :2])
+
+
+def test_average_ranks_equal_scipys_rankdata_with_ties():
+    from scipy.stats import rankdata
+    rng = np.random.default_rng(0)
+    for x in [rng.integers(0, 5, 40).astype(float), rng.uniform(size=17), np.zeros(6),
+              np.array([0.3]), np.array([2.0, 1.0, 2.0, 1.0, 3.0])]:
+        np.testing.assert_array_equal(metrics.average_ranks(x), rankdata(x))
