@@ -118,6 +118,45 @@ def test_candidates_above_are_scored_then_the_weights_restored(setup):
 def test_fresh_heads_need_candidate_training_above():
     with pytest.raises(ValueError, match="fresh_heads"):
         gnas.GnasConfig(fresh_heads=True).validate()
+    with pytest.raises(ValueError, match="train_dead_parents"):
+        gnas.GnasConfig(train_dead_parents=True).validate()
+
+
+def test_a_dead_candidate_parent_trains_with_its_children_then_is_restored(setup,
+                                                                           monkeypatch):
+    """train_dead_parents: the candidates of fc1 train from fc1 up, except a conv3 block
+    that no attribute reads in the current tree, which trains too; then every weight is
+    restored, so only the chosen tree's K steps remain (as without the option)."""
+    config, data, model, loop = setup
+    val_data = lambda *position: loop.iterator(data.rewards(1))  # noqa: E731
+    routing = random_routing(model.space, 16, np.random.default_rng(3))
+    fc1 = [p if p != 1 else 0 for p in routing.parents[3]]      # conv3 block 1: dead
+    routing = routing.with_layer(3, fc1)
+    state = gnas.SearchState(rng_state=np.random.default_rng(0).bit_generator.state,
+                             routing=routing, round_start=routing)
+    plus = gnas.GnasConfig(max_rounds=1, candidate_training="above", train_dead_parents=True,
+                           hysteresis=1e9)  # the tree keeps its parents: one replay below
+    calls = []
+    train_only_from = model.train_only_from
+    monkeypatch.setattr(model, "train_only_from",
+                        lambda layer: calls.append(layer) or train_only_from(layer))
+    saved = model.snapshot()
+    gnas.search(loop, val_data, CandidateConfig(train_steps=2, val_batches=1), plus,
+                np.random.default_rng(3), state=state)
+    trained = model.snapshot()
+    # conv2 blocks that no live conv3 block reads
+    dead_conv2 = set(range(4)) - {routing.parents[2][j] for j in set(fc1)}
+    assert calls == [3, 2, 3, 3] + [1 if b in dead_conv2 else 2 for b in range(4)]
+    model.restore(saved)
+    model.set_routing(routing)
+    for position in [(1, 0), (1, 1)]:   # the chosen tree (unchanged) trains after each layer
+        loop.restart(3, *position)
+        loop.train(2)
+    loop.set_learning_rate(loop.learning_rate * plus.lr_decay)
+    names = [v.path for v in model.variables + model.optimizer.variables]
+    for name, a, b in zip(names, trained, model.snapshot()):
+        assert np.allclose(a, b, atol=1e-6), name
+    model.restore(saved)
 
 
 def test_the_reward_stream_shows_every_validation_example_once_before_any_twice(setup):

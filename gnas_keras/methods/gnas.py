@@ -32,6 +32,15 @@ Choices the paper leaves open, each a config field (`GnasConfig`, or the candida
   shuffled validation stream, both seeded by the candidate's position in the search
   (`training.segment_seed`), so that a search resumed from a checkpoint sees the same data.
 
+GNAS+: options that change Algorithm 1 (each off by default, each a `GnasConfig` field, the
+README's table says why). ``candidate_training=above``: a candidate trains only the searched
+layer and those above it, and every weight is restored after it is scored, so that scoring
+does not erase the specialisation of the blocks below; ``fresh_heads``: those layers start
+from fresh weights per candidate; ``train_dead_parents``: a candidate parent that no attribute
+reads trains too (its features are stale, frozen it could never win a child back);
+``reward=log_likelihood``; ``hysteresis``: a parent changes only on a gain beyond z paired
+standard errors; ``bn_refresh``: batch-norm statistics of the candidate's own tree.
+
 Resuming. `search` keeps its whole position in a `SearchState` (round, layer, candidate,
 rewards so far, the tree, the random generator's state, ...) and hands it to `checkpoint`
 after every candidate, layer and round; together with the weights and optimizer slots that is
@@ -87,6 +96,11 @@ class GnasConfig:
                                      "many paired standard errors (0: any gain).")
     bn_refresh: int = setting(0, "Training-mode forward passes (no update) before scoring a "
                                  "candidate, so its batch-norm statistics are its own.")
+    train_dead_parents: bool = setting(
+        False, "With candidate_training=above: a candidate parent that no attribute reads in "
+               "the current tree (a dead block) trains too during its K steps (restored "
+               "afterwards like the rest). Frozen, its stale features never win a child back, "
+               "so the search could not undo a merge of two groups.")
 
     def validate(self) -> None:
         for name in ("max_rounds", "patience"):
@@ -102,6 +116,9 @@ class GnasConfig:
         if self.fresh_heads and self.candidate_training != "above":
             raise ValueError("fresh_heads: needs candidate_training=above (otherwise the "
                              "search would erase the weights it keeps)")
+        if self.train_dead_parents and self.candidate_training != "above":
+            raise ValueError("train_dead_parents: needs candidate_training=above (with all, "
+                             "every candidate parent trains anyway)")
         if self.hysteresis < 0 or self.bn_refresh < 0:
             raise ValueError(f"hysteresis / bn_refresh: must be >= 0, got {self.hysteresis} / "
                              f"{self.bn_refresh}")
@@ -336,7 +353,8 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
         saved = model.snapshot() if above else None
         model.set_routing(state.routing.with_layer(l, [b] * counts[l]))   # all children -> b
         if above:
-            model.train_only_from(l)
+            dead = not state.routing.descendants()[l - 1][b]   # no attribute reads b now
+            model.train_only_from(l - 1 if config.train_dead_parents and dead else l)
             if config.fresh_heads:
                 heads = np.random.default_rng(segment_seed(seed, 5, *position, b))
                 for upper in range(l, len(space.layers)):
