@@ -112,15 +112,12 @@ def test_search_end_to_end_with_a_flagfile(synthetic_dir, tmp_path):
 
 
 def test_search_runs_on_converted_fixture_data(tmp_path):
-    """A real dataset's layout (Market-1501 fixture) -> flags.convert -> flags.search."""
+    """A real dataset's layout (Market-1501 fixture) -> its converter -> flags.search.
+    (The converter runs in this process: flags.convert is tested in test_convert_flags.py.)"""
+    from pipelines import market1501
     from tests.fixtures_datasets import make_market
     make_market(str(tmp_path / "market"))
-    converted = subprocess.run(
-        [sys.executable, "-m", "flags.convert", "--dataset=market1501",
-         f"--source_dir={tmp_path / 'market'}", f"--output_dir={tmp_path / 'tfr'}",
-         "--market_val_identities=1"], cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PYTHONPATH": ROOT})
-    assert converted.returncode == 0, converted.stderr[-2000:]
+    market1501.convert(str(tmp_path / "market"), str(tmp_path / "tfr"), val_identities=1)
     result = search("--dataset=market1501", f"--data_dir={tmp_path / 'tfr'}",
                     f"--workdir={tmp_path / 'run'}", "--export_dir=", "--batch_size=2",
                     "--eval_batch_size=4", "--train_steps=1", "--val_batches=1",
