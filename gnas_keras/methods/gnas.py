@@ -348,12 +348,13 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
             state.rewards[name] = np.full((counts[l - 1], counts[l]), np.nan)
             state.reward_errors[name] = np.full((counts[l - 1], counts[l]), np.nan)
             state.scores = []
-        descendants = state.routing.descendants()[l]     # I_j: unchanged by layer l's parents
+        tree_descendants = state.routing.descendants()
+        descendants = tree_descendants[l]                # I_j: unchanged by layer l's parents
 
         saved = model.snapshot() if above else None
         model.set_routing(state.routing.with_layer(l, [b] * counts[l]))   # all children -> b
         if above:
-            dead = not state.routing.descendants()[l - 1][b]   # no attribute reads b now
+            dead = not tree_descendants[l - 1][b]        # no attribute reads b now
             model.train_only_from(l - 1 if config.train_dead_parents and dead else l)
             if config.fresh_heads:
                 heads = np.random.default_rng(segment_seed(seed, 5, *position, b))
