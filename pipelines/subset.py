@@ -1,7 +1,7 @@
 """A converted dataset restricted to some of its attributes (same images, same splits).
 
     from pipelines.subset import subset_attributes
-    subset_attributes("data/synthetic", "data/synthetic_12", ["object_red", ...])
+    subset_attributes("data/synthetic", "data/synthetic_12", ["colour_rule_1", ...])
 
 Used to hold attributes out, e.g. GALM's transfer experiment (search 12 attributes, then add
 the other 4 with ``--transfer_from``; `benchmarks/galm_transfer.py`). Every record is copied

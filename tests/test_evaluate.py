@@ -72,7 +72,7 @@ def test_markdown_tables_pictures_and_groups(evaluated):
     workdir, result, _ = evaluated
     text = open(workdir / "evaluation.md").read()
     assert "| attribute | gnas | shared | independent |" in text
-    assert text.count("| object_red |") == 1 and "| **mean** |" in text
+    assert text.count("| colour_rule_1 |") == 1 and "| **mean** |" in text
     for r in result["runs"]:
         assert f"]({r['pictures']['png']})" in text
         svg = ET.parse(workdir / r["pictures"]["svg"]).getroot()
@@ -81,7 +81,7 @@ def test_markdown_tables_pictures_and_groups(evaluated):
         assert sorted(leaves) == sorted(r["attribute_names"])
         with Image.open(workdir / r["pictures"]["png"]) as image:
             image.verify()
-    assert "- conv3 (1 group): {object_red" in text      # shared
+    assert "- conv3 (1 group): {colour_rule_1" in text      # shared
     assert "- conv3 (4 groups):" in text                  # independent
     assert not [f for f in os.listdir(workdir) if ".tmp" in f]
 

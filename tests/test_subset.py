@@ -24,12 +24,12 @@ def labels_by_key(data_dir, split):
 
 def test_subset_keeps_images_splits_and_the_chosen_columns(synthetic_dir, tmp_path):
     source = records.read_metadata(synthetic_dir)
-    names = ["stripes_fine", "object_red", "object_blue"]  # out of order on purpose
+    names = ["texture_rule_3", "colour_rule_1", "colour_rule_3"]  # out of order on purpose
     meta = subset_attributes(synthetic_dir, str(tmp_path / "sub"), names)
     saved = json.load(open(tmp_path / "sub" / "metadata.json"))
     assert saved["attribute_names"] == names == meta.attribute_names
     assert saved["split_sizes"] == source.split_sizes
-    assert saved["groups"] == [["object_red", "object_blue"], ["stripes_fine"]]
+    assert saved["groups"] == [["colour_rule_1", "colour_rule_3"], ["texture_rule_3"]]
     columns = [source.attribute_names.index(n) for n in names]
     for split in source.split_sizes:
         before, after = labels_by_key(synthetic_dir, split), labels_by_key(tmp_path / "sub",
@@ -39,5 +39,5 @@ def test_subset_keeps_images_splits_and_the_chosen_columns(synthetic_dir, tmp_pa
             np.testing.assert_array_equal(attributes, before[key][0][columns])
             assert image == before[key][1]
     with pytest.raises(ValueError, match="no attribute 'nope'"):
-        subset_attributes(synthetic_dir, str(tmp_path / "bad"), ["object_red", "nope"])
+        subset_attributes(synthetic_dir, str(tmp_path / "bad"), ["colour_rule_1", "nope"])
     assert not (tmp_path / "bad").exists()

@@ -77,10 +77,28 @@ def test_attributes_of_a_group_depend_on_its_own_state_only():
             assert same == (group != other), (group, other)
 
 
-def test_a_group_reads_bits_and_majority():
-    # state 6 = bits (0, 1, 1): attributes 0, 1, 1 and majority 1; state 1 = (1, 0, 0) -> 0.
+def test_a_group_reads_three_multiplexers_and_the_majority():
+    # state 6 = bits (x0, x1, x2) = (0, 1, 1): rule_1 = x2 (x0 off) = 1, rule_2 = x2 (x1 on)
+    # = 1, rule_3 = x0 (x2 on) = 0, majority 1. State 1 = (1, 0, 0): rule_1 = x1 = 0,
+    # rule_2 = x0 = 1, rule_3 = x1 = 0, majority 0. State 0: all 0; state 7: all 1.
     labels = synthetic.attributes_from_states(np.array([[6, 1, 0, 7]]))
-    np.testing.assert_array_equal(labels[0], [0, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1])
+    np.testing.assert_array_equal(labels[0], [1, 1, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1])
+
+
+def test_every_attribute_needs_all_three_bits_of_its_group():
+    # Knowing any two bits of the group leaves some attribute undetermined, and the four
+    # attributes together determine the state (so a block must carry the whole state).
+    states = np.arange(8)[:, None].repeat(4, axis=1)   # [8, 4], every state in every group
+    labels = synthetic.attributes_from_states(states)[:, :4]
+    bits = synthetic.state_bits(np.arange(8))
+    for attribute in range(4):
+        for kept in itertools.combinations(range(3), 2):
+            table = {}
+            for state in range(8):
+                table.setdefault(tuple(bits[state, list(kept)]), set()).add(
+                    labels[state, attribute])
+            assert any(len(v) == 2 for v in table.values()), (attribute, kept)
+    assert len({tuple(row) for row in labels}) == 8
 
 
 def _render(states, seed=0, noise=0.0):
