@@ -12,6 +12,12 @@ units of its paired standard error. The trees:
   unused).
 - ``split_0``: half of group 0 under group 1's block.
 - ``moved_g>b``: one attribute of group g under group b's block.
+- any tree given as ``--tree NAME=CONV3/FC1`` (parents as digits, e.g. a searched tree:
+  ``--tree found_s0=1221/2222111110003333``).
+
+``--output`` writes every tree's per-seed, per-attribute test errors as JSON; ``--reuse`` reads
+such a file (same steps, seeds and data) and trains only the trees it lacks, so that trees
+found later are compared with the planted tree of an earlier run, paired by seed.
 
     nice -n 10 python -m benchmarks.planted_proof --data_dir=data/synthetic
 
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -88,6 +95,16 @@ def trees_to_compare(groups: Sequence[int], num_random: int) -> Dict[str, List[L
     return out
 
 
+def parse_tree(spec: str, n: int):
+    """``NAME=CONV3/FC1`` (one digit per parent) -> (name, routing); ValueError naming it."""
+    name, _, parents = spec.partition("=")
+    conv3, _, fc1 = parents.partition("/")
+    if not name or len(conv3) != 4 or len(fc1) != n or not (conv3 + fc1).isdigit() \
+            or max(conv3 + fc1) > "3":
+        raise ValueError(f"--tree={spec}: expected NAME=CONV3/FC1 with 4 and {n} digits 0-3")
+    return name, tree([int(c) for c in conv3], [int(c) for c in fc1])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data_dir", default="data/synthetic")
@@ -96,6 +113,10 @@ def main(argv=None) -> int:
     parser.add_argument("--random_trees", type=int, default=3)
     parser.add_argument("--trees", default="", help="comma-separated subset of tree names")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tree", action="append", default=[],
+                        help="NAME=CONV3/FC1: an extra tree, parents as digits (repeatable)")
+    parser.add_argument("--output", default="", help="JSON file of per-seed errors")
+    parser.add_argument("--reuse", default="", help="JSON file of an earlier --output")
     args = parser.parse_args(argv)
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
@@ -122,13 +143,37 @@ def main(argv=None) -> int:
     if args.trees:
         keep = args.trees.split(",")
         trees = {k: v for k, v in trees.items() if k in keep or k == "planted"}
+    try:
+        trees.update(parse_tree(spec, len(groups)) for spec in args.tree)
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 2
+    settings = {"steps": args.steps, "seeds": args.seeds, "data": meta.source,
+                "generator_version": meta.extra.get("generator_version")}
+    done: Dict[str, Dict] = {}
+    if args.reuse:
+        with open(args.reuse) as f:
+            saved = json.load(f)
+        if saved["settings"] != settings:
+            print(f"--reuse={args.reuse}: made with {saved['settings']}, not {settings}",
+                  file=sys.stderr)
+            return 2
+        done = saved["trees"]
 
     start = time.time()
     errors: Dict[str, np.ndarray] = {}  # name -> [seeds, N]
     for name, parents in trees.items():
+        if name in done and done[name]["parents"] == parents:
+            errors[name] = np.asarray(done[name]["errors"])
+            continue
         errors[name] = np.stack([
             train_tree_from_scratch(parents, data, args.steps, seed, config)
             for seed in range(args.seeds)])
+        done[name] = {"parents": parents, "errors": errors[name].tolist()}
+        if args.output:  # after every tree, written whole then renamed: never half a file
+            with open(args.output + ".tmp", "w") as f:
+                json.dump({"settings": settings, "trees": done}, f)
+            os.replace(args.output + ".tmp", args.output)
         per_group = [errors[name][:, [a for a in range(len(groups)) if groups[a] == g]].mean()
                      for g in range(len(group_names))]
         print(f"  {name:12s} done at {time.time() - start:5.0f} s  fc1={parents[3]} "

@@ -1,0 +1,36 @@
+"""The planted-set proof's trees: the named rivals and trees given on the command line."""
+
+import pytest
+
+from benchmarks import planted_proof
+
+GROUPS = [g for g in range(4) for _ in range(4)]
+
+
+def test_a_tree_given_as_digits_becomes_the_tiny_routing():
+    name, routing = planted_proof.parse_tree("found=1221/2222111110003333", 16)
+    assert name == "found"
+    assert routing[2] == [1, 2, 2, 1]
+    assert routing[3] == [2, 2, 2, 2, 1, 1, 1, 1, 1, 0, 0, 0, 3, 3, 3, 3]
+    assert routing == planted_proof.tree([1, 2, 2, 1], routing[3])
+
+
+@pytest.mark.parametrize("spec", ["found", "=0123/" + "0" * 16, "x=012/" + "0" * 16,
+                                  "x=0123/" + "0" * 15, "x=0124/" + "0" * 16,
+                                  "x=0123/" + "a" * 16])
+def test_a_malformed_tree_is_refused_with_its_text(spec):
+    with pytest.raises(ValueError, match="--tree="):
+        planted_proof.parse_tree(spec, 16)
+
+
+def test_the_rivals_differ_from_the_planted_tree_where_their_names_say():
+    trees = planted_proof.trees_to_compare(GROUPS, num_random=3)
+    planted = trees["planted"][3]
+    assert planted == GROUPS and trees["planted"][2] == [0, 1, 2, 3]
+    assert trees["shared"][2:4] == [[0] * 4, [0] * 16]
+    assert trees["merged_0+1"][3] == [0] * 8 + GROUPS[8:]
+    assert sum(a != b for a, b in zip(trees["split_0"][3], planted)) == 2
+    for name in ("moved_0>1", "moved_1>3"):
+        moved = [a for a in range(16) if trees[name][3][a] != planted[a]]
+        assert len(moved) == 1 and trees[name][3][moved[0]] == int(name[-1])
+    assert len({str(trees[f"random_{i}"]) for i in range(3)}) == 3
