@@ -159,6 +159,24 @@ def test_a_dead_candidate_parent_trains_with_its_children_then_is_restored(setup
     model.restore(saved)
 
 
+def test_search_only_updates_the_named_layers_and_keeps_the_others(setup):
+    config, data, model, loop = setup
+    val_data = lambda *position: loop.iterator(data.rewards(1))  # noqa: E731
+    saved = model.snapshot()
+    start = random_routing(model.space, 16, np.random.default_rng(5))
+    results = gnas.search(loop, val_data, CandidateConfig(train_steps=1, val_batches=1),
+                          gnas.GnasConfig(max_rounds=2, search_only="fc1"),
+                          np.random.default_rng(5))
+    model.restore(saved)
+    assert [r.routing.parents[2] for r in results] == [start.parents[2]] * 2   # conv3 kept
+    assert all(r.rewards.keys() == {"fc1"} for r in results)
+    assert not np.any(np.isnan(results[0].rewards["fc1"]))                     # 4 x 16 scored
+    assert gnas.searched_layers(model.space, 16, " fc1 ,conv3") == [2, 3]
+    with pytest.raises(ValueError, match="search_only: 'conv2' is not a searched layer of "
+                                         "space tiny \\(conv3, fc1\\)"):
+        gnas.searched_layers(model.space, 16, "fc1,conv2")
+
+
 def test_the_reward_stream_shows_every_validation_example_once_before_any_twice(setup):
     config, data, _, _ = setup
     n = data.meta.split_sizes["validation"]

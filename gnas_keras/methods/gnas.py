@@ -96,6 +96,9 @@ class GnasConfig:
                                      "many paired standard errors (0: any gain).")
     bn_refresh: int = setting(0, "Training-mode forward passes (no update) before scoring a "
                                  "candidate, so its batch-norm statistics are its own.")
+    search_only: str = setting(
+        "", "Comma-separated names of the searched layers GNAS updates (default: all of "
+            "them); the others keep the initial tree's parents. E.g. fc1 in the tiny space.")
     train_dead_parents: bool = setting(
         False, "With candidate_training=above: a candidate parent that no attribute reads in "
                "the current tree (a dead block) trains too during its K steps (restored "
@@ -295,6 +298,21 @@ def best_parents(rewards: np.ndarray, current: tuple, scores: Optional[List[np.n
     return tuple(chosen), np.array(gains), np.array(errors)
 
 
+def searched_layers(space, num_attributes: int, only: str = "") -> List[int]:
+    """The layers GNAS updates: the space's searched layers, or those of them named in
+    `only` (comma-separated). Raises ValueError naming a name that is not one of them."""
+    layers = space.searched_layers(num_attributes)
+    if not only:
+        return layers
+    names = {space.layers[l].name: l for l in layers}
+    chosen = [name.strip() for name in only.split(",") if name.strip()]
+    for name in chosen:
+        if name not in names:
+            raise ValueError(f"search_only: {name!r} is not a searched layer of space "
+                             f"{space.name} ({', '.join(names)})")
+    return [l for l in layers if space.layers[l].name in chosen]
+
+
 def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: CandidateConfig,
            config: GnasConfig, rng: np.random.Generator, logger: Optional[SearchLogger] = None,
            state: Optional[SearchState] = None,
@@ -317,7 +335,7 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
     """
     model, logger = loop.model, logger or SearchLogger()
     space, n = model.space, model.num_attributes
-    layers = list(reversed(space.searched_layers(n)))   # top searched layer first
+    layers = list(reversed(searched_layers(space, n, config.search_only)))  # top first
     counts = space.block_counts(n)
     total = config.max_rounds * sum(counts[l - 1] for l in layers)
     k, v = candidates.train_steps, candidates.val_batches
