@@ -188,6 +188,14 @@ class RunConfig:
             raise ValueError(f"bn_momentum / bn_epsilon: need 0 <= momentum < 1 and epsilon > "
                              f"0, got {self.bn_momentum} / {self.bn_epsilon}")
         self.candidates.validate()
+        only = getattr(self.method_config(), "search_only", "")
+        if only:  # names checked before any work; the block counts are checked by the search
+            from gnas_keras.space import get_space
+            searchable = [s.name for s in get_space(self.space).layers if s.searchable]
+            for name in (n.strip() for n in only.split(",") if n.strip()):
+                if name not in searchable:
+                    raise ValueError(f"search_only: {name!r} is not a searchable layer of "
+                                     f"space {self.space} ({', '.join(searchable)})")
         for name, section in self.methods.items():
             if hasattr(section, "validate"):
                 section.validate()

@@ -177,6 +177,16 @@ def test_search_only_updates_the_named_layers_and_keeps_the_others(setup):
         gnas.searched_layers(model.space, 16, "fc1,conv2")
 
 
+def test_search_only_names_are_checked_with_the_config():
+    config = RunConfig(data_dir="data/x", method="gnas")
+    config.methods["gnas"].search_only = "fc1,conv9"
+    with pytest.raises(ValueError, match="search_only: 'conv9' is not a searchable layer of "
+                                         "space tiny"):
+        config.validate()
+    config.methods["gnas"].search_only = "fc1"
+    config.validate()
+
+
 def test_the_reward_stream_shows_every_validation_example_once_before_any_twice(setup):
     config, data, _, _ = setup
     n = data.meta.split_sizes["validation"]

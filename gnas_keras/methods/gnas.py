@@ -39,7 +39,12 @@ does not erase the specialisation of the blocks below; ``fresh_heads``: those la
 from fresh weights per candidate; ``train_dead_parents``: a candidate parent that no attribute
 reads trains too (its features are stale, frozen it could never win a child back);
 ``reward=log_likelihood``; ``hysteresis``: a parent changes only on a gain beyond z paired
-standard errors; ``bn_refresh``: batch-norm statistics of the candidate's own tree.
+standard errors; ``bn_refresh``: batch-norm statistics of the candidate's own tree;
+``search_only``: only the named layers are searched. Why the last: weights belong to edges
+(the paper's W[A_ij]), and with ``above`` an edge outside the tree never keeps any training,
+so a block whose parent changes continues on weights last trained in the warm-up, and the
+attributes below it lose their features (in the `tiny` space conv3's parents changed in
+most rounds, shaking fc1's grouping each time).
 
 Resuming. `search` keeps its whole position in a `SearchState` (round, layer, candidate,
 rewards so far, the tree, the random generator's state, ...) and hands it to `checkpoint`
