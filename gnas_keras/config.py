@@ -190,9 +190,10 @@ class RunConfig:
         self.candidates.validate()
         only = getattr(self.method_config(), "search_only", "")
         if only:  # names checked before any work; the block counts are checked by the search
+            from gnas_keras.methods.gnas import layer_names
             from gnas_keras.space import get_space
             searchable = [s.name for s in get_space(self.space).layers if s.searchable]
-            for name in (n.strip() for n in only.split(",") if n.strip()):
+            for name in layer_names(only):
                 if name not in searchable:
                     raise ValueError(f"search_only: {name!r} is not a searchable layer of "
                                      f"space {self.space} ({', '.join(searchable)})")

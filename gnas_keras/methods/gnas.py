@@ -303,6 +303,11 @@ def best_parents(rewards: np.ndarray, current: tuple, scores: Optional[List[np.n
     return tuple(chosen), np.array(gains), np.array(errors)
 
 
+def layer_names(only: str) -> List[str]:
+    """The layer names of a ``search_only`` value (comma-separated, blanks ignored)."""
+    return [name.strip() for name in only.split(",") if name.strip()]
+
+
 def searched_layers(space, num_attributes: int, only: str = "") -> List[int]:
     """The layers GNAS updates: the space's searched layers, or those of them named in
     `only` (comma-separated). Raises ValueError naming a name that is not one of them."""
@@ -310,7 +315,7 @@ def searched_layers(space, num_attributes: int, only: str = "") -> List[int]:
     if not only:
         return layers
     names = {space.layers[l].name: l for l in layers}
-    chosen = [name.strip() for name in only.split(",") if name.strip()]
+    chosen = layer_names(only)
     for name in chosen:
         if name not in names:
             raise ValueError(f"search_only: {name!r} is not a searched layer of space "
