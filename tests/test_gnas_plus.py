@@ -195,3 +195,45 @@ def test_the_reward_stream_shows_every_validation_example_once_before_any_twice(
     assert len(set(stream)) == n and set(stream) == set(in_order)
     again = [x.numpy().tobytes() for x, _ in data.rewards(5).unbatch().take(n)]
     assert again == stream  # seeded: every candidate of a layer gets the same examples
+
+
+def test_restarts_search_again_from_random_trees_and_keep_the_best_scored_together(setup):
+    """restarts=2: three searches of one round each (max_rounds=1), each from
+    its own random fc1 routing (conv3 kept, search_only=fc1); in the end the three converged
+    trees are scored on the same validation batches with the final weights and the best is
+    the model's routing."""
+    config, data, model, loop = setup
+    val_data = lambda *position: loop.iterator(data.rewards(1))  # noqa: E731
+    saved = model.snapshot()
+    start = random_routing(model.space, 16, np.random.default_rng(6))
+    state = gnas.SearchState(rng_state=np.random.default_rng(6).bit_generator.state)
+    plus = gnas.GnasConfig(max_rounds=1, search_only="fc1", restarts=2)
+    results = gnas.search(loop, val_data, CandidateConfig(train_steps=1, val_batches=1), plus,
+                          np.random.default_rng(6), state=state)
+    assert [(r.round, r.restart) for r in results] == [(1, 0), (2, 1), (3, 2)]
+    assert all(r.routing.parents[2] == start.parents[2] for r in results)
+    assert [row["restart"] for row in state.selection] == [0, 1, 2]
+    assert sum(row["chosen"] for row in state.selection) == 1
+    chosen = next(row for row in state.selection if row["chosen"])
+    assert chosen["reward"] == max(row["reward"] for row in state.selection)
+    assert [list(p) for p in model.routing.parents] == chosen["tree"]
+    # Each score is the tree's mean accuracy on the same batch with the final weights.
+    for row, result in zip(state.selection, results):
+        assert row["tree"] == [list(p) for p in result.routing.parents]
+        model.set_routing(result.routing)
+        probabilities, labels = loop.predict_batches(val_data(4, 0), 1)
+        accuracy = ((probabilities > 0.5) == (labels == 1)).mean()
+        assert row["reward"] == pytest.approx(accuracy, abs=2e-3)  # float16 per-example sums
+        assert (row["paired_standard_error"] > 0) != row["chosen"]
+    model.restore(saved)
+    with pytest.raises(ValueError, match="restarts: must be >= 0"):
+        gnas.GnasConfig(restarts=-1).validate()
+
+
+def test_a_restart_redraws_only_the_searched_layers():
+    space = get_space("tiny")
+    routing = random_routing(space, 16, np.random.default_rng(0))
+    again = gnas.restart_routing(space, 16, routing, [3], np.random.default_rng(1))
+    assert again.parents[:3] == routing.parents[:3] and again.parents[4:] == routing.parents[4:]
+    assert again.parents[3] != routing.parents[3]
+    assert again.parents[3] == random_routing(space, 16, np.random.default_rng(1)).parents[3]

@@ -40,7 +40,10 @@ from fresh weights per candidate; ``train_dead_parents``: a candidate parent tha
 reads trains too (its features are stale, frozen it could never win a child back);
 ``reward=log_likelihood``; ``hysteresis``: a parent changes only on a gain beyond z paired
 standard errors; ``bn_refresh``: batch-norm statistics of the candidate's own tree;
-``search_only``: only the named layers are searched. Why the last: weights belong to edges
+``search_only``: only the named layers are searched; ``restarts``: after convergence the
+search starts again from a new random tree (on the weights trained so far), and in the end
+the converged trees are scored together and the best is kept (`choose_restart`). Why
+``search_only``: weights belong to edges
 (the paper's W[A_ij]), and with ``above`` an edge outside the tree never keeps any training,
 so a block whose parent changes continues on weights last trained in the warm-up, and the
 attributes below it lose their features (in the `tiny` space conv3's parents changed in
@@ -109,6 +112,10 @@ class GnasConfig:
                "the current tree (a dead block) trains too during its K steps (restored "
                "afterwards like the rest). Frozen, its stale features never win a child back, "
                "so the search could not undo a merge of two groups.")
+    restarts: int = setting(
+        0, "After the search converges (patience or max_rounds rounds), start it again this "
+           "many times from a new random tree on the same weights; in the end the converged "
+           "trees are scored on the same validation batches and the best one is kept.")
 
     def validate(self) -> None:
         for name in ("max_rounds", "patience"):
@@ -127,9 +134,9 @@ class GnasConfig:
         if self.train_dead_parents and self.candidate_training != "above":
             raise ValueError("train_dead_parents: needs candidate_training=above (with all, "
                              "every candidate parent trains anyway)")
-        if self.hysteresis < 0 or self.bn_refresh < 0:
-            raise ValueError(f"hysteresis / bn_refresh: must be >= 0, got {self.hysteresis} / "
-                             f"{self.bn_refresh}")
+        if self.hysteresis < 0 or self.bn_refresh < 0 or self.restarts < 0:
+            raise ValueError(f"hysteresis / bn_refresh / restarts: must be >= 0, got "
+                             f"{self.hysteresis} / {self.bn_refresh} / {self.restarts}")
 
 
 @dataclasses.dataclass
@@ -146,10 +153,11 @@ class RoundResult:
     # paired standard error of that difference (both scored on the same examples)
     switch_gains: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     switch_errors: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    restart: int = 0                  # 0: the first search, i: the i-th restart
 
     def to_dict(self) -> Dict:
         arrays = lambda d: {k: v.tolist() for k, v in d.items()}  # noqa: E731
-        return {"round": self.round, "routing": [list(p) for p in self.routing.parents],
+        return {"round": self.round, "restart": self.restart, "routing": [list(p) for p in self.routing.parents],
                 "changed": self.changed, "learning_rate": self.learning_rate,
                 "rewards": arrays(self.rewards), "reward_errors": arrays(self.reward_errors),
                 "validation": self.validation.to_dict(), "elapsed": self.elapsed,
@@ -162,7 +170,7 @@ class RoundResult:
         return cls(d["round"], Routing.from_lists(d["routing"]), d["changed"],
                    d["learning_rate"], arrays("rewards"), arrays("reward_errors"),
                    Evaluation.from_dict(d["validation"]), d["elapsed"],
-                   arrays("switch_gains"), arrays("switch_errors"))
+                   arrays("switch_gains"), arrays("switch_errors"), d.get("restart", 0))
 
 
 def _encode(scores: np.ndarray) -> Dict:
@@ -182,7 +190,9 @@ class SearchState:
     for the `layer`-th searched layer from the top. `rewards` / `reward_errors` hold this
     round's rows evaluated so far, [B_{l-1}, B_l] per layer, NaN where not yet evaluated;
     `scores` the current layer's per-example scores of each evaluated candidate
-    (`example_scores`, float16), from which the paired standard errors come.
+    (`example_scores`, float16), from which the paired standard errors come. With
+    ``restarts``: `restart` counts the restarts begun, `restart_round` is the current one's
+    first round, and `selection` holds the converged trees' final scores (`choose_restart`).
     """
 
     rng_state: Dict                   # numpy bit generator state
@@ -199,6 +209,9 @@ class SearchState:
     warmup_done: int = 0
     evaluations: int = 0              # candidates evaluated so far
     unchanged: int = 0
+    restart: int = 0
+    restart_round: int = 1
+    selection: List[Dict] = dataclasses.field(default_factory=list)
     finished: bool = False
     elapsed: float = 0.0              # search seconds spent before this process
     results: List[RoundResult] = dataclasses.field(default_factory=list)
@@ -323,6 +336,46 @@ def searched_layers(space, num_attributes: int, only: str = "") -> List[int]:
     return [l for l in layers if space.layers[l].name in chosen]
 
 
+def restart_routing(space, num_attributes: int, routing: Routing, layers: List[int],
+                    rng: np.random.Generator) -> Routing:
+    """`routing` with the parents of the searched `layers` drawn anew (uniformly, as the
+    initial tree); the layers that are not searched keep theirs."""
+    fresh = random_routing(space, num_attributes, rng)
+    for l in layers:
+        routing = routing.with_layer(l, fresh.parents[l])
+    return routing
+
+
+def choose_restart(loop: "Loop", val_data: Callable[..., Iterator], ends: List[RoundResult],
+                   val_batches: int, reward: str, bn_refresh: int) -> List[Dict]:
+    """Scores each restart's converged tree (the last round of each, `ends`) with the
+    current shared weights on the same `val_batches` validation batches, as a candidate is
+    scored (its batch-norm statistics refreshed first when `bn_refresh`): the mean `reward`
+    over all attributes. Returns one row per tree: its reward, the paired standard error of
+    its difference to the best tree, and ``chosen`` for the best (the first on a tie).
+
+    Why the same weights and batches rather than each tree's validation error of its last
+    round: the weights keep training across restarts, so a later restart's error is lower
+    for that alone; scored together, the trees differ only by their routing."""
+    everything = [frozenset(range(loop.model.num_attributes))]
+    columns = []
+    for end in ends:
+        loop.model.set_routing(end.routing)
+        if bn_refresh:
+            loop.restart(6, 0, end.restart)
+            loop.refresh_batch_norm(bn_refresh)
+        probabilities, labels = loop.predict_batches(val_data(4, 0), val_batches)
+        columns.append(example_scores(everything, probabilities, labels, reward)[:, 0])
+    means = [float(c.mean()) for c in columns]
+    best = int(np.argmax(means))
+    return [{"restart": end.restart, "round": end.round,
+             "tree": [list(p) for p in end.routing.parents], "reward": means[i],
+             "paired_standard_error": float(paired_standard_errors(
+                 columns[i][:, None], columns[best][:, None])[0]) if i != best else 0.0,
+             "chosen": i == best}
+            for i, end in enumerate(ends)]
+
+
 def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: CandidateConfig,
            config: GnasConfig, rng: np.random.Generator, logger: Optional[SearchLogger] = None,
            state: Optional[SearchState] = None,
@@ -347,7 +400,8 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
     space, n = model.space, model.num_attributes
     layers = list(reversed(searched_layers(space, n, config.search_only)))  # top first
     counts = space.block_counts(n)
-    total = config.max_rounds * sum(counts[l - 1] for l in layers)
+    max_rounds = config.max_rounds * (config.restarts + 1)  # over all restarts
+    total = max_rounds * sum(counts[l - 1] for l in layers)
     k, v = candidates.train_steps, candidates.val_batches
     above = config.candidate_training == "above"
     if state is None:
@@ -407,7 +461,7 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
         state.evaluations += 1
         state.candidate += 1
         per_candidate = (time.time() - rounds_start) / (state.evaluations - evaluations_before)
-        logger.candidate(state.round, config.max_rounds, name, b, counts[l - 1],
+        logger.candidate(state.round, max_rounds, name, b, counts[l - 1],
                          _evaluation(probabilities, labels), time.time() - start,
                          per_candidate * (total - state.evaluations), state.evaluations,
                          train_loss)
@@ -435,13 +489,34 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
         changed = state.routing != state.round_start
         result = RoundResult(state.round, state.routing, changed, loop.learning_rate,
                              state.rewards, state.reward_errors, validation,
-                             time.time() - start, state.switch_gains, state.switch_errors)
+                             time.time() - start, state.switch_gains, state.switch_errors,
+                             state.restart)
         state.results.append(result)
         logger.round(result)
         loop.set_learning_rate(loop.learning_rate * config.lr_decay)
         state.unchanged = 0 if changed else state.unchanged + 1
-        state.finished = (state.unchanged >= config.patience
-                          or state.round >= config.max_rounds)
+        converged = (state.unchanged >= config.patience
+                     or state.round - state.restart_round + 1 >= config.max_rounds)
+        if converged and state.restart < config.restarts:
+            # Greedy updates stop at a local optimum of the tree; a restart climbs again from
+            # another random tree (the weights, trained meanwhile, are kept).
+            state.restart, state.restart_round, state.unchanged = (
+                state.restart + 1, state.round + 1, 0)
+            state.routing = restart_routing(space, n, state.routing, layers, rng)
+            logger.progress(f"restart {state.restart} of {config.restarts} from a random tree "
+                            f"at round {state.round + 1}")
+        elif converged:
+            if config.restarts:
+                ends = [r for r, after in zip(state.results, state.results[1:] + [None])
+                        if after is None or after.restart != r.restart]  # each one's last
+                state.selection = choose_restart(loop, val_data, ends, v, config.reward,
+                                                 config.bn_refresh)
+                chosen = next(row for row in state.selection if row["chosen"])
+                state.routing = Routing.from_lists(chosen["tree"])
+                logger.progress(f"kept restart {chosen['restart']}'s tree (round "
+                                f"{chosen['round']}): mean validation reward "
+                                + ", ".join(f"{row['reward']:.4f}" for row in state.selection))
+            state.finished = True
         state.round, state.layer, state.round_start = state.round + 1, 0, state.routing
         state.rewards, state.reward_errors = {}, {}
         state.switch_gains, state.switch_errors = {}, {}
@@ -467,7 +542,7 @@ def round_report(r: RoundResult) -> Dict:
     is mostly noise."""
     median = lambda d: {k: float(np.nanmedian(v)) if np.isfinite(v).any() else None  # noqa
                         for k, v in d.items()}
-    return {"round": r.round, "mean_val_error": r.validation.mean_error,
+    return {"round": r.round, "restart": r.restart, "mean_val_error": r.validation.mean_error,
             "learning_rate": r.learning_rate, "changed": r.changed, "elapsed": r.elapsed,
             "tree": [list(p) for p in r.routing.parents],
             "median_reward_gap": median({k: reward_gaps(v) for k, v in r.rewards.items()}),
@@ -478,13 +553,17 @@ def round_report(r: RoundResult) -> Dict:
 
 def _search(context: SearchContext) -> SearchResult:
     saved = context.saved_state
+    state = (SearchState.from_dict(saved) if saved
+             else SearchState(rng_state=context.rng.bit_generator.state))
     results = search(context.loop, context.val_data, context.config.candidates,
-                     context.method_config, context.rng, context.logger,
-                     SearchState.from_dict(saved) if saved else None, context.checkpoint,
-                     seed=context.config.seed)
+                     context.method_config, context.rng, context.logger, state,
+                     context.checkpoint, seed=context.config.seed)
     supernet = context.supernet
+    report = {"rounds": [round_report(r) for r in results]}
+    if state.selection:
+        report["restarts"] = state.selection
     return SearchResult(Architecture.from_space(supernet.space, supernet.routing), supernet,
-                        {"rounds": [round_report(r) for r in results]})
+                        report)
 
 
 METHOD = Method("gnas", _search, GnasConfig, uses_supernet=True,
