@@ -198,10 +198,9 @@ def test_the_reward_stream_shows_every_validation_example_once_before_any_twice(
 
 
 def test_restarts_search_again_from_random_trees_and_keep_the_best_scored_together(setup):
-    """restarts=2: three searches of one round each (max_rounds=1), each from
-    its own random fc1 routing (conv3 kept, search_only=fc1); in the end the three converged
-    trees are scored on the same validation batches with the final weights and the best is
-    the model's routing."""
+    """restarts=2: three searches of one round each (max_rounds=1), each from its own random
+    fc1 routing (conv3 kept, search_only=fc1); the best-scored converged tree is the model's
+    routing in the end."""
     config, data, model, loop = setup
     val_data = lambda *position: loop.iterator(data.rewards(1))  # noqa: E731
     saved = model.snapshot()
@@ -212,22 +211,44 @@ def test_restarts_search_again_from_random_trees_and_keep_the_best_scored_togeth
                           np.random.default_rng(6), state=state)
     assert [(r.round, r.restart) for r in results] == [(1, 0), (2, 1), (3, 2)]
     assert all(r.routing.parents[2] == start.parents[2] for r in results)
-    assert [row["restart"] for row in state.selection] == [0, 1, 2]
+    assert len({str(r.routing.parents[3]) for r in results}) == 3
+    assert [row["tree"] for row in state.selection] == [
+        [list(p) for p in r.routing.parents] for r in results]
     assert sum(row["chosen"] for row in state.selection) == 1
     chosen = next(row for row in state.selection if row["chosen"])
     assert chosen["reward"] == max(row["reward"] for row in state.selection)
     assert [list(p) for p in model.routing.parents] == chosen["tree"]
-    # Each score is the tree's mean accuracy on the same batch with the final weights.
-    for row, result in zip(state.selection, results):
-        assert row["tree"] == [list(p) for p in result.routing.parents]
-        model.set_routing(result.routing)
-        probabilities, labels = loop.predict_batches(val_data(4, 0), 1)
-        accuracy = ((probabilities > 0.5) == (labels == 1)).mean()
-        assert row["reward"] == pytest.approx(accuracy, abs=2e-3)  # float16 per-example sums
-        assert (row["paired_standard_error"] > 0) != row["chosen"]
     model.restore(saved)
     with pytest.raises(ValueError, match="restarts: must be >= 0"):
         gnas.GnasConfig(restarts=-1).validate()
+
+
+def test_converged_trees_are_scored_as_candidates_from_the_same_weights(setup):
+    """choose_restart: each tree trains K steps from the same weights on the same batches,
+    is scored on the same validation batch, and the weights are restored; the same tree
+    twice scores the same (the first is chosen on the tie, paired error 0)."""
+    config, data, model, loop = setup
+    val_data = lambda *position: loop.iterator(data.rewards(1))  # noqa: E731
+    saved = model.snapshot()
+    a, b = (random_routing(model.space, 16, np.random.default_rng(s)) for s in (1, 2))
+    ends = [gnas.RoundResult(r, routing, False, 0.1, {}, {}, None, 0.0, restart=r - 1)
+            for r, routing in [(1, a), (2, b), (3, a)]]
+    rows = gnas.choose_restart(loop, val_data, ends, CandidateConfig(train_steps=2,
+                                                                     val_batches=1),
+                               gnas.GnasConfig(), 3, seed=0)
+    after = model.snapshot()
+    assert all(np.array_equal(x, y) for x, y in zip(saved, after))
+    assert rows[0]["reward"] == rows[2]["reward"]
+    assert rows[0]["chosen"] or rows[1]["chosen"]
+    assert not rows[2]["chosen"]
+    # Recomputed by hand: tree b trained 2 steps on the selection's batches, then scored.
+    model.set_routing(b)
+    loop.restart(7)
+    loop.train(2)
+    probabilities, labels = loop.predict_batches(val_data(4, 0), 1)
+    accuracy = ((probabilities > 0.5) == (labels == 1)).mean()
+    assert rows[1]["reward"] == pytest.approx(accuracy, abs=1e-9)
+    model.restore(saved)
 
 
 def test_a_restart_redraws_only_the_searched_layers():

@@ -42,7 +42,8 @@ reads trains too (its features are stale, frozen it could never win a child back
 standard errors; ``bn_refresh``: batch-norm statistics of the candidate's own tree;
 ``search_only``: only the named layers are searched; ``restarts``: after convergence the
 search starts again from a new random tree (on the weights trained so far), and in the end
-the converged trees are scored together and the best is kept (`choose_restart`). Why
+the converged trees are scored together, as candidates are, and the best is kept
+(`choose_restart`). Why
 ``search_only``: weights belong to edges
 (the paper's W[A_ij]), and with ``above`` an edge outside the tree never keeps any training,
 so a block whose parent changes continues on weights last trained in the warm-up, and the
@@ -115,7 +116,8 @@ class GnasConfig:
     restarts: int = setting(
         0, "After the search converges (patience or max_rounds rounds), start it again this "
            "many times from a new random tree on the same weights; in the end the converged "
-           "trees are scored on the same validation batches and the best one is kept.")
+           "trees are scored as candidates are (same weights, batches and validation "
+           "batches; weights restored) and the best one is kept.")
 
     def validate(self) -> None:
         for name in ("max_rounds", "patience"):
@@ -347,25 +349,41 @@ def restart_routing(space, num_attributes: int, routing: Routing, layers: List[i
 
 
 def choose_restart(loop: "Loop", val_data: Callable[..., Iterator], ends: List[RoundResult],
-                   val_batches: int, reward: str, bn_refresh: int) -> List[Dict]:
-    """Scores each restart's converged tree (the last round of each, `ends`) with the
-    current shared weights on the same `val_batches` validation batches, as a candidate is
-    scored (its batch-norm statistics refreshed first when `bn_refresh`): the mean `reward`
-    over all attributes. Returns one row per tree: its reward, the paired standard error of
-    its difference to the best tree, and ``chosen`` for the best (the first on a tie).
+                   candidates: CandidateConfig, config: GnasConfig, layer: int, seed: int
+                   ) -> List[Dict]:
+    """Scores each restart's converged tree (the last round of each, `ends`) as a candidate
+    of the lowest searched `layer` is scored, and restores every weight after each: K
+    training steps from the same weights on the same batches (with ``candidate_training=
+    above`` only `layer` and those above it train, from the same fresh heads when
+    ``fresh_heads``), batch-norm statistics refreshed when ``bn_refresh``, then the mean
+    reward over all attributes on the same V validation batches. Returns one row per tree:
+    its reward, the paired standard error of its difference to the best tree, and
+    ``chosen`` for the best (the first on a tie).
 
-    Why the same weights and batches rather than each tree's validation error of its last
-    round: the weights keep training across restarts, so a later restart's error is lower
-    for that alone; scored together, the trees differ only by their routing."""
-    everything = [frozenset(range(loop.model.num_attributes))]
+    Why not each tree's validation error at the end of its restart: the weights keep training
+    across restarts, so a later restart's error is lower for that alone; here the trees
+    differ only by their routing (the shared conv features are still those trained last)."""
+    model = loop.model
+    everything = [frozenset(range(model.num_attributes))]
+    saved = model.snapshot()
     columns = []
     for end in ends:
-        loop.model.set_routing(end.routing)
-        if bn_refresh:
-            loop.restart(6, 0, end.restart)
-            loop.refresh_batch_norm(bn_refresh)
-        probabilities, labels = loop.predict_batches(val_data(4, 0), val_batches)
-        columns.append(example_scores(everything, probabilities, labels, reward)[:, 0])
+        model.set_routing(end.routing)
+        if config.candidate_training == "above":
+            model.train_only_from(layer)
+            if config.fresh_heads:
+                heads = np.random.default_rng(segment_seed(seed, 7))
+                for upper in range(layer, len(model.space.layers)):
+                    model.reinitialize_active(upper, heads)
+        if candidates.train_steps:
+            loop.restart(7)
+            check_finite(loop.train(candidates.train_steps), f"restart {end.restart}'s tree")
+        if config.bn_refresh:
+            loop.restart(6, 0)
+            loop.refresh_batch_norm(config.bn_refresh)
+        probabilities, labels = loop.predict_batches(val_data(4, 0), candidates.val_batches)
+        columns.append(example_scores(everything, probabilities, labels, config.reward)[:, 0])
+        model.restore(saved)
     means = [float(c.mean()) for c in columns]
     best = int(np.argmax(means))
     return [{"restart": end.restart, "round": end.round,
@@ -509,8 +527,8 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
             if config.restarts:
                 ends = [r for r, after in zip(state.results, state.results[1:] + [None])
                         if after is None or after.restart != r.restart]  # each one's last
-                state.selection = choose_restart(loop, val_data, ends, v, config.reward,
-                                                 config.bn_refresh)
+                state.selection = choose_restart(loop, val_data, ends, candidates, config,
+                                                 min(layers), seed)
                 chosen = next(row for row in state.selection if row["chosen"])
                 state.routing = Routing.from_lists(chosen["tree"])
                 logger.progress(f"kept restart {chosen['restart']}'s tree (round "
