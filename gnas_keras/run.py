@@ -51,7 +51,7 @@ from gnas_keras.data import Data, planted_groups
 from gnas_keras.evaluation import Evaluation, NumericalError, WorkerLost, segment_seed
 from gnas_keras.export import export_saved_model, find_owned_version
 from gnas_keras.io import write_json_atomic, write_text_atomic
-from gnas_keras.methods import Method, get_method
+from gnas_keras.methods import Method, get_method, gnas
 from gnas_keras.methods.base import SearchContext, SearchLogger, SearchResult
 from gnas_keras.models.base import AttributeModel, parameter_count
 from gnas_keras.reporting import SearchReporter, terminal, write_hparams
@@ -645,8 +645,13 @@ def _run_phases(config: RunConfig, data: Data, method: Method, space: SearchSpac
     h, w, _ = data.image_shape
     # `--space` describes what GNAS, random search and the fixed trees search; branching and
     # GALM build networks of their own (their flags say which).
+    per_round = space.evaluations_per_round(n)
+    if config.method == "gnas":  # --search_only leaves some searched layers out of a round
+        counts = space.block_counts(n)
+        per_round = sum(counts[l - 1] for l in gnas.searched_layers(
+            space, n, config.method_config().search_only))
     searched = (f"space {space.name}: {scientific(space.num_trees(n))} trees, "
-                f"{space.evaluations_per_round(n)} evaluations per round"
+                f"{per_round} evaluations per round"
                 if method.uses_supernet or method.fixed else method.summary.rstrip("."))
     out(f"{config.method} on {meta.name} ({n} attributes, {h}x{w}), {searched}, "
         f"{strategy.num_replicas_in_sync} replica(s)"
