@@ -16,7 +16,7 @@ units of its paired standard error. The trees:
   ``--tree found_s0=1221/2222111110003333``).
 
 ``--output`` writes every tree's per-seed, per-attribute test errors as JSON; ``--reuse`` reads
-such files (same steps, seeds and data; repeatable) and trains only the trees they lack, so
+such files (same steps and data; repeatable) and trains only the trees and seeds they lack, so
 that trees found later are compared with the planted tree of an earlier run, paired by seed,
 and one proof can be split over several processes (``--trees`` names exactly the trees a
 process trains) and printed whole by a last run that reuses all their files.
@@ -122,8 +122,11 @@ def main(argv=None) -> int:
     parser.add_argument("--reuse", action="append", default=[],
                         help="JSON file of an earlier --output (repeatable)")
     args = parser.parse_args(argv)
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    except RuntimeError:  # TensorFlow already started in this process (a test): keep its pools
+        pass
 
     from pipelines import records, synthetic
     if args.data_dir == "data/synthetic":
@@ -152,31 +155,37 @@ def main(argv=None) -> int:
     except ValueError as e:
         print(e, file=sys.stderr)
         return 2
-    settings = {"steps": args.steps, "seeds": args.seeds, "data": meta.source,
+    # What must match for errors to be reused; seeds need not: a reused tree with fewer seeds
+    # is trained on the missing ones only (seeds 0..n-1, so --seeds=5 extends a 3-seed run).
+    settings = {"steps": args.steps, "data": meta.source,
                 "generator_version": meta.extra.get("generator_version")}
     done: Dict[str, Dict] = {}
     for path in args.reuse:
         with open(path) as f:
             saved = json.load(f)
-        if saved["settings"] != settings:
+        if {k: v for k, v in saved["settings"].items() if k != "seeds"} != settings:
             print(f"--reuse={path}: made with {saved['settings']}, not {settings}",
                   file=sys.stderr)
             return 2
-        done.update(saved["trees"])
+        for name, entry in saved["trees"].items():  # the entry with the most seeds wins
+            if name not in done or len(entry["errors"]) > len(done[name]["errors"]):
+                done[name] = entry
 
     start = time.time()
     errors: Dict[str, np.ndarray] = {}  # name -> [seeds, N]
     for name, parents in trees.items():
-        if name in done and done[name]["parents"] == parents:
-            errors[name] = np.asarray(done[name]["errors"])
+        known = (done[name]["errors"][:args.seeds]
+                 if name in done and done[name]["parents"] == parents else [])
+        if len(known) == args.seeds:
+            errors[name] = np.asarray(known)
             continue
-        errors[name] = np.stack([
+        errors[name] = np.stack(known + [
             train_tree_from_scratch(parents, data, args.steps, seed, config)
-            for seed in range(args.seeds)])
+            for seed in range(len(known), args.seeds)])
         done[name] = {"parents": parents, "errors": errors[name].tolist()}
         if args.output:  # after every tree, written whole then renamed: never half a file
             with open(args.output + ".tmp", "w") as f:
-                json.dump({"settings": settings, "trees": done}, f)
+                json.dump({"settings": {**settings, "seeds": args.seeds}, "trees": done}, f)
             os.replace(args.output + ".tmp", args.output)
         per_group = [errors[name][:, [a for a in range(len(groups)) if groups[a] == g]].mean()
                      for g in range(len(group_names))]

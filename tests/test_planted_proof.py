@@ -45,3 +45,24 @@ def test_the_verdict_names_every_rival_that_falls_short():
         "part 1 criterion: NOT met (moved_0>1, only 2 random trees beaten)")
     assert planted_proof.verdict({k: v for k, v in z.items() if k != "shared"}) == (
         "part 1 criterion: not tested (too few trees of kind shared)")
+
+
+def test_reused_errors_are_extended_to_more_seeds_without_training_them_again(
+        synthetic_dir, tmp_path, monkeypatch, capsys):
+    """--reuse with more --seeds trains only the missing seeds; files merge by most seeds."""
+    trained = []
+
+    def fake_training(parents, data, steps, seed, config):
+        trained.append(seed)
+        return [0.1 + 0.01 * seed] * 16
+
+    monkeypatch.setattr(planted_proof, "train_tree_from_scratch", fake_training)
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    args = [f"--data_dir={synthetic_dir}", "--steps=5", "--trees=planted"]
+    assert planted_proof.main(args + ["--seeds=2", f"--output={first}"]) == 0
+    assert trained == [0, 1]
+    assert planted_proof.main(args + ["--seeds=3", f"--reuse={first}", f"--output={second}"]) == 0
+    assert trained == [0, 1, 2]
+    assert planted_proof.main(args + ["--seeds=3", f"--reuse={second}", f"--reuse={first}"]) == 0
+    assert trained == [0, 1, 2]  # b.json's 3 seeds win over a.json's 2
+    assert "planted" in capsys.readouterr().out
