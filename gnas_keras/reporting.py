@@ -102,7 +102,8 @@ class SearchReporter(SearchLogger):
             f"{layer} {np.nanmedian(g):.4f}/{np.nanmedian(result.switch_errors[layer]):.4f}"
             for layer, g in result.switch_gains.items() if np.isfinite(g).any())
         restart = f" (restart {result.restart})" if result.restart else ""
-        self.out(f"round {result.round}{restart} done: val error {result.validation.mean_error:.4f}, "
+        self.out(f"round {result.round}{restart} done: val error "
+                 f"{result.validation.mean_error:.4f}, "
                  f"lr {result.learning_rate:.4g}, tree "
                  f"{'changed' if result.changed else 'unchanged'}; median reward gap/std error "
                  f"{gaps}" + (f"; median gain over current parent/paired std error "

@@ -43,12 +43,12 @@ standard errors; ``bn_refresh``: batch-norm statistics of the candidate's own tr
 ``search_only``: only the named layers are searched; ``restarts``: after convergence the
 search starts again from a new random tree (on the weights trained so far), and in the end
 the converged trees are scored together, as candidates are, and the best is kept
-(`choose_restart`). Why
-``search_only``: weights belong to edges
-(the paper's W[A_ij]), and with ``above`` an edge outside the tree never keeps any training,
-so a block whose parent changes continues on weights last trained in the warm-up, and the
-attributes below it lose their features (in the `tiny` space conv3's parents changed in
-most rounds, shaking fc1's grouping each time).
+(`choose_restart`; measured once on the synthetic set, a restart re-converged within one
+round to the grouping the shared weights encode: README). Why ``search_only``: weights
+belong to edges (the paper's W[A_ij]), and with ``above`` an edge outside the tree never
+keeps any training, so a block whose parent changes continues on weights last trained in the
+warm-up, and the attributes below it lose their features (in the `tiny` space conv3's
+parents changed in most rounds, shaking fc1's grouping each time).
 
 Resuming. `search` keeps its whole position in a `SearchState` (round, layer, candidate,
 rewards so far, the tree, the random generator's state, ...) and hands it to `checkpoint`
@@ -159,8 +159,8 @@ class RoundResult:
 
     def to_dict(self) -> Dict:
         arrays = lambda d: {k: v.tolist() for k, v in d.items()}  # noqa: E731
-        return {"round": self.round, "restart": self.restart, "routing": [list(p) for p in self.routing.parents],
-                "changed": self.changed, "learning_rate": self.learning_rate,
+        return {"round": self.round, "restart": self.restart,
+                "routing": [list(p) for p in self.routing.parents], "changed": self.changed, "learning_rate": self.learning_rate,
                 "rewards": arrays(self.rewards), "reward_errors": arrays(self.reward_errors),
                 "validation": self.validation.to_dict(), "elapsed": self.elapsed,
                 "switch_gains": arrays(self.switch_gains),
