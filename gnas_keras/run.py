@@ -645,11 +645,9 @@ def _run_phases(config: RunConfig, data: Data, method: Method, space: SearchSpac
     h, w, _ = data.image_shape
     # `--space` describes what GNAS, random search and the fixed trees search; branching and
     # GALM build networks of their own (their flags say which).
-    per_round = space.evaluations_per_round(n)
-    if config.method == "gnas":  # --search_only leaves some searched layers out of a round
-        counts = space.block_counts(n)
-        per_round = sum(counts[l - 1] for l in gnas.searched_layers(
-            space, n, config.method_config().search_only))
+    # GNAS's --search_only leaves some searched layers out of a round
+    per_round = space.evaluations_per_round(n, gnas.searched_layers(
+        space, n, config.method_config().search_only) if config.method == "gnas" else None)
     searched = (f"space {space.name}: {scientific(space.num_trees(n))} trees, "
                 f"{per_round} evaluations per round"
                 if method.uses_supernet or method.fixed else method.summary.rstrip("."))

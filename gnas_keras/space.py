@@ -120,10 +120,13 @@ class SearchSpace:
         counts = self.block_counts(num_attributes)
         return math.prod(counts[l - 1] ** counts[l] for l in self.searched_layers(num_attributes))
 
-    def evaluations_per_round(self, num_attributes: int) -> int:
-        """Candidate evaluations in one GNAS round: sum of B_{l-1} over searched layers."""
+    def evaluations_per_round(self, num_attributes: int, layers=None) -> int:
+        """Candidate evaluations in one GNAS round: sum of B_{l-1} over the searched layers
+        (or the given `layers`, e.g. those of ``--search_only``)."""
         counts = self.block_counts(num_attributes)
-        return sum(counts[l - 1] for l in self.searched_layers(num_attributes))
+        if layers is None:
+            layers = self.searched_layers(num_attributes)
+        return sum(counts[l - 1] for l in layers)
 
     def to_dict(self) -> Dict:
         return {"name": self.name, "layers": [dataclasses.asdict(s) for s in self.layers],

@@ -250,3 +250,9 @@ def test_a_restart_redraws_only_the_searched_layers():
     assert again.parents[:3] == routing.parents[:3] and again.parents[4:] == routing.parents[4:]
     assert again.parents[3] != routing.parents[3]
     assert again.parents[3] == random_routing(space, 16, np.random.default_rng(1)).parents[3]
+
+
+def test_a_round_counts_only_the_search_only_layers():
+    space = get_space("tiny")
+    assert space.evaluations_per_round(16) == 8                    # conv3: 4, fc1: 4
+    assert space.evaluations_per_round(16, gnas.searched_layers(space, 16, "fc1")) == 4

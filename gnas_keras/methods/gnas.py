@@ -419,7 +419,7 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
     layers = list(reversed(searched_layers(space, n, config.search_only)))  # top first
     counts = space.block_counts(n)
     max_rounds = config.max_rounds * (config.restarts + 1)  # over all restarts
-    total = max_rounds * sum(counts[l - 1] for l in layers)
+    total = max_rounds * space.evaluations_per_round(n, layers)
     k, v = candidates.train_steps, candidates.val_batches
     above = config.candidate_training == "above"
     if state is None:
