@@ -190,17 +190,17 @@ def test_the_reward_stream_shows_every_validation_example_once_before_any_twice(
 def test_restarts_search_again_from_random_trees_and_keep_the_best_scored_together(setup):
     """restarts=2: three searches of one round each (max_rounds=1), each from its own random
     fc1 routing; the best-scored converged tree is the model's routing in the end. And
-    search_only=fc1: only fc1 is searched (all 4 x 16 rewards), conv3 keeps its parents."""
+    search_only=fc1: only fc1 is searched (all 4 x 16 rewards), conv3 keeps the widest
+    parents (0 1 2 3) throughout."""
     config, data, model, loop = setup
     val_data = lambda *position: loop.iterator(data.rewards(1))  # noqa: E731
     saved = model.snapshot()
-    start = random_routing(model.space, 16, np.random.default_rng(6))
     state = gnas.SearchState(rng_state=np.random.default_rng(6).bit_generator.state)
     plus = gnas.GnasConfig(max_rounds=1, search_only="fc1", restarts=2)
     results = gnas.search(loop, val_data, CandidateConfig(train_steps=1, val_batches=1), plus,
                           np.random.default_rng(6), state=state)
     assert [(r.round, r.restart) for r in results] == [(1, 0), (2, 1), (3, 2)]
-    assert all(r.routing.parents[2] == start.parents[2] for r in results)        # conv3 kept
+    assert all(list(r.routing.parents[2]) == [0, 1, 2, 3] for r in results)     # conv3 kept
     assert all(r.rewards.keys() == {"fc1"} for r in results)
     assert not np.any(np.isnan(results[0].rewards["fc1"]))                     # 4 x 16 scored
     assert len({str(r.routing.parents[3]) for r in results}) == 3
@@ -250,6 +250,17 @@ def test_a_restart_redraws_only_the_searched_layers():
     assert again.parents[:3] == routing.parents[:3] and again.parents[4:] == routing.parents[4:]
     assert again.parents[3] != routing.parents[3]
     assert again.parents[3] == random_routing(space, 16, np.random.default_rng(1)).parents[3]
+
+
+def test_the_initial_tree_is_random_where_searched_and_widest_where_not():
+    space = get_space("tiny")
+    drawn = random_routing(space, 16, np.random.default_rng(3))
+    both = gnas.initial_routing(space, 16, [2, 3], np.random.default_rng(3))
+    assert both == drawn                                        # Algorithm 1: all random
+    fc1_only = gnas.initial_routing(space, 16, [3], np.random.default_rng(3))
+    assert list(fc1_only.parents[2]) == [0, 1, 2, 3]           # conv3 not searched: widest
+    assert fc1_only.parents[3] == drawn.parents[3]             # fc1: the same random draw
+    assert list(drawn.parents[2]) != [0, 1, 2, 3]              # (so the test can fail)
 
 
 def test_a_round_counts_only_the_search_only_layers():
