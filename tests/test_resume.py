@@ -102,27 +102,58 @@ def test_killed_twice_and_resumed_search_ends_like_an_uninterrupted_one(
 RANDOM = ("--method=random", "--random_trials=4")
 
 
+def searched(workdir):
+    """A run stopped once its search is checkpointed (killed on the "tree:" line that opens
+    the fine-tune): the search's report, the architecture and every checkpointed weight
+    ({name: array}). The fine-tune, test and export after a resumed search are the run's,
+    the same for every method: tested above with GNAS."""
+    import tensorflow as tf
+    with open(os.path.join(workdir, "checkpoints", "state.json")) as f:
+        state = json.load(f)
+    assert state["phase"] == "finetune" and state["finetune_done"] == 0
+    reader = tf.train.load_checkpoint(state["checkpoint"])
+    weights = {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+               if not name.startswith(("save_counter", "_CHECKPOINTABLE_OBJECT_GRAPH"))}
+    return state["search_report"], state["architecture"], weights
+
+
+def without_times(value):
+    """`value` without its "elapsed" entries (wall time differs between runs)."""
+    if isinstance(value, dict):
+        return {k: without_times(v) for k, v in value.items() if k != "elapsed"}
+    if isinstance(value, list):
+        return [without_times(v) for v in value]
+    return value
+
+
+def assert_same_search(a, b):
+    (report_a, architecture_a, weights_a), (report_b, architecture_b, weights_b) = a, b
+    assert architecture_a == architecture_b
+    assert without_times(report_a) == without_times(report_b)
+    assert weights_a.keys() == weights_b.keys()
+    for name, value in weights_a.items():
+        np.testing.assert_allclose(weights_b[name], value, atol=1e-6, err_msg=name)
+
+
 @pytest.fixture(scope="module")
 def uninterrupted_random(synthetic_dir, tmp_path_factory):
     base = tmp_path_factory.mktemp("uninterrupted_random")
-    run_to_end(args(synthetic_dir, base / "run", "", *RANDOM))
-    return report(base / "run")
+    run_and_kill(args(synthetic_dir, base / "run", "", *RANDOM), "tree:")
+    return searched(base / "run")
 
 
 def test_killed_and_resumed_random_search_ends_like_an_uninterrupted_one(
         uninterrupted_random, synthetic_dir, tmp_path):
     """Random search through the real run: killed after its second of four trials (mid
-    third trial), resumed by the same command, it ends with the identical tree, trials and
-    per-attribute test errors. (An export resumed after a kill is tested above: exports
-    are the same for every method.)"""
+    third trial), resumed by the same command, it ends its search with the identical tree,
+    trials (each one's validation error) and weights."""
     flag_args = args(synthetic_dir, tmp_path / "run", "", *RANDOM)
     run_and_kill(flag_args, "random trial 2/4")
-    assert not os.path.exists(tmp_path / "run" / "report.json")
-    resumed = run_to_end(flag_args)
-    assert "resuming at phase search" in resumed.stderr
-    assert "random trial 1/4" not in resumed.stderr  # trials 1 and 2 are not redone
-    assert report(tmp_path / "run") == uninterrupted_random
-    assert len(uninterrupted_random[1]) == 4
+    resumed = run_and_kill(flag_args, "tree:")
+    assert "resuming at phase search" in resumed
+    assert "random trial 1/4" not in resumed  # trials 1 and 2 are not redone
+    assert len(uninterrupted_random[0]["trials"]) == 4
+    assert_same_search(searched(tmp_path / "run"), uninterrupted_random)
 
 
 def test_a_different_configuration_is_refused_and_restart_starts_over(
@@ -261,32 +292,20 @@ BRANCHING = ("--method=branching", "--thin_layout=small", "--omega=4",
              "--iterations_per_round=3", "--branch_unit_cost=0.0", "--max_widening_rounds=2")
 
 
-def branching_report(workdir):
-    with open(os.path.join(workdir, "report.json")) as f:
-        r = json.load(f)
-    rounds = [{k: v for k, v in x.items() if k != "elapsed"}  # wall time differs
-              for x in r["widening_rounds"]]
-    return {**{k: r[k] for k in ("architecture", "test_error", "mean_test_error",
-                                 "parameters", "search_steps")}, "widening_rounds": rounds}
-
-
 def test_branching_killed_between_widening_rounds_ends_like_an_uninterrupted_one(
         synthetic_dir, tmp_path):
     """Adaptive branching through the real run: killed right after widening round 1 was
     checkpointed (while round 2 trains the grown network), the same command resumes with
-    the grown network and ends with the identical tree, candidate losses and per-attribute
-    test errors (no export: exports after a kill are tested above, alike for every
-    method)."""
-    base = tmp_path / "uninterrupted"
-    run_to_end(args(synthetic_dir, base / "run", "", *BRANCHING))
-    expected = branching_report(base / "run")
-    assert len(expected["widening_rounds"]) == 2  # the network grew in both rounds
+    the grown network and ends its search with the identical tree, candidate losses and
+    weights (both runs stop once the search is checkpointed, see `searched`)."""
+    run_and_kill(args(synthetic_dir, tmp_path / "whole", "", *BRANCHING), "tree:")
+    expected = searched(tmp_path / "whole")
+    assert len(expected[0]["widening_rounds"]) == 2  # the network grew in both rounds
 
     flag_args = args(synthetic_dir, tmp_path / "run", "", *BRANCHING)
     run_and_kill(flag_args, "widening round 1/2")
-    assert not os.path.exists(tmp_path / "run" / "report.json")
-    resumed = run_to_end(flag_args)
-    assert "resuming at phase search" in resumed.stderr
-    assert "widening round 1/2" not in resumed.stderr  # round 1 is not redone
-    assert "widening round 2/2" in resumed.stderr
-    assert branching_report(tmp_path / "run") == expected
+    resumed = run_and_kill(flag_args, "tree:")
+    assert "resuming at phase search" in resumed
+    assert "widening round 1/2" not in resumed  # round 1 is not redone
+    assert "widening round 2/2" in resumed
+    assert_same_search(searched(tmp_path / "run"), expected)
