@@ -82,8 +82,9 @@ class Loop:
             self._train_iter = self.iterator(data if isinstance(data, tf.data.Dataset)
                                              else data(segment_seed(self.seed)))
         self._reset()
+        step = self.model.train_function_now()
         for _ in range(steps):
-            logs = self.model.train_function(self._train_iter)
+            logs = step(self._train_iter)
             if on_step is not None:
                 on_step(logs)
         return self._result()

@@ -51,6 +51,32 @@ def test_train_only_from_freezes_the_layers_below(setup):
     assert all(float(layer.train_scale.numpy()) == 1.0 for layer in model.routed_layers)
 
 
+def test_the_step_that_stops_at_the_lowest_training_layer_computes_the_full_steps_weights(
+        setup):
+    """train_function_now: with fc1 and above training, a step whose backward pass stops at
+    fc1's input (cheaper) gives the weights and optimizer slots of the full step (whose
+    gradients below fc1 are zeroed); with everything training it is Keras' own step."""
+    _, data, model, loop = setup
+    saved = model.snapshot()
+    assert model.train_function_now() is model.train_function
+    model.train_only_from(3)
+    cut = model.train_function_now()
+    assert cut is not model.train_function and model.train_function_now() is cut
+    results = []
+    for step in (cut, model.train_function):
+        model.restore(saved)
+        model.train_only_from(3)
+        iterator = loop.iterator(data.train(123))
+        for _ in range(2):
+            step(iterator)
+        results.append(model.snapshot())
+    names = [v.path for v in model.variables + model.optimizer.variables]
+    for name, a, b in zip(names, *results):
+        np.testing.assert_allclose(a, b, atol=1e-6, err_msg=name)
+    model.restore(saved)
+    assert model.train_function_now() is model.train_function
+
+
 def test_reinitialize_active_touches_only_the_active_edges(setup):
     _, _, model, _ = setup
     saved = model.snapshot()

@@ -118,6 +118,11 @@ class AttributeModel(keras.Model):
         for v, value in zip(self.variables + self.optimizer.variables, snapshot):
             v.assign(value)
 
+    def train_function_now(self):
+        """The compiled train step to run now (`Supernet` picks one by the layers that
+        train)."""
+        return self.train_function
+
     def refresh_batch_norm(self, iterator, steps: int) -> None:
         """Forward passes in training mode on `steps` batches of `iterator`, no weight update:
         the batch-norm moving statistics of the current network catch up with its weights

@@ -26,7 +26,7 @@ output is logits [batch, N, 2] (class 1 = attribute present).
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Callable, Dict, List, Optional
 
 import keras
 import numpy as np
@@ -60,6 +60,12 @@ class _Routed(keras.layers.Layer):
         self.blocks = blocks
         self.searchable = searchable
         self.num_edges = parent_blocks * blocks if searchable else blocks
+        # Read when a train step is traced (`Supernet.train_function_now`): True when no
+        # layer below trains, so the backward pass can stop at this layer's input.
+        self.stop_input_gradient = False
+
+    def _input(self, stack):
+        return tf.stop_gradient(stack) if self.stop_input_gradient else stack
 
     def _add_train_scale(self):
         # 1.0 = this layer trains, 0.0 = its gradients are zeroed (GNAS+ trains only the
@@ -146,6 +152,7 @@ class RoutedConv(_Routed):
                 tf.gather(self.beta, edges)]
 
     def call(self, stack, training=False):
+        stack = self._input(stack)
         if self.grouped and self.blocks > 1:
             return self._call_grouped(stack, training)
         edges = self.edge_ids()
@@ -272,6 +279,7 @@ class RoutedDense(_Routed):
         return [tf.gather(self.kernel, edges), tf.gather(self.bias, edges)]
 
     def call(self, stack, training=False):
+        stack = self._input(stack)
         kernels, biases = self.active_weights()
         if not self.searchable and self.parent_blocks == self.blocks:
             inputs = stack  # fixed routing, block j reads block j: no gather (FC-2, FC-3)
@@ -339,6 +347,7 @@ class Supernet(AttributeModel):
         self.bn_epsilon = bn_epsilon
         self.grouped_conv = grouped_conv
         self.routed_layers: List[_Routed] = routed
+        self._train_functions_from: Dict[int, Callable] = {}  # `train_function_now`
 
     # --- routing --------------------------------------------------------------------------
     @property
@@ -374,13 +383,32 @@ class Supernet(AttributeModel):
     def train_only_from(self, layer: int) -> None:
         """Layers below `layer` stop training (gradients zeroed, momentum cleared so they do
         not drift); `layer` and above train. ``train_only_from(0)`` trains everything.
-        Use `snapshot` / `restore` around it: the cleared momentum is not brought back."""
+        Use `snapshot` / `restore` around it: the cleared momentum is not brought back.
+        `train_function_now` then runs a step whose backward pass stops at `layer`."""
         for l, routed in enumerate(self.routed_layers):
             routed.train_scale.assign(1.0 if l >= layer else 0.0)
             if l < layer:
                 for v in routed.trainable_variables:
                     slot = self.optimizer.momentums[self.optimizer._get_variable_index(v)]
                     slot.assign(tf.zeros_like(slot))
+
+    def train_function_now(self):
+        """The compiled train step for the layers that train now (their ``train_scale``): all
+        of them, Keras' ``train_function``; from layer L > 0 up, a step traced once per L
+        whose backward pass stops at layer L's input (`tf.stop_gradient`), so the frozen
+        layers below cost a forward pass only (about half a step on the CPU). The weights it
+        computes are those of the full step, whose gradients below L are zeroed anyway."""
+        scales = [float(layer.train_scale.numpy()) for layer in self.routed_layers]
+        lowest = next((l for l, scale in enumerate(scales) if scale), 0)
+        for l, layer in enumerate(self.routed_layers):
+            layer.stop_input_gradient = 0 < lowest == l  # read when the step is traced
+        if lowest == 0:
+            return self.train_function
+        if lowest not in self._train_functions_from:
+            full = self.train_function
+            self.make_train_function(force=True)
+            self._train_functions_from[lowest], self.train_function = self.train_function, full
+        return self._train_functions_from[lowest]
 
     def reinitialize_active(self, layer: int, rng: np.random.Generator) -> None:
         """Fresh weights for the active edges of `layer`, drawn from `rng` as at creation
