@@ -104,6 +104,7 @@ def main() -> None:
     model.set_routing(tree)
     loop = Loop(model, data.train, config.seed)
     saved = model.snapshot()
+    print(f"{args.workdir}: learning rate {loop.learning_rate:.4g} (the run's last)")
     np.set_printoptions(precision=3, suppress=True, linewidth=200)
 
     searched = space.searched_layers(n)
@@ -117,7 +118,6 @@ def main() -> None:
         data.rewards(segment_seed(config.seed, *position)))
     result = gnas.search(loop, val_data, config.candidates, once, np.random.default_rng(0),
                          state=search_state, seed=config.seed)[0]
-    print(f"{args.workdir}: learning rate {loop.learning_rate:.4g}")
     for name, rewards in result.rewards.items():
         layer = [s.name for s in space.layers].index(name)
         print(f"{name}: current parents {''.join(map(str, tree.parents[layer]))}; "
