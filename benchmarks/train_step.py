@@ -9,6 +9,10 @@ block live, `gnas_keras.cost.full_tree`) and one repeated in-memory batch:
   loss + L2 on the active weights, row-sparse Nesterov SGD, metrics): what GNAS runs.
 - ``supernet grouped``: the same with ``grouped_conv=True`` (`RoutedConv._call_grouped`: a
   conv layer's blocks as one grouped convolution, one BN and one pool).
+- ``supernet from fc1``: the per-block supernet training only the layer above the grouping
+  layer and those above it (`Supernet.train_only_from`, as a GNAS+ candidate with
+  ``--candidate_training=above`` trains): its step's backward pass stops at that layer
+  (`Supernet.train_function_now`).
 - ``static tree``: `TreeNetwork` of the same tree (standard Conv2D / BatchNormalization /
   Dense layers, only the live blocks), its own compiled train step (same loss and L2).
 Printed per variant: ops in the traced train-step graph (all nodes, and convolutions),
@@ -90,6 +94,11 @@ def models(space_name: str, num_attributes: int, shape, mixed_precision: bool):
         built[name] = build_supernet(space, num_attributes, shape, weight_decay=WEIGHT_DECAY,
                                      routing=routing, mixed_precision=mixed_precision,
                                      grouped_conv=grouped)
+    keras.utils.set_random_seed(0)
+    above = build_supernet(space, num_attributes, shape, weight_decay=WEIGHT_DECAY,
+                           routing=routing, mixed_precision=mixed_precision)
+    above.train_only_from(space.grouping_layer + 1)
+    built["supernet from fc1"] = above
     architecture = Architecture.from_space(space, routing)
     if FLAGS.static:
         from gnas_keras.models.base import precision
@@ -104,15 +113,15 @@ def main(argv):
     n, shape, batch = FLAGS.num_attributes, (FLAGS.height, FLAGS.width, 3), FLAGS.batch_size
     data = random_batch(batch, shape, n)
     built, architecture = models(FLAGS.space, n, shape, FLAGS.mixed_precision)
-    ops = {name: graph_ops(model, data) for name, model in built.items()}
-    variants = {}
+    ops, variants = {}, {}
     for name, model in built.items():
         model.make_train_function()
-        iterator = iter(data)
+        iterator, step = iter(data), model.train_function_now()
+        ops[name] = graph_ops(model, data)  # as `step` traces it (train_function_now's cut)
 
-        def run(model=model, iterator=iterator):
+        def run(step=step, iterator=iterator):
             for _ in range(FLAGS.steps):
-                logs = model.train_function(iterator)
+                logs = step(iterator)
             float(np.asarray(logs["loss"]).reshape(-1)[0])
 
         variants[name] = run
@@ -135,6 +144,8 @@ def main(argv):
               f"{flops / step / rate:5.1%} of matmul")
     base = medians["supernet per-block"]
     print(f"RATIO grouped / per-block = {medians['supernet grouped'] / base:.3f}")
+    print(f"RATIO from fc1 / per-block = {medians['supernet from fc1'] / base:.3f} (a GNAS+ "
+          f"candidate's step against a full one)")
     if "static tree" in medians:
         ratio = base / medians["static tree"]
         print(f"RATIO supernet per-block / static = {ratio:.3f} (target <= {TARGET}: "
