@@ -397,8 +397,8 @@ class Supernet(AttributeModel):
         of them, Keras' ``train_function``; from layer L > 0 up, a step traced once per L
         whose backward pass stops at layer L's input (`tf.stop_gradient`), so the frozen
         layers below cost a forward pass only (`tiny` from fc1: 0.30 of a full step's time,
-        `benchmarks/train_step.py`). The weights it
-        computes are those of the full step, whose gradients below L are zeroed anyway."""
+        `benchmarks/train_step.py`). The weights it computes are those of the full step,
+        whose gradients below L are zeroed anyway."""
         scales = [float(layer.train_scale.numpy()) for layer in self.routed_layers]
         lowest = next((l for l, scale in enumerate(scales) if scale), 0)
         for l, layer in enumerate(self.routed_layers):
