@@ -41,9 +41,9 @@ from gnas_keras.tree import Routing  # noqa: E402
 
 def run_config(saved: dict) -> RunConfig:
     """The run's `RunConfig` from its checkpointed dict (the settings this script uses)."""
-    fields = {k: v for k, v in saved.items()
-              if k not in ("candidates", "methods", "compare", "flip")}
-    return RunConfig(**fields, candidates=CandidateConfig(**saved["candidates"]),
+    fields = {k: v for k, v in saved.items() if k not in ("candidates", "methods", "compare")}
+    return RunConfig(**fields, compare=tuple(saved["compare"]),
+                     candidates=CandidateConfig(**saved["candidates"]),
                      methods={"gnas": gnas.GnasConfig(**saved["methods"]["gnas"])})
 
 

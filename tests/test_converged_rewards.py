@@ -14,11 +14,13 @@ from gnas_keras.tree import random_routing
 
 
 def test_the_run_config_comes_back_from_its_checkpointed_dict():
-    config = RunConfig(data_dir="data/x", seed=4, batch_size=32,
+    config = RunConfig(data_dir="data/x", seed=4, batch_size=32, flip=False,
+                       compare=("random_tree", "shared"),
                        candidates=CandidateConfig(train_steps=40, val_batches=8),
                        methods={"gnas": GnasConfig(hysteresis=2.0, search_only="fc1")})
     again = converged_rewards.run_config(config.to_dict())
-    assert again.seed == 4 and again.batch_size == 32
+    assert again.seed == 4 and again.batch_size == 32 and again.flip is False
+    assert again.compare == ("random_tree", "shared")
     assert again.candidates == config.candidates
     assert again.methods["gnas"] == config.methods["gnas"]
     assert dataclasses.asdict(again.methods["gnas"]) == config.to_dict()["methods"]["gnas"]
