@@ -2,7 +2,6 @@
 that is killed and resumed."""
 
 import dataclasses
-import json
 import os
 
 import numpy as np
@@ -60,7 +59,7 @@ def test_galm_through_the_search_binary_killed_mid_search_resumes_alike(syntheti
     with the same architectures and rewards. Both runs are killed once their search is
     checkpointed: fine-tune, test and export resume like any method's (test_resume.py), and a
     GALM run's whole report is checked in-process below."""
-    from tests.test_resume import run_and_kill
+    from tests.test_resume import run_and_kill, searched as searched_run
 
     def flags(name):
         return ["--deterministic", f"--data_dir={synthetic_dir}",
@@ -72,10 +71,7 @@ def test_galm_through_the_search_binary_killed_mid_search_resumes_alike(syntheti
                 "--eval_batch_size=64", "--finetune_steps=1", "--checkpoint_every=1"]
 
     def searched(name):
-        with open(tmp_path / name / "checkpoints" / "state.json") as f:
-            state = json.load(f)
-        assert state["phase"] == "finetune"
-        return state["search_report"]["galm"]
+        return searched_run(tmp_path / name)[0]["galm"]  # the search report, checkpointed
 
     run_and_kill(flags("whole"), "tree:")
     g = searched("whole")

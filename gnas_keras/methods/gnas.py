@@ -162,7 +162,8 @@ class RoundResult:
     def to_dict(self) -> Dict:
         arrays = lambda d: {k: v.tolist() for k, v in d.items()}  # noqa: E731
         return {"round": self.round, "restart": self.restart,
-                "routing": [list(p) for p in self.routing.parents], "changed": self.changed, "learning_rate": self.learning_rate,
+                "routing": [list(p) for p in self.routing.parents], "changed": self.changed,
+                "learning_rate": self.learning_rate,
                 "rewards": arrays(self.rewards), "reward_errors": arrays(self.reward_errors),
                 "validation": self.validation.to_dict(), "elapsed": self.elapsed,
                 "switch_gains": arrays(self.switch_gains),
@@ -348,12 +349,8 @@ def initial_routing(space, num_attributes: int, layers: List[int],
     draw there would put an accident into the found tree (measured: seed 0's found grouping
     was the planted one, but three of its conv3 blocks shared one conv2 block, and from
     scratch it was 1.3 paired standard errors behind the planted tree)."""
-    routing = random_routing(space, num_attributes, rng)  # drawn whole: the rng's use is fixed
-    widest = independent_routing(space, num_attributes)
-    for l in space.searched_layers(num_attributes):
-        if l not in layers:
-            routing = routing.with_layer(l, widest.parents[l])
-    return routing
+    return restart_routing(space, num_attributes, independent_routing(space, num_attributes),
+                           layers, rng)
 
 
 def restart_routing(space, num_attributes: int, routing: Routing, layers: List[int],
