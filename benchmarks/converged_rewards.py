@@ -15,6 +15,10 @@ From the run's last checkpoint (its supernet weights and tree) and its own setti
     python -m benchmarks.converged_rewards --workdir=runs/synthetic_gnas_plus \
         --alternative=fc1=2222333300001111 --steps=300
 
+``--probe_steps=N`` scores the extra round with probes (`gnas_keras.probe`) whatever the run
+used, ``--probe_steps=0`` with K SGD steps of fresh heads: the same frozen features read both
+ways.
+
 Only for runs of ``--method=gnas`` (the supernet is what it reads).
 """
 
@@ -77,6 +81,10 @@ def main() -> None:
                         help="another tree to train on beside the found one, e.g. "
                              "fc1=2222333300001111")
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--probe_steps", type=int, default=-1,
+                        help="score the extra round with probes of this many steps "
+                             "(GnasConfig.probe_steps; 0: K SGD steps of fresh heads); "
+                             "default: as the run did")
     args = parser.parse_args()
     path = os.path.join(args.workdir, "checkpoints", "state.json")
     try:
@@ -111,7 +119,12 @@ def main() -> None:
 
     # 1. One more round of candidates on the found tree (positions no search used: round 0).
     plus = config.methods["gnas"]
-    once = gnas.GnasConfig(**{**vars(plus), "max_rounds": 1, "restarts": 0})
+    probe = {"probe_steps": args.probe_steps} if args.probe_steps >= 0 else {}
+    once = gnas.GnasConfig(**{**vars(plus), "max_rounds": 1, "restarts": 0, **probe})
+    try:
+        once.validate()
+    except ValueError as e:
+        fail(str(e))
     search_state = gnas.SearchState(rng_state=np.random.default_rng(0).bit_generator.state,
                                     routing=tree, round_start=tree, round=0)
     val_data = lambda *position: loop.iterator(  # noqa: E731

@@ -49,6 +49,7 @@ class Loop:
         self._train_data = train_data
         self._train_iter = None
         self._logits = None  # compiled inference call of `predict`
+        self._block_output_functions = {}  # layer -> compiled call of `block_outputs`
 
     def restart(self, *position: int) -> None:
         """Continues training on a new stream seeded by `segment_seed(seed, *position)`."""
@@ -133,6 +134,33 @@ class Loop:
             probabilities.append(tf.nn.softmax(logits)[..., 1].numpy())
             labels.append(batch_labels.numpy())
         return np.concatenate(probabilities), np.concatenate(labels)
+
+    def block_outputs(self, layer: int, steps: int, iterator: Optional[Iterator] = None):
+        """Every block's output of `layer` [B_l, examples, features] (conv outputs flattened
+        per block) and the labels [examples, N] of the next `steps` batches of `iterator`
+        (default: the training stream), in inference mode. Needs a `Supernet`."""
+        if iterator is None:
+            if self._train_iter is None:
+                self.restart()
+            iterator = self._train_iter
+        functions = self._block_output_functions
+        if layer not in functions:
+            strategy = self.strategy
+            outputs = keras.Model(self.model.inputs, self.model.routed_layers[layer].output)
+
+            @tf.function
+            def blocks(iterator):
+                images, labels = next(iterator)
+                stack = strategy.run(lambda x: outputs(x, training=False), args=(images,))
+                return strategy.gather(stack, axis=1), strategy.gather(labels, axis=0)
+
+            functions[layer] = blocks
+        stacks, labels = [], []
+        for _ in range(steps):
+            stack, batch_labels = functions[layer](iterator)
+            stacks.append(tf.reshape(stack, [stack.shape[0], stack.shape[1], -1]).numpy())
+            labels.append(batch_labels.numpy())
+        return np.concatenate(stacks, axis=1), np.concatenate(labels)
 
     def refresh_batch_norm(self, steps: int) -> None:
         """`AttributeModel.refresh_batch_norm` on the next `steps` training batches."""

@@ -293,3 +293,79 @@ def test_a_round_counts_only_the_search_only_layers():
     space = get_space("tiny")
     assert space.evaluations_per_round(16) == 8                    # conv3: 4, fc1: 4
     assert space.evaluations_per_round(16, gnas.searched_layers(space, 16, "fc1")) == 4
+
+
+def test_probe_heads_learn_a_multiplexer_of_three_bits_and_nothing_from_noise():
+    """gnas_keras.probe: heads of the tiny space's shape trained to convergence read a
+    multiplexer (which K = 40 SGD steps of fresh heads do not) from features that hold the
+    three bits, and stay at chance on features that hold nothing."""
+    from gnas_keras import probe
+    rng = np.random.default_rng(0)
+
+    def examples(n):
+        bits = rng.integers(0, 2, (n, 3))
+        x0, x1, x2 = bits.T
+        labels = np.stack([np.where(x0 == 1, x1, x2), bits.sum(1) >= 2], 1).astype(np.int64)
+        return bits * 2.0 + rng.normal(0, 0.3, (n, 3)), labels
+
+    (train, train_labels), (test, test_labels) = examples(1024), examples(1000)
+    train_labels[::7, 0] = -1  # unknown labels are left out of the loss
+    p = probe.fit_heads(train, train_labels, test, (16, 16), 300, np.random.default_rng(1))
+    assert p.shape == (1000, 2)
+    assert np.all(((p > 0.5) == test_labels).mean(axis=0) > 0.97)
+    p = probe.fit_heads(rng.normal(size=(1024, 3)), train_labels, rng.normal(size=(1000, 3)),
+                        (16, 16), 300, np.random.default_rng(1))
+    assert np.all(np.abs(((p > 0.5) == test_labels).mean(axis=0) - 0.5) < 0.07)
+
+
+def test_probe_steps_score_fresh_heads_on_the_frozen_features_and_change_no_weight(setup):
+    """probe_steps: every fc1 candidate's reward is that of heads fitted (gnas_keras.probe)
+    on the candidate's conv3 block outputs for the layer's K training batches, scored on its
+    V validation batches; the only weight change is the chosen tree's K steps."""
+    from gnas_keras import probe
+    config, data, model, loop = setup
+    val_data = lambda *position: loop.iterator(data.rewards(1))  # noqa: E731
+    candidates = CandidateConfig(train_steps=2, val_batches=1)
+    plus = gnas.GnasConfig(max_rounds=1, candidate_training="above", fresh_heads=True,
+                           reward="log_likelihood", search_only="fc1", probe_steps=20,
+                           bn_refresh=1)
+    saved = model.snapshot()
+    start = gnas.initial_routing(model.space, 16, [3], np.random.default_rng(4))
+    features = gnas.probe_features(loop, val_data, candidates, plus, start, 3, (1, 0))
+    routed = model.snapshot()  # on `start`, as the search is when it scores round 1's fc1
+    assert features.train.shape == (4, 64, 3) and features.validation.shape == (4, 64, 3)
+    assert features.hidden == (16, 16)
+    again = gnas.probe_features(loop, val_data, candidates, plus, start, 3, (1, 0))
+    assert np.array_equal(features.train, again.train)
+    assert all(np.array_equal(x, y) for x, y in zip(routed, model.snapshot()))
+    expected = []
+    for b in range(4):
+        p = probe.fit_heads(features.train[b], features.train_labels, features.validation[b],
+                            (16, 16), 20, np.random.default_rng(gnas.segment_seed(0, 5, 1, 0, b)))
+        expected.append(gnas.example_scores([frozenset([a]) for a in range(16)], p,
+                                            features.validation_labels, "log_likelihood"))
+    model.restore(saved)
+    results = gnas.search(loop, val_data, candidates, plus, np.random.default_rng(4))
+    assert results[0].routing.parents[3] != start.parents[3]  # something moved
+    np.testing.assert_allclose(results[0].rewards["fc1"],
+                               np.stack([e.mean(axis=0) for e in expected]), atol=1e-6)
+    trained = model.snapshot()
+    model.restore(saved)
+    model.set_routing(results[0].routing)
+    loop.restart(3, 1, 0)
+    loop.train(2)
+    loop.set_learning_rate(loop.learning_rate * plus.lr_decay)
+    for a, b in zip(trained, model.snapshot()):
+        assert np.allclose(a, b, atol=1e-6)
+    model.restore(saved)
+
+
+def test_probe_steps_are_checked():
+    with pytest.raises(ValueError, match="probe_steps: needs fresh_heads"):
+        gnas.GnasConfig(probe_steps=10, candidate_training="above").validate()
+    with pytest.raises(ValueError, match="probe_steps: must be >= 0"):
+        gnas.GnasConfig(probe_steps=-1).validate()
+    plus = gnas.GnasConfig(candidate_training="above", fresh_heads=True, probe_steps=10)
+    space = get_space("tiny")
+    assert gnas.probed_layers(space, 16, [3, 2], plus) == {3: True, 2: False}
+    assert gnas.probed_layers(space, 16, [3], gnas.GnasConfig()) == {3: False}

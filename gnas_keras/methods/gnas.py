@@ -40,8 +40,11 @@ from fresh weights per candidate; ``train_dead_parents``: a candidate parent tha
 reads trains too (its features are stale, frozen it could never win a child back);
 ``reward=log_likelihood``; ``hysteresis``: a parent changes only on a gain beyond z paired
 standard errors; ``bn_refresh``: batch-norm statistics of the candidate's own tree;
-``search_only``: only the named layers are searched (the others keep the widest parents,
-block j under block j mod B, `initial_routing`); ``restarts``: after convergence the
+``probe_steps``: a searched fc layer's fresh heads train to convergence on the frozen block
+features instead of K SGD steps (`gnas_keras.probe`: after K = 40 steps fresh heads read
+only what a block encodes linearly); ``search_only``: only the named layers are searched
+(the others keep the widest parents, block j under block j mod B, `initial_routing`);
+``restarts``: after convergence the
 search starts again from a new random tree (on the weights trained so far), and in the end
 the converged trees are scored together, as candidates are, and the best is kept
 (`choose_restart`; measured once on the synthetic set, a restart re-converged within one
@@ -66,6 +69,7 @@ from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 
+from gnas_keras import probe
 from gnas_keras.architecture import Architecture
 from gnas_keras.config import CandidateConfig, setting
 from gnas_keras.evaluation import Evaluation, check_finite, segment_seed
@@ -115,6 +119,11 @@ class GnasConfig:
                "the current tree (a dead block) trains too during its K steps (restored "
                "afterwards like the rest). Frozen, its stale features never win a child back, "
                "so the search could not undo a merge of two groups.")
+    probe_steps: int = setting(
+        0, "With candidate_training=above and fresh_heads, for a searched fc layer: the "
+           "fresh heads of a candidate train to convergence (this many full-batch Adam steps "
+           "on the frozen features of the K training batches, gnas_keras.probe) instead of K "
+           "SGD steps; 0: K SGD steps.")
     restarts: int = setting(
         0, "After the search converges (patience or max_rounds rounds), start it again this "
            "many times from a new random tree on the same weights; in the end the converged "
@@ -138,9 +147,12 @@ class GnasConfig:
         if self.train_dead_parents and self.candidate_training != "above":
             raise ValueError("train_dead_parents: needs candidate_training=above (with all, "
                              "every candidate parent trains anyway)")
-        if self.hysteresis < 0 or self.bn_refresh < 0 or self.restarts < 0:
-            raise ValueError(f"hysteresis / bn_refresh / restarts: must be >= 0, got "
-                             f"{self.hysteresis} / {self.bn_refresh} / {self.restarts}")
+        for name in ("hysteresis", "bn_refresh", "restarts", "probe_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if self.probe_steps and not self.fresh_heads:
+            raise ValueError("probe_steps: needs fresh_heads and candidate_training=above "
+                             "(the probes are fresh heads on frozen features)")
 
 
 @dataclasses.dataclass
@@ -363,6 +375,103 @@ def restart_routing(space, num_attributes: int, routing: Routing, layers: List[i
     return routing
 
 
+def _train_and_predict(loop: "Loop", val_data: Callable[..., Iterator],
+                       candidates: CandidateConfig, config: GnasConfig, routing: Routing,
+                       layer: int, parent: int, position: tuple, seed: int):
+    """Algorithm 1's candidate: every block of `layer` under `parent`, K training steps
+    (with ``candidate_training=above`` only `layer` and those above it, from fresh heads when
+    ``fresh_heads``; every weight restored afterwards), batch-norm statistics refreshed when
+    ``bn_refresh``, then predictions on the V validation batches of `position`. Returns
+    (probabilities [examples, N], labels [examples, N], the K steps' training loss)."""
+    model, space = loop.model, loop.model.space
+    above = config.candidate_training == "above"
+    saved = model.snapshot() if above else None
+    model.set_routing(routing.with_layer(layer, [parent] * space.block_counts(
+        model.num_attributes)[layer]))                                  # all children -> b
+    if above:
+        dead = not routing.descendants()[layer - 1][parent]  # no attribute reads it now
+        model.train_only_from(layer - 1 if config.train_dead_parents and dead else layer)
+        if config.fresh_heads:
+            heads = np.random.default_rng(segment_seed(seed, 5, *position, parent))
+            for upper in range(layer, len(space.layers)):
+                model.reinitialize_active(upper, heads)
+    train_loss = float("nan")
+    if candidates.train_steps:                                         # 0: frozen (Fig. 4)
+        loop.restart(1, *position)
+        trained = loop.train(candidates.train_steps)
+        check_finite(trained, f"round {position[0]} layer {space.layers[layer].name} "
+                              f"candidate {parent}")
+        train_loss = trained.loss
+    if config.bn_refresh:
+        loop.restart(6, *position)
+        loop.refresh_batch_norm(config.bn_refresh)
+    probabilities, labels = loop.predict_batches(val_data(1, *position),
+                                                 candidates.val_batches)
+    if above:
+        model.restore(saved)
+    return probabilities, labels, train_loss
+
+
+@dataclasses.dataclass
+class ProbeFeatures:
+    """What the probes of one searched fc layer read (`probe_features`): every candidate
+    parent's output [B_{l-1}, examples, d] on the K training batches and the V validation
+    batches of `position`, with their labels [examples, N]."""
+    position: tuple
+    hidden: tuple            # widths of the heads' hidden layers (the fc layers above)
+    train: np.ndarray
+    train_labels: np.ndarray
+    validation: np.ndarray
+    validation_labels: np.ndarray
+
+    def probe(self, parent: int, steps: int, rng: np.random.Generator):
+        """Fresh heads on `parent`'s features: (probabilities, labels) on the validation
+        examples, and NaN for the training loss (as `_train_and_predict` returns)."""
+        probabilities = probe.fit_heads(self.train[parent], self.train_labels,
+                                        self.validation[parent], self.hidden, steps, rng)
+        return probabilities, self.validation_labels, float("nan")
+
+
+def probe_features(loop: "Loop", val_data: Callable[..., Iterator],
+                   candidates: CandidateConfig, config: GnasConfig, routing: Routing,
+                   layer: int, position: tuple) -> ProbeFeatures:
+    """The frozen features the probes of searched fc `layer` read: the outputs of every block
+    of layer - 1 under `routing` (the model is left on it) on the K training batches a
+    candidate would train on and on the V validation batches it is scored on (batch-norm
+    statistics refreshed first when ``bn_refresh``, and every weight restored afterwards:
+    scoring changes nothing)."""
+    model = loop.model
+    model.set_routing(routing)
+    saved = model.snapshot()
+    if config.bn_refresh:
+        loop.restart(6, *position)
+        loop.refresh_batch_norm(config.bn_refresh)
+    loop.restart(1, *position)
+    train, train_labels = loop.block_outputs(layer - 1, candidates.train_steps)
+    validation, validation_labels = loop.block_outputs(
+        layer - 1, candidates.val_batches, val_data(1, *position))
+    model.restore(saved)
+    hidden = tuple(spec.channels for spec in model.space.layers[layer:-1])
+    return ProbeFeatures(position, hidden, train, train_labels, validation, validation_labels)
+
+
+def probed_layers(space, num_attributes: int, layers: List[int], config: GnasConfig
+                  ) -> Dict[int, bool]:
+    """Per searched layer: does ``probe_steps`` score its candidates? The fc layers, whose
+    blocks are one per attribute up to the logits (every preset's fc1); conv layers train K
+    steps. Raises ValueError for an fc layer that is not."""
+    counts = space.block_counts(num_attributes)
+    probing = {}
+    for l in layers:
+        above = space.layers[l:]
+        probing[l] = bool(config.probe_steps) and space.layers[l].kind == "fc"
+        if probing[l] and any(s.kind != "fc" or counts[m] != num_attributes
+                              for m, s in enumerate(above, start=l)):
+            raise ValueError(f"probe_steps: layer {space.layers[l].name} and those above it "
+                             f"must be fc layers with one block per attribute")
+    return probing
+
+
 def choose_restart(loop: "Loop", val_data: Callable[..., Iterator], ends: List[RoundResult],
                    candidates: CandidateConfig, config: GnasConfig, layer: int, seed: int
                    ) -> List[Dict]:
@@ -437,6 +546,11 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
     total = max_rounds * space.evaluations_per_round(n, layers)
     k, v = candidates.train_steps, candidates.val_batches
     above = config.candidate_training == "above"
+    probing = probed_layers(space, n, layers, config)
+    if any(probing.values()) and not k:
+        raise ValueError("probe_steps: needs train_steps > 0 (the probes train on the K "
+                         "training batches)")
+    features: Optional[ProbeFeatures] = None  # the probed layer's, recomputed after a resume
     if state is None:
         state = SearchState(rng_state=rng.bit_generator.state)
     start, save = resume(state, rng, checkpoint)
@@ -463,31 +577,17 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
             state.rewards[name] = np.full((counts[l - 1], counts[l]), np.nan)
             state.reward_errors[name] = np.full((counts[l - 1], counts[l]), np.nan)
             state.scores = []
-        tree_descendants = state.routing.descendants()
-        descendants = tree_descendants[l]                # I_j: unchanged by layer l's parents
-
-        saved = model.snapshot() if above else None
-        model.set_routing(state.routing.with_layer(l, [b] * counts[l]))   # all children -> b
-        if above:
-            dead = not tree_descendants[l - 1][b]        # no attribute reads b now
-            model.train_only_from(l - 1 if config.train_dead_parents and dead else l)
-            if config.fresh_heads:
-                heads = np.random.default_rng(segment_seed(seed, 5, *position, b))
-                for upper in range(l, len(space.layers)):
-                    model.reinitialize_active(upper, heads)
-        train_loss = float("nan")
-        if k:                                                             # 0: frozen (Fig. 4)
-            loop.restart(1, *position)
-            trained = loop.train(k)
-            check_finite(trained, f"round {state.round} layer {name} candidate {b}")
-            train_loss = trained.loss
-        if config.bn_refresh:
-            loop.restart(6, *position)
-            loop.refresh_batch_norm(config.bn_refresh)
-        probabilities, labels = loop.predict_batches(val_data(1, *position), v)
+        descendants = state.routing.descendants()[l]  # I_j: unchanged by layer l's parents
+        if probing[l]:  # fresh heads trained to convergence on the frozen features
+            if features is None or features.position != position:
+                features = probe_features(loop, val_data, candidates, config,
+                                          state.routing, l, position)
+            heads = np.random.default_rng(segment_seed(seed, 5, *position, b))
+            probabilities, labels, train_loss = features.probe(b, config.probe_steps, heads)
+        else:
+            probabilities, labels, train_loss = _train_and_predict(
+                loop, val_data, candidates, config, state.routing, l, b, position, seed)
         scores = example_scores(descendants, probabilities, labels, config.reward)
-        if above:
-            model.restore(saved)
         state.scores.append(scores)
         state.rewards[name][b] = scores.mean(axis=0)                                # Eq. 5
         state.reward_errors[name][b] = np.std(scores, axis=0, ddof=1) / np.sqrt(len(scores))
