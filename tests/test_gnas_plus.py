@@ -261,9 +261,9 @@ def test_converged_trees_are_scored_as_candidates_from_the_same_weights(setup):
     assert not rows[2]["chosen"]
     # Recomputed by hand: tree b trained 2 steps on the selection's batches, then scored.
     model.set_routing(b)
-    loop.restart(7)
+    loop.restart(1, 7)
     loop.train(2)
-    probabilities, labels = loop.predict_batches(val_data(4, 0), 1)
+    probabilities, labels = loop.predict_batches(val_data(1, 7), 1)
     accuracy = ((probabilities > 0.5) == (labels == 1)).mean()
     assert rows[1]["reward"] == pytest.approx(accuracy, abs=1e-9)
     model.restore(saved)

@@ -376,39 +376,35 @@ def restart_routing(space, num_attributes: int, routing: Routing, layers: List[i
 
 
 def _train_and_predict(loop: "Loop", val_data: Callable[..., Iterator],
-                       candidates: CandidateConfig, config: GnasConfig, routing: Routing,
-                       layer: int, parent: int, position: tuple, seed: int):
-    """Algorithm 1's candidate: every block of `layer` under `parent`, K training steps
-    (with ``candidate_training=above`` only `layer` and those above it, from fresh heads when
-    ``fresh_heads``; every weight restored afterwards), batch-norm statistics refreshed when
-    ``bn_refresh``, then predictions on the V validation batches of `position`. Returns
+                       candidates: CandidateConfig, config: GnasConfig, tree: Routing,
+                       layer: int, train_from: int, heads: np.random.Generator,
+                       position: tuple, where: str):
+    """Scores `tree` as Algorithm 1 scores a candidate of `layer`: K training steps on the
+    training batches of `position` (with ``candidate_training=above`` only the layers from
+    `train_from` up train, and with ``fresh_heads`` `layer` and those above start from
+    weights drawn from `heads`), batch-norm statistics refreshed when ``bn_refresh``, then
+    predictions on the V validation batches of `position`. The model is left trained on
+    `tree`: the caller restores a snapshot where the weights must not stay. `where` names
+    the training segment in a `NumericalError`. Returns
     (probabilities [examples, N], labels [examples, N], the K steps' training loss)."""
     model, space = loop.model, loop.model.space
-    above = config.candidate_training == "above"
-    saved = model.snapshot() if above else None
-    model.set_routing(routing.with_layer(layer, [parent] * space.block_counts(
-        model.num_attributes)[layer]))                                  # all children -> b
-    if above:
-        dead = not routing.descendants()[layer - 1][parent]  # no attribute reads it now
-        model.train_only_from(layer - 1 if config.train_dead_parents and dead else layer)
+    model.set_routing(tree)
+    if config.candidate_training == "above":
+        model.train_only_from(train_from)
         if config.fresh_heads:
-            heads = np.random.default_rng(segment_seed(seed, 5, *position, parent))
             for upper in range(layer, len(space.layers)):
                 model.reinitialize_active(upper, heads)
     train_loss = float("nan")
     if candidates.train_steps:                                         # 0: frozen (Fig. 4)
         loop.restart(1, *position)
         trained = loop.train(candidates.train_steps)
-        check_finite(trained, f"round {position[0]} layer {space.layers[layer].name} "
-                              f"candidate {parent}")
+        check_finite(trained, where)
         train_loss = trained.loss
     if config.bn_refresh:
         loop.restart(6, *position)
         loop.refresh_batch_norm(config.bn_refresh)
     probabilities, labels = loop.predict_batches(val_data(1, *position),
                                                  candidates.val_batches)
-    if above:
-        model.restore(saved)
     return probabilities, labels, train_loss
 
 
@@ -491,21 +487,10 @@ def choose_restart(loop: "Loop", val_data: Callable[..., Iterator], ends: List[R
     everything = [frozenset(range(model.num_attributes))]
     saved = model.snapshot()
     columns = []
-    for end in ends:
-        model.set_routing(end.routing)
-        if config.candidate_training == "above":
-            model.train_only_from(layer)
-            if config.fresh_heads:
-                heads = np.random.default_rng(segment_seed(seed, 7))
-                for upper in range(layer, len(model.space.layers)):
-                    model.reinitialize_active(upper, heads)
-        if candidates.train_steps:
-            loop.restart(7)
-            check_finite(loop.train(candidates.train_steps), f"restart {end.restart}'s tree")
-        if config.bn_refresh:
-            loop.restart(6, 0)
-            loop.refresh_batch_norm(config.bn_refresh)
-        probabilities, labels = loop.predict_batches(val_data(4, 0), candidates.val_batches)
+    for end in ends:  # position (7,): batches no candidate of the search used
+        probabilities, labels, _ = _train_and_predict(
+            loop, val_data, candidates, config, end.routing, layer, layer,
+            np.random.default_rng(segment_seed(seed, 7)), (7,), f"restart {end.restart}'s tree")
         columns.append(example_scores(everything, probabilities, labels, config.reward)[:, 0])
         model.restore(saved)
     means = [float(c.mean()) for c in columns]
@@ -585,8 +570,16 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
             heads = np.random.default_rng(segment_seed(seed, 5, *position, b))
             probabilities, labels, train_loss = features.probe(b, config.probe_steps, heads)
         else:
+            saved = model.snapshot() if above else None
+            dead = not state.routing.descendants()[l - 1][b]  # no attribute reads b now
             probabilities, labels, train_loss = _train_and_predict(
-                loop, val_data, candidates, config, state.routing, l, b, position, seed)
+                loop, val_data, candidates, config,
+                state.routing.with_layer(l, [b] * counts[l]),              # all children -> b
+                l, l - 1 if config.train_dead_parents and dead else l,
+                np.random.default_rng(segment_seed(seed, 5, *position, b)), position,
+                f"round {state.round} layer {name} candidate {b}")
+            if above:
+                model.restore(saved)
         scores = example_scores(descendants, probabilities, labels, config.reward)
         state.scores.append(scores)
         state.rewards[name][b] = scores.mean(axis=0)                                # Eq. 5
