@@ -44,15 +44,14 @@ standard errors; ``bn_refresh``: batch-norm statistics of the candidate's own tr
 features instead of K SGD steps (`gnas_keras.probe`: after K = 40 steps fresh heads read
 only what a block encodes linearly); ``search_only``: only the named layers are searched
 (the others keep the widest parents, block j under block j mod B, `initial_routing`);
-``restarts``: after convergence the
-search starts again from a new random tree (on the weights trained so far), and in the end
-the converged trees are scored together, as candidates are, and the best is kept
-(`choose_restart`; measured once on the synthetic set, a restart re-converged within one
-round to the grouping the shared weights encode: README). Why ``search_only``: weights
-belong to edges (the paper's W[A_ij]), and with ``above`` an edge outside the tree never
-keeps any training, so a block whose parent changes continues on weights last trained in the
-warm-up, and the attributes below it lose their features (in the `tiny` space conv3's
-parents changed in most rounds, shaking fc1's grouping each time).
+``restarts``: after convergence the search starts again from a new random tree (on the
+weights trained so far), and in the end the converged trees are scored together, as
+candidates are, and the best is kept (`choose_restart`; measured once on the synthetic set,
+a restart re-converged within one round to the grouping the shared weights encode: README).
+Why ``search_only``: weights belong to edges (the paper's W[A_ij]), and with ``above`` an
+edge outside the tree never keeps any training, so a block whose parent changes continues on
+weights last trained in the warm-up, and the attributes below it lose their features (in the
+`tiny` space conv3's parents changed in most rounds, shaking fc1's grouping each time).
 
 Resuming. `search` keeps its whole position in a `SearchState` (round, layer, candidate,
 rewards so far, the tree, the random generator's state, ...) and hands it to `checkpoint`
