@@ -561,7 +561,8 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
             state.rewards[name] = np.full((counts[l - 1], counts[l]), np.nan)
             state.reward_errors[name] = np.full((counts[l - 1], counts[l]), np.nan)
             state.scores = []
-        descendants = state.routing.descendants()[l]  # I_j: unchanged by layer l's parents
+        tree_descendants = state.routing.descendants()
+        descendants = tree_descendants[l]             # I_j: unchanged by layer l's parents
         if probing[l]:  # fresh heads trained to convergence on the frozen features
             if features is None or features.position != position:
                 features = probe_features(loop, val_data, candidates, config,
@@ -570,7 +571,7 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
             probabilities, labels, train_loss = features.probe(b, config.probe_steps, heads)
         else:
             saved = model.snapshot() if above else None
-            dead = not state.routing.descendants()[l - 1][b]  # no attribute reads b now
+            dead = not tree_descendants[l - 1][b]     # no attribute reads b now
             probabilities, labels, train_loss = _train_and_predict(
                 loop, val_data, candidates, config,
                 state.routing.with_layer(l, [b] * counts[l]),              # all children -> b
