@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import List, Optional, Tuple
 
+import numpy as np
 import tensorflow as tf
 
 from gnas_keras.config import RunConfig
@@ -90,6 +91,12 @@ class Data:
         if candidates.fixed_val_batches:
             return repeat_batches(self._make("validation", False), candidates.val_batches)
         return self._make("validation", False, seed, shuffled_evaluation=True)
+
+    def training_labels(self) -> np.ndarray:
+        """Every training label, int32 [examples, attributes], the same on every worker
+        (GNAS+'s tree from label correlations)."""
+        dirs = self.config.data_dirs
+        return data_input.read_labels(dirs[0] if len(dirs) == 1 else list(dirs), "train")
 
     @property
     def validation(self) -> tf.data.Dataset:

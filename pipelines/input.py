@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from typing import List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import tensorflow as tf
 
 from pipelines import records
@@ -281,6 +282,24 @@ def make_dataset(data_dir: Union[str, Sequence[str]], split: str, batch_size: in
             tf.data.experimental.AutoShardPolicy.OFF
         ds = ds.with_options(options)
     return ds.prefetch(auto)
+
+
+def read_labels(data_dir: Union[str, Sequence[str]], split: str) -> np.ndarray:
+    """Every label of a split, int32 [examples, attributes] (1, 0, -1 unknown), in file
+    order and unsharded (the same on every worker), parsed without decoding any image.
+    Several folders: one after the other, each padded with unknowns for the others'
+    attributes, as `make_dataset` does."""
+    sources = _sources(data_dir, split)
+    width = sources[0].before + sources[0].num_attributes + sources[0].after
+    parts = [np.zeros((0, width), np.int32)]
+    for source in sources:
+        spec = {"attributes": records.feature_spec(source.num_attributes)["attributes"]}
+        ds = tf.data.TFRecordDataset(source.files).batch(4096).map(
+            lambda s, spec=spec: tf.io.parse_example(s, spec)["attributes"])
+        for batch in ds.as_numpy_iterator():
+            parts.append(np.pad(batch.astype(np.int32), ((0, 0), (source.before, source.after)),
+                                constant_values=records.UNKNOWN))
+    return np.concatenate(parts)
 
 
 def input_shape(prep: Preprocessing) -> Tuple[int, int, int]:

@@ -59,6 +59,16 @@ def test_combined_labels_are_unknown_for_the_other_dataset(two):
         assert 20 < len(from_a) < 44
 
 
+def test_read_labels_gives_every_label_in_file_order_with_the_others_unknown(two):
+    """The labels alone (no image decoded) of one split, one dataset after the other, as
+    `make_dataset` reads them."""
+    labels = pipeline_input.read_labels(list(two), "test")
+    assert labels.dtype == np.int32
+    assert labels.tolist() == [row + [-1, -1, -1] for row in A_LABELS] + [
+        [-1, -1] + row for row in B_LABELS]
+    assert pipeline_input.read_labels(two[1], "train").tolist() == B_LABELS
+
+
 def test_single_folder_in_a_list_reads_like_the_folder(two):
     prep = pipeline_input.Preprocessing(10, 8, 8, 6)
     one = next(iter(pipeline_input.make_dataset(two[0], "train", 4, True, prep, seed=2)))
