@@ -151,6 +151,71 @@ def planted_routing(space: SearchSpace, num_attributes: int, groups: Sequence[in
         else [j % below for j in range(here)]))
 
 
+def label_correlations(labels: np.ndarray) -> np.ndarray:
+    """Pearson correlation [N, N] between the attributes' labels (int [n, N]: 1, 0, or -1
+    unknown), each pair over the examples where both are known; 0 where either label is
+    constant there (nothing to correlate), 1 on the diagonal."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"labels: expected [examples, attributes], got shape {labels.shape}")
+    known = (labels >= 0).astype(np.float64)
+    x = (labels == 1).astype(np.float64)        # 0 where unknown, so sums skip those
+    count = known.T @ known                     # [N, N]: examples with both labels known
+    sum_i = x.T @ known                         # sum of attribute i's labels over those
+    sum_ij = x.T @ x
+    # Binary labels: sum of squares = sum.
+    covariance = count * sum_ij - sum_i * sum_i.T
+    variance_i = count * sum_i - sum_i ** 2
+    scale = np.sqrt(np.maximum(variance_i, 0.0) * np.maximum(variance_i.T, 0.0))
+    correlation = np.divide(covariance, scale, out=np.zeros_like(covariance), where=scale > 0)
+    np.fill_diagonal(correlation, 1.0)
+    return np.clip(correlation, -1.0, 1.0)
+
+
+def correlation_clusters(correlation: np.ndarray, num_clusters: int) -> np.ndarray:
+    """Attributes clustered by their labels alone: average linkage on the distance
+    1 - |r| (scipy's hierarchy; a negative correlation links as well as a positive one),
+    cut into at most `num_clusters` clusters. int [N] in 0..C-1, clusters numbered by their
+    lowest attribute index, so cuts of one dendrogram nest and number alike."""
+    from scipy.cluster import hierarchy
+    n = len(correlation)
+    if n < 2 or num_clusters <= 1:
+        return np.zeros(n, np.int64)
+    distance = 1.0 - np.abs(np.asarray(correlation, np.float64))
+    linkage = hierarchy.linkage(distance[np.triu_indices(n, k=1)], method="average")
+    labels = hierarchy.fcluster(linkage, t=min(num_clusters, n), criterion="maxclust")
+    order = {c: i for i, c in enumerate(dict.fromkeys(labels))}  # by first attribute
+    return np.array([order[c] for c in labels], np.int64)
+
+
+def correlation_routing(space: SearchSpace, num_attributes: int,
+                        labels: np.ndarray) -> Routing:
+    """A tree drawn from the training labels alone (GNAS+ ``initial_tree``): one dendrogram
+    of the attributes (`correlation_clusters`) is cut, for each layer, into as many clusters
+    as the layer has blocks; block j of the layer stands for cluster j, and its parent is
+    the block below that holds most of its attributes (the lowest index on a tie). A block
+    with no cluster (more blocks than clusters) takes the widest parent, j mod B_{l-1};
+    a layer with one block per attribute stands for the attributes themselves."""
+    counts = space.block_counts(num_attributes)
+    correlation = label_correlations(labels)
+    if correlation.shape[0] != num_attributes:
+        raise ValueError(f"labels: {correlation.shape[0]} attributes, the space is built "
+                         f"for {num_attributes}")
+    # cluster[l][n]: the block of layer l that stands for attribute n.
+    cluster = [np.arange(num_attributes) if count == num_attributes
+               else correlation_clusters(correlation, count) for count in counts]
+
+    def choose(l, below, here):
+        parents = []
+        for j in range(here):
+            members = np.flatnonzero(cluster[l] == j)
+            parents.append(int(np.bincount(cluster[l - 1][members], minlength=below).argmax())
+                           if len(members) else j % below)
+        return parents
+
+    return _routing(space, num_attributes, choose)
+
+
 def routing_for(method: str, space: SearchSpace, num_attributes: int,
                 rng: Optional[np.random.Generator] = None,
                 planted: Optional[Sequence[int]] = None) -> Routing:
