@@ -64,7 +64,7 @@ class SearchReporter(SearchLogger):
         fifth = step * 5 // steps  # one line per fifth of the warm-up
         if fifth != self._warmup_fifth:
             self._warmup_fifth = fifth
-            self.out(f"warm-up on random trees: step {step}/{steps}  train loss "
+            self.out(f"warm-up: step {step}/{steps}  train loss "
                      f"{evaluation.loss:.4f}  elapsed {format_duration(elapsed)}")
         with self.writer.as_default():
             tf.summary.scalar("train/loss", evaluation.loss, step=step)

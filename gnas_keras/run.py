@@ -232,7 +232,8 @@ class _Run:
             attribute_names=list(self.meta.attribute_names),
             planted_groups=planted_groups(self.meta), rng=rng, logger=logger,
             saved_state=saved, checkpoint=checkpoint or (lambda state, boundary: None),
-            train_data=self.data.train, strategy=self.strategy,
+            train_data=self.data.train, training_labels=self.data.training_labels,
+            strategy=self.strategy,
             image_shape=self.data.image_shape, **models)
 
     def restore(self, objects: Dict) -> None:

@@ -9,7 +9,8 @@ from gnas_keras.data import Data
 from gnas_keras.methods import gnas
 from gnas_keras.space import get_space
 from gnas_keras.training import Loop, new_supernet
-from gnas_keras.tree import random_routing
+from gnas_keras.tree import (adjusted_rand_index, correlation_routing, label_correlations,
+                             random_routing)
 
 
 @pytest.fixture(scope="module")
@@ -287,6 +288,98 @@ def test_the_initial_tree_is_random_where_searched_and_widest_where_not():
     assert list(fc1_only.parents[2]) == [0, 1, 2, 3]           # conv3 not searched: widest
     assert fc1_only.parents[3] == drawn.parents[3]             # fc1: the same random draw
     assert list(drawn.parents[2]) != [0, 1, 2, 3]              # (so the test can fail)
+
+
+def test_label_correlations_pair_only_the_known_labels():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, (200, 4))
+    labels[:, 1] = labels[:, 0] ^ (rng.random(200) < 0.2)     # correlated with column 0
+    labels[:, 2] = 1                                          # constant: nothing to correlate
+    labels[:50, 3] = -1                                       # unknown for the first 50
+    r = label_correlations(labels)
+    assert r[0, 1] == pytest.approx(np.corrcoef(labels[:, 0], labels[:, 1])[0, 1])
+    assert r[0, 3] == pytest.approx(np.corrcoef(labels[50:, 0], labels[50:, 3])[0, 1])
+    assert r[0, 2] == r[2, 3] == 0.0 and np.allclose(np.diag(r), 1.0)
+    np.testing.assert_allclose(r, r.T)
+
+
+def test_the_label_correlation_tree_cuts_one_dendrogram_per_layer():
+    """Synthetic labels (four groups of four; within a group each rule correlates with the
+    majority, 0.5): the tiny space's fc1 gets one conv3 block per group; in a space with 2
+    blocks below 4, two groups share each of them, and every block reads the block below
+    that holds its attributes."""
+    from pipelines import synthetic
+    labels = synthetic.attributes_from_states(np.random.default_rng(0).integers(0, 8, (500, 4)))
+    planted = [g for g in range(4) for _ in range(4)]
+    tiny = correlation_routing(get_space("tiny"), 16, labels)
+    assert list(tiny.parents[3]) == planted and list(tiny.parents[2]) == [0, 1, 2, 3]
+    wide = get_space("deep_wide")                              # conv blocks 1, 2, 4, 8, 16
+    routing = correlation_routing(wide, 16, labels)
+    halves = routing.grouping(1)                               # conv2: 2 blocks
+    assert len(set(halves)) == 2 and all(len(set(halves[4 * g:4 * g + 4])) == 1
+                                         for g in range(4))
+    assert routing.grouping(2) == planted                      # conv3: 4 blocks, the groups
+    few = correlation_routing(wide, 4, labels[:, :4])          # 4 attributes, 8 conv4 blocks
+    assert list(few.parents[3][4:]) == [0, 1, 2, 3]            # no cluster: widest parents
+    # Shuffled attribute order: the same groups, whichever blocks they get.
+    order = np.random.default_rng(1).permutation(16)
+    shuffled = correlation_routing(get_space("tiny"), 16, labels[:, order])
+    grouping = shuffled.grouping(2)
+    assert adjusted_rand_index(grouping, [planted[i] for i in order]) == 1.0
+
+
+def test_the_search_starts_from_the_label_correlation_tree(setup, monkeypatch):
+    """initial_tree=label_correlation: the first round starts from the tree of the training
+    labels (the small synthetic set's: its planted groups on fc1), recorded in the state;
+    conv3, not searched, keeps the widest parents. With warmup_initial_tree every warm-up
+    chunk trains that tree; without, random trees (Algorithm 1's warm-up)."""
+    config, data, model, loop = setup
+    val_data = lambda *position: loop.iterator(data.rewards(1))  # noqa: E731
+    saved = model.snapshot()
+    labels = data.training_labels()
+    assert labels.shape == (384, 16)
+    warmed = []
+    chunk = gnas.warmup_chunk
+    monkeypatch.setattr(gnas, "warmup_chunk", lambda *args: warmed.append(args[-1]) or chunk(
+        *args))
+    candidates = CandidateConfig(train_steps=1, val_batches=1, warmup_steps=2,
+                                 warmup_resample=1)
+    for warm_initial in (True, False):
+        warmed.clear()
+        state = gnas.SearchState(rng_state=np.random.default_rng(0).bit_generator.state)
+        plus = gnas.GnasConfig(max_rounds=1, search_only="fc1",
+                               initial_tree="label_correlation",
+                               warmup_initial_tree=warm_initial)
+        gnas.search(loop, val_data, candidates, plus, np.random.default_rng(0), state=state,
+                    training_labels=data.training_labels)
+        assert list(state.initial.parents[3]) == [g for g in range(4) for _ in range(4)]
+        assert list(state.initial.parents[2]) == [0, 1, 2, 3]
+        assert state.results[0].round == 1
+        assert warmed == ([state.initial] * 2 if warm_initial else [None, None])
+        model.restore(saved)
+    assert gnas.SearchState.from_dict(state.to_dict()).initial == state.initial
+    with pytest.raises(ValueError, match="initial_tree: label_correlation needs"):
+        gnas.search(loop, val_data, CandidateConfig(train_steps=1, val_batches=1), plus,
+                    np.random.default_rng(0))
+
+
+def test_a_trained_random_initial_tree_is_drawn_before_the_warm_up(setup, monkeypatch):
+    """The control of the label-correlation tree: initial_tree=random with
+    warmup_initial_tree trains the random initial tree in the warm-up and starts from it."""
+    config, data, model, loop = setup
+    val_data = lambda *position: loop.iterator(data.rewards(1))  # noqa: E731
+    saved = model.snapshot()
+    warmed = []
+    chunk = gnas.warmup_chunk
+    monkeypatch.setattr(gnas, "warmup_chunk", lambda *args: warmed.append(args[-1]) or chunk(
+        *args))
+    state = gnas.SearchState(rng_state=np.random.default_rng(4).bit_generator.state)
+    gnas.search(loop, val_data, CandidateConfig(train_steps=1, val_batches=1, warmup_steps=1),
+                gnas.GnasConfig(max_rounds=1, search_only="fc1", warmup_initial_tree=True),
+                np.random.default_rng(4), state=state)
+    assert warmed == [state.initial]
+    assert state.initial == gnas.initial_routing(model.space, 16, [3], np.random.default_rng(4))
+    model.restore(saved)
 
 
 def test_a_round_counts_only_the_search_only_layers():

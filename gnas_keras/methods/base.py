@@ -26,7 +26,7 @@ import numpy as np
 
 from gnas_keras.architecture import Architecture
 from gnas_keras.evaluation import Evaluation, check_finite
-from gnas_keras.tree import random_routing
+from gnas_keras.tree import Routing, random_routing
 
 if TYPE_CHECKING:  # TensorFlow only when a run starts
     from gnas_keras.config import CandidateConfig, RunConfig
@@ -82,6 +82,8 @@ class SearchContext:
       checkpoint: ``checkpoint(state, boundary)`` (see the module docstring).
       train_data: ``train_data(seed)`` -> an endless training dataset (for a method that
         trains its own models, e.g. tree networks, with `training.Loop`).
+      training_labels: ``training_labels()`` -> every training label, int [examples, N]
+        (1, 0, -1 unknown), identical on every worker.
       strategy: the distribution strategy to build models under.
       image_shape: (height, width, 3).
       trackables: what `Method.trackables` returned for this context, already restored
@@ -105,6 +107,7 @@ class SearchContext:
     loop: Optional["Loop"] = None
     val_data: Optional[Callable[..., Iterator]] = None
     trackables: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    training_labels: Optional[Callable[[], np.ndarray]] = None
 
 
 @dataclasses.dataclass
@@ -153,12 +156,14 @@ class Method:
 
 
 def warmup_chunk(loop: "Loop", candidates: "CandidateConfig", rng: np.random.Generator,
-                 done: int, logger: SearchLogger, start: float) -> int:
+                 done: int, logger: SearchLogger, start: float,
+                 routing: Optional[Routing] = None) -> int:
     """Trains one warm-up chunk (up to ``warmup_resample`` steps) of `loop`'s supernet on a
-    new uniformly random tree, from warm-up step `done`; returns the steps done after it.
-    Shared by GNAS and random search, so both start from equally trained weights."""
+    new uniformly random tree (or on `routing`, a search's chosen initial tree), from warm-up
+    step `done`; returns the steps done after it. Shared by GNAS and random search, so both
+    start from equally trained weights."""
     model = loop.model
-    model.set_routing(random_routing(model.space, model.num_attributes, rng))
+    model.set_routing(routing or random_routing(model.space, model.num_attributes, rng))
     loop.restart(0, done)
     steps = min(candidates.warmup_resample, candidates.warmup_steps - done)
     evaluation = loop.train(steps)
