@@ -81,7 +81,7 @@ def test_two_dataset_search_loss_ignores_the_other_datasets_attributes(tmp_path)
                        image_height=16, image_width=16, batch_size=6, eval_batch_size=6,
                        finetune_steps=2, space="tiny",
                        candidates=CandidateConfig(train_steps=1, val_batches=1))
-    config.methods["gnas"] = GnasConfig(max_rounds=1)
+    config.methods["gnas"] = GnasConfig(max_rounds=1, search_only="fc1")  # 4 candidates
     data = Data.load(config)
     assert data.meta.name == "faces+people"
     assert data.meta.attribute_names == ["Smiling", "faces/Hat", "people/Hat", "Bag", "Coat"]
