@@ -96,6 +96,8 @@ def test_search_end_to_end_with_a_flagfile(synthetic_dir, tmp_path):
     assert len(report["test_error"]) == 16
     assert abs(report["mean_test_error"] - sum(report["test_error"].values()) / 16) < 1e-6
     assert report["ari_layer"] == "conv3" and -1.0 <= report["ari"] <= 1.0
+    assert len(report["initial_tree"]) == len(report["tree"])     # where round 1 started
+    assert -1.0 <= report["initial_ari"] <= 1.0
     assert set(report["comparisons_from_scratch"]) == {"found_tree", "shared"}
     assert report["parameters"] > 0 and report["search_seconds"] > 0
     assert len(report["rounds"]) == 1
