@@ -218,9 +218,11 @@ def correlation_routing(space: SearchSpace, num_attributes: int,
 
 def routing_for(method: str, space: SearchSpace, num_attributes: int,
                 rng: Optional[np.random.Generator] = None,
-                planted: Optional[Sequence[int]] = None) -> Routing:
-    """The fixed tree of a baseline method: ``shared``, ``independent``, ``random_tree`` or
-    ``planted_tree`` (needs the dataset's planted group of every attribute)."""
+                planted: Optional[Sequence[int]] = None,
+                labels: Optional[np.ndarray] = None) -> Routing:
+    """The fixed tree of a baseline method: ``shared``, ``independent``, ``random_tree``,
+    ``planted_tree`` (needs the dataset's planted group of every attribute) or
+    ``label_tree`` (needs the training labels: `correlation_routing`)."""
     if method == "shared":
         return shared_routing(space, num_attributes)
     if method == "independent":
@@ -231,4 +233,8 @@ def routing_for(method: str, space: SearchSpace, num_attributes: int,
         if planted is None:
             raise ValueError("planted_tree: the dataset has no planted grouping")
         return planted_routing(space, num_attributes, planted)
+    if method == "label_tree":
+        if labels is None:
+            raise ValueError("label_tree: needs the training labels")
+        return correlation_routing(space, num_attributes, labels)
     raise ValueError(f"no fixed routing for method {method!r}")

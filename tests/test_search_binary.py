@@ -85,7 +85,7 @@ def test_search_end_to_end_with_a_flagfile(synthetic_dir, tmp_path):
         f"--export_dir={tmp_path}/export", "--export_name=small", "--batch_size=32",
         "--eval_batch_size=64", "--train_steps=2", "--val_batches=1", "--max_rounds=1",
         "--patience=1", "--warmup_steps=2", "--finetune_steps=3",
-        "--compare=shared", "--compare_steps=2"]) + "\n")
+        "--compare=shared,label_tree", "--compare_steps=2"]) + "\n")
     result = search(f"--flagfile={flagfile}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "round 1/1  layer fc1  candidate 1/4" in result.stderr
@@ -98,7 +98,9 @@ def test_search_end_to_end_with_a_flagfile(synthetic_dir, tmp_path):
     assert report["ari_layer"] == "conv3" and -1.0 <= report["ari"] <= 1.0
     assert len(report["initial_tree"]) == len(report["tree"])     # where round 1 started
     assert -1.0 <= report["initial_ari"] <= 1.0
-    assert set(report["comparisons_from_scratch"]) == {"found_tree", "shared"}
+    assert set(report["comparisons_from_scratch"]) == {"found_tree", "shared", "label_tree"}
+    # The small set's labels give its planted groups (benchmarks/label_tree.py).
+    assert report["comparisons_from_scratch"]["label_tree"]["ari"] == 1.0
     assert report["parameters"] > 0 and report["search_seconds"] > 0
     assert len(report["rounds"]) == 1
     assert os.path.exists(os.path.join(report["export"], "saved_model.pb"))
