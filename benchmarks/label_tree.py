@@ -53,6 +53,7 @@ def main(argv=None) -> int:
         if groups is None:
             raise ValueError(f"{args.data_dir}: the dataset has no planted groups")
         sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+        get_space(args.space)  # an unknown name: one line, before any work
     except (ValueError, OSError, ConversionError) as e:
         print(f"label_tree: error: {e}", file=sys.stderr)
         return 2
