@@ -192,7 +192,7 @@ def test_nan_stops_keeps_the_last_good_checkpoint_and_records_where(
                        batch_size=16, eval_batch_size=64, finetune_steps=2,
                        checkpoint_every=1, deterministic=True,
                        candidates=CandidateConfig(train_steps=1, val_batches=1),
-                       methods={"gnas": GnasConfig(max_rounds=1)})
+                       methods={"gnas": GnasConfig(max_rounds=1, search_only="fc1")})
     real_train, calls = Loop.train, []
 
     def train(self, steps):  # the 4th training segment (fc1 candidate 4) diverges
@@ -227,7 +227,7 @@ def test_rollback_halves_the_learning_rate_and_continues(synthetic_dir, tmp_path
                        batch_size=16, eval_batch_size=64, finetune_steps=2, on_nan="rollback",
                        checkpoint_every=1,
                        candidates=CandidateConfig(train_steps=1, val_batches=1),
-                       methods={"gnas": GnasConfig(max_rounds=1)})
+                       methods={"gnas": GnasConfig(max_rounds=1, search_only="fc1")})
     real_train, calls, seen = Loop.train, [], {}
 
     def weights(loop):
