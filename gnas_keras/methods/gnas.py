@@ -384,22 +384,22 @@ def initial_routing(space, num_attributes: int, layers: List[int],
     draw there would put an accident into the found tree (measured: seed 0's found grouping
     was the planted one, but three of its conv3 blocks shared one conv2 block, and from
     scratch it was 1.3 paired standard errors behind the planted tree)."""
-    tree = independent_routing(space, num_attributes)
-    if labels is None:
-        return restart_routing(space, num_attributes, tree, layers, rng)
-    drawn = correlation_routing(space, num_attributes, labels)
-    for l in layers:
-        tree = tree.with_layer(l, drawn.parents[l])
-    return tree
+    drawn = (random_routing(space, num_attributes, rng) if labels is None
+             else correlation_routing(space, num_attributes, labels))
+    return _with_layers(independent_routing(space, num_attributes), drawn, layers)
 
 
 def restart_routing(space, num_attributes: int, routing: Routing, layers: List[int],
                     rng: np.random.Generator) -> Routing:
     """`routing` with the parents of the searched `layers` drawn anew (uniformly, as the
     initial tree); the layers that are not searched keep theirs."""
-    fresh = random_routing(space, num_attributes, rng)
+    return _with_layers(routing, random_routing(space, num_attributes, rng), layers)
+
+
+def _with_layers(routing: Routing, source: Routing, layers: List[int]) -> Routing:
+    """`routing` with the parents of `layers` taken from `source`."""
     for l in layers:
-        routing = routing.with_layer(l, fresh.parents[l])
+        routing = routing.with_layer(l, source.parents[l])
     return routing
 
 
