@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import os
 
-from flags import common  # first: quiets TensorFlow's start-up logging
+from gnas_keras_flags import common  # first: quiets TensorFlow's start-up logging
 
 from absl import flags
 
-from pipelines import output_dir as output_dirs
+from gnas_keras_pipelines import output_dir as output_dirs
 
 DATASETS = ("celeba", "lfwa", "market1501", "awa2", "awa1", "apy", "sun", "folder")
 
@@ -80,7 +80,7 @@ def convert() -> object:
         raise ValueError(f"--name and --labels are for --dataset=folder, not "
                          f"--dataset={FLAGS.dataset}")
     # Imported here so a bad flag fails fast, without loading TensorFlow.
-    from pipelines import apy, awa, celeba, folder, lfwa, market1501, sun
+    from gnas_keras_pipelines import apy, awa, celeba, folder, lfwa, market1501, sun
 
     shared = dict(overwrite=FLAGS.overwrite, skip_bad=FLAGS.skip_bad,
                   num_shards=FLAGS.num_shards)
@@ -112,5 +112,10 @@ def main(argv):
     print(f"{metadata.name}: {metadata.split_sizes} -> {FLAGS.output_dir}")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script `gnas-convert` (`python -m flags.convert` in a checkout)."""
     common.run(main)
+
+
+if __name__ == "__main__":
+    cli()

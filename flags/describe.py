@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 
-from flags import common  # first: one-line errors, quiet start-up
+from gnas_keras_flags import common  # first: one-line errors, quiet start-up
 
 from absl import flags
 
@@ -39,5 +39,10 @@ def main(argv):
     print(json.dumps(result, indent=1))
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script `gnas-describe` (`python -m flags.describe` in a checkout)."""
     common.run(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -23,9 +23,9 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from pipelines import records
-from pipelines import text
-from pipelines.convert_errors import ConversionError
+from gnas_keras_pipelines import records
+from gnas_keras_pipelines import text
+from gnas_keras_pipelines.convert_errors import ConversionError
 
 # Re-encoded images (other formats, CMYK JPEGs, crops) use this JPEG quality.
 JPEG_QUALITY = 95

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from typing import Optional, Sequence
 
-from pipelines.convert_errors import ConversionError
+from gnas_keras_pipelines.convert_errors import ConversionError
 
 METADATA_FILE = "metadata.json"  # = records.METADATA_FILE (records imports TensorFlow)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines import apy
+from gnas_keras_pipelines import apy
 from tests import fixtures_datasets as fx
 
 

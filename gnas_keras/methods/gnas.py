@@ -77,7 +77,6 @@ from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 
-from gnas_keras import probe
 from gnas_keras.architecture import Architecture
 from gnas_keras.config import CandidateConfig, setting
 from gnas_keras.evaluation import Evaluation, check_finite, segment_seed
@@ -451,6 +450,9 @@ class ProbeFeatures:
     def probe(self, parent: int, steps: int, rng: np.random.Generator):
         """Fresh heads on `parent`'s features: (probabilities, labels) on the validation
         examples, and NaN for the training loss (as `_train_and_predict` returns)."""
+        # Imported here, not at the top: the method registry imports this module when the
+        # binaries define their flags, before TensorFlow should register its own.
+        from gnas_keras import probe
         probabilities = probe.fit_heads(self.train[parent], self.train_labels,
                                         self.validation[parent], self.hidden, steps, rng)
         return probabilities, self.validation_labels, float("nan")
