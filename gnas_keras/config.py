@@ -12,6 +12,11 @@ import dataclasses
 from typing import Any, Dict, Optional, Tuple
 
 STRATEGIES = ("default", "mirrored", "multiworker")
+# Batch norm as the paper's PyTorch code had it, in Keras' convention (running = momentum *
+# running + (1 - momentum) * batch): PyTorch's default momentum=0.1 is Keras' 0.9, and its
+# eps 1e-5 (Keras' own defaults are 0.99 / 1e-3). The models take their defaults from here.
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
 ON_NAN = ("stop", "rollback")
 
 
@@ -26,6 +31,17 @@ def setting(default: Any, help: str, choices: Optional[Tuple[str, ...]] = None,
         return dataclasses.field(default_factory=lambda: type(default)(default),
                                  metadata=metadata, **kwargs)
     return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+def check_choices(section: Any) -> None:
+    """Raises ValueError naming the field of dataclass `section` whose value is not one of the
+    choices its `setting` declares: the one place declared choices are checked (the flags
+    check them too, but a config can also be built in code)."""
+    for field in dataclasses.fields(section):
+        choices = field.metadata.get("choices")
+        value = getattr(section, field.name)
+        if choices is not None and value not in choices:
+            raise ValueError(f"{field.name}: {value!r} is not one of {tuple(choices)}")
 
 
 @dataclasses.dataclass
@@ -92,10 +108,10 @@ class RunConfig:
     weight_decay: float = setting(1e-4, "L2 on the weights the tree uses (paper: 1e-4).")
     dropout: float = setting(0.0, "Dropout rate after fc1 and fc2 (paper: 0.75 for LFWA and "
                                   "Market-1501).")
-    bn_momentum: float = setting(0.9, "Batch-norm moving-average momentum, Keras convention: "
+    bn_momentum: float = setting(BN_MOMENTUM, "Batch-norm moving-average momentum, Keras convention: "
                                       "0.9 = PyTorch's default momentum=0.1, what the paper's "
                                       "code used (Keras' own default is 0.99).")
-    bn_epsilon: float = setting(1e-5, "Batch-norm epsilon (PyTorch's default, as the paper; "
+    bn_epsilon: float = setting(BN_EPSILON, "Batch-norm epsilon (PyTorch's default, as the paper; "
                                       "Keras' is 1e-3).")
     image_height: int = setting(0, "Working height every image is resized to before "
                                    "cropping (0 = dataset default; one of height/width keeps "
@@ -156,10 +172,7 @@ class RunConfig:
         from gnas_keras.methods import REGISTRY, fixed_methods
         if self.method not in REGISTRY:
             raise ValueError(f"method: {self.method!r} is not one of {tuple(REGISTRY)}")
-        if self.on_nan not in ON_NAN:
-            raise ValueError(f"on_nan: {self.on_nan!r} is not one of {ON_NAN}")
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy: {self.strategy!r} is not one of {STRATEGIES}")
+        check_choices(self)
         if self.jit_compile and self.strategy != "default":
             raise ValueError(f"jit_compile: XLA together with --strategy={self.strategy} is "
                              "broken in Keras (keras #19005); use one or the other")
@@ -198,5 +211,6 @@ class RunConfig:
                     raise ValueError(f"search_only: {name!r} is not a searchable layer of "
                                      f"space {self.space} ({', '.join(searchable)})")
         for name, section in self.methods.items():
+            check_choices(section)
             if hasattr(section, "validate"):
                 section.validate()

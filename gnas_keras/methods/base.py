@@ -19,6 +19,7 @@ what an uninterrupted search gives (data streams are seeded by position,
 from __future__ import annotations
 
 import dataclasses
+import enum
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional
 
@@ -170,6 +171,17 @@ def warmup_chunk(loop: "Loop", candidates: "CandidateConfig", rng: np.random.Gen
     check_finite(evaluation, f"warm-up step {done}")
     logger.warmup(done + steps, candidates.warmup_steps, evaluation, time.time() - start)
     return done + steps
+
+
+class Boundary(enum.StrEnum):
+    """Where a method hands its state to ``checkpoint(state, boundary)``: after a warm-up
+    chunk, a candidate (or trial), a layer, a round. The run writes a checkpoint at every
+    boundary but a candidate, and at every ``checkpoint_every``-th candidate."""
+
+    WARMUP = "warmup"
+    CANDIDATE = "candidate"
+    LAYER = "layer"
+    ROUND = "round"
 
 
 def resume(state, rng: np.random.Generator, checkpoint: Optional[Callable[[Any, str], None]]

@@ -99,8 +99,6 @@ class BranchingConfig:
                                  "network from by SOMP (Alg. 2); '' = random initialisation.")
 
     def validate(self) -> None:
-        if self.thin_layout not in LAYOUTS:
-            raise ValueError(f"thin_layout: {self.thin_layout!r} is not one of {LAYOUTS}")
         for name in ("omega", "iterations_per_round"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
