@@ -3,7 +3,7 @@
 Every setting is written once, here or in a method's config dataclass
 (`gnas_keras.methods`): a field's default, its help text (``metadata["help"]``) and its
 allowed values (``metadata["choices"]``). ``flags/dataclass_flags.py`` derives the absl flags
-from these dataclasses. No TensorFlow is imported.
+from these dataclasses (`gnas_keras.settings.setting`). No TensorFlow is imported.
 """
 
 from __future__ import annotations
@@ -11,67 +11,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, Optional, Tuple
 
+from gnas_keras.methods import REGISTRY, default_configs, fixed_methods
+from gnas_keras.methods.gnas import layer_names
+from gnas_keras.settings import (BN_EPSILON, BN_MOMENTUM, CandidateConfig,  # noqa: F401
+                                 check_choices, setting)
+from gnas_keras.space import get_space
+
 STRATEGIES = ("default", "mirrored", "multiworker")
-# Batch norm as the paper's PyTorch code had it, in Keras' convention (running = momentum *
-# running + (1 - momentum) * batch): PyTorch's default momentum=0.1 is Keras' 0.9, and its
-# eps 1e-5 (Keras' own defaults are 0.99 / 1e-3). The models take their defaults from here.
-BN_MOMENTUM = 0.9
-BN_EPSILON = 1e-5
 ON_NAN = ("stop", "rollback")
-
-
-def setting(default: Any, help: str, choices: Optional[Tuple[str, ...]] = None,
-            **kwargs) -> Any:
-    """A dataclass field with its help text (and allowed values): the one place a setting
-    is written."""
-    metadata = {"help": help}
-    if choices is not None:
-        metadata["choices"] = tuple(choices)
-    if isinstance(default, (list, tuple, dict)):
-        return dataclasses.field(default_factory=lambda: type(default)(default),
-                                 metadata=metadata, **kwargs)
-    return dataclasses.field(default=default, metadata=metadata, **kwargs)
-
-
-def check_choices(section: Any) -> None:
-    """Raises ValueError naming the field of dataclass `section` whose value is not one of the
-    choices its `setting` declares: the one place declared choices are checked (the flags
-    check them too, but a config can also be built in code)."""
-    for field in dataclasses.fields(section):
-        choices = field.metadata.get("choices")
-        value = getattr(section, field.name)
-        if choices is not None and value not in choices:
-            raise ValueError(f"{field.name}: {value!r} is not one of {tuple(choices)}")
-
-
-@dataclasses.dataclass
-class CandidateConfig:
-    """How a candidate tree is scored on the shared supernet weights; used by every method
-    that searches on a supernet (GNAS, random search), so that equal settings give them
-    equal compute."""
-
-    train_steps: int = setting(400, "K: training batches per candidate (paper: 400 / 2000; "
-                                    "0 = weights frozen during the search, Fig. 4).")
-    val_batches: int = setting(5, "V: validation batches per candidate (paper: 1 / 5 / 20).")
-    warmup_steps: int = setting(0, "Steps on uniformly random trees before the search (not "
-                                   "in the paper's Alg. 1; every edge starts equally trained).")
-    warmup_resample: int = setting(20, "Warm-up: a new random tree every this many steps.")
-    fixed_val_batches: bool = setting(False, "Evaluate every candidate on the same V "
-                                             "validation batches (default: V random ones).")
-
-    def validate(self) -> None:
-        if self.val_batches <= 0:
-            raise ValueError(f"val_batches: must be > 0, got {self.val_batches}")
-        for name in ("train_steps", "warmup_steps"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
-        if self.warmup_resample <= 0:
-            raise ValueError(f"warmup_resample: must be > 0, got {self.warmup_resample}")
-
-
-def _default_method_configs() -> Dict[str, Any]:
-    from gnas_keras.methods import default_configs
-    return default_configs()
 
 
 @dataclasses.dataclass
@@ -122,7 +69,7 @@ class RunConfig:
     crop_width: int = setting(0, "Crop width (0 = dataset default).")
     flip: Optional[bool] = setting(None, "Random horizontal flip (None = dataset default).")
     candidates: CandidateConfig = dataclasses.field(default_factory=CandidateConfig)
-    methods: Dict[str, Any] = dataclasses.field(default_factory=_default_method_configs)
+    methods: Dict[str, Any] = dataclasses.field(default_factory=default_configs)
     finetune_steps: int = setting(1000, "Fine-tune steps on train+validation for the chosen "
                                         "tree.")
     finetune_lr: float = setting(0.0, "Fine-tune learning rate (0 = continue with the "
@@ -169,7 +116,6 @@ class RunConfig:
 
     def validate(self) -> None:
         """Raises ValueError naming the offending field (the binaries add the flag name)."""
-        from gnas_keras.methods import REGISTRY, fixed_methods
         if self.method not in REGISTRY:
             raise ValueError(f"method: {self.method!r} is not one of {tuple(REGISTRY)}")
         check_choices(self)
@@ -203,8 +149,6 @@ class RunConfig:
         self.candidates.validate()
         only = getattr(self.method_config(), "search_only", "")
         if only:  # names checked before any work; the block counts are checked by the search
-            from gnas_keras.methods.gnas import layer_names
-            from gnas_keras.space import get_space
             searchable = [s.name for s in get_space(self.space).layers if s.searchable]
             for name in layer_names(only):
                 if name not in searchable:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 
-from gnas_keras.config import RunConfig
 from gnas_keras_pipelines import input as data_input
 from gnas_keras_pipelines import records
+
+if TYPE_CHECKING:
+    from gnas_keras.config import RunConfig
 
 
 def repeat_batches(dataset: tf.data.Dataset, fixed_batches: Optional[int] = None

@@ -27,6 +27,7 @@ version, never another's), the decision thresholds chosen on the validation spli
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
 import re
 import shutil
@@ -51,7 +52,7 @@ from gnas_keras.data import Data, planted_groups
 from gnas_keras.evaluation import Evaluation, NumericalError, WorkerLost, segment_seed
 from gnas_keras.export import export_saved_model, find_owned_version
 from gnas_keras.io import write_json_atomic, write_text_atomic
-from gnas_keras.methods import Method, get_method, gnas
+from gnas_keras.methods import Method, get_method
 from gnas_keras.methods.base import SearchContext, SearchLogger, SearchResult
 from gnas_keras.models.base import AttributeModel, parameter_count
 from gnas_keras.reporting import SearchReporter, terminal, write_hparams
@@ -65,7 +66,18 @@ from gnas_keras_pipelines.convert_errors import DatasetError
 from gnas_keras_pipelines.input import shard_files
 
 PREDICTIONS_FILE = "test_predictions.npz"
-PHASES = ("search", "finetune", "compare", "export", "done")
+
+
+class Phase(enum.StrEnum):
+    """Where a run is: search -> finetune -> compare -> export -> done (``state.json``)."""
+
+    SEARCH = "search"
+    FINETUNE = "finetune"
+    COMPARE = "compare"
+    EXPORT = "export"
+    DONE = "done"
+
+
 MAX_ROLLBACKS = 3
 
 
@@ -142,7 +154,7 @@ class RunState:
     """Where a run is; saved in ``state.json`` at every checkpoint.
 
     Attributes:
-      phase: one of `PHASES`.
+      phase: the `Phase` the run is in.
       rollbacks: NaN rollbacks so far (``on_nan="rollback"``).
       lr_scale: 0.5 ** rollbacks: what a method that sets its learning rate from the config
         (branching's schedule) multiplies it by, so a halving survives the next schedule step.
@@ -162,7 +174,7 @@ class RunState:
       report: report.json once written.
     """
 
-    phase: str = "search"
+    phase: Phase = Phase.SEARCH
     rollbacks: int = 0
     lr_scale: float = 1.0
     search: Optional[Dict] = None
@@ -184,11 +196,13 @@ class RunState:
     @classmethod
     def from_dict(cls, d: Dict) -> "RunState":
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        state = cls(**{k: v for k, v in d.items() if k in known})
+        state.phase = Phase(state.phase)
+        return state
 
     @property
     def resumed(self) -> bool:
-        return self.phase != "search" or self.search is not None
+        return self.phase != Phase.SEARCH or self.search is not None
 
 
 def _optimizers(objects: Dict) -> List:
@@ -309,7 +323,7 @@ class _Run:
         state.search_report = result.report
         state.search_seconds = time.time() - start
         state.search = None
-        state.phase, state.finetune_done = "finetune", 0
+        state.phase, state.finetune_done = Phase.FINETUNE, 0
         if result.model is None:
             state.finetune_model = "tree"
             model = new_tree_network(config, result.architecture, self.data.image_shape,
@@ -344,7 +358,7 @@ class _Run:
         probabilities, labels = loop.predict(self.data.test_whole)
         save_predictions(os.path.join(self.config.workdir, PREDICTIONS_FILE), probabilities,
                          labels, names)
-        state.phase, state.test = "compare", test.to_dict()
+        state.phase, state.test = Phase.COMPARE, test.to_dict()
         state.comparisons, state.finetune_done = {}, self.config.finetune_steps
         self.save(_objects(model))
 
@@ -368,7 +382,7 @@ class _Run:
                 "parameters": cost(tree, h, w).parameters,
                 "tree": [list(p) for p in tree.parents], **tree_summary(tree, self.meta)}
             self.save()
-        state.phase = "export"
+        state.phase = Phase.EXPORT
         self.save()
 
     # --- 4. export and report ----------------------------------------------------------------
@@ -443,7 +457,7 @@ class _Run:
             "mean_balanced_accuracy": test_metrics.get("mean_balanced_accuracy"),
             "mean_auc": test_metrics.get("mean_auc"), "parameters": size.parameters,
             "search_seconds": state.search_seconds}, state.run_id)
-        state.phase = "done"
+        state.phase = Phase.DONE
         self.save()
 
     def decision_thresholds(self, model: AttributeModel) -> np.ndarray:
@@ -470,17 +484,17 @@ class _Run:
 
     def phases(self) -> Dict:
         state = self.state
-        model = self.search() if state.phase == "search" else None
+        model = self.search() if state.phase == Phase.SEARCH else None
         architecture = Architecture.from_dict(state.architecture, self.space)
         write_text_atomic(os.path.join(self.config.workdir, "tree.json"),
                           architecture.to_json(self.meta.attribute_names))
-        if state.phase in ("finetune", "export") and model is None:
+        if state.phase in (Phase.FINETUNE, Phase.EXPORT) and model is None:
             model = self.finetune_model()
-        if state.phase == "finetune":
+        if state.phase == Phase.FINETUNE:
             self.finetune(model, architecture)
-        if state.phase == "compare":
+        if state.phase == Phase.COMPARE:
             self.compare(architecture)
-        if state.phase == "export":
+        if state.phase == Phase.EXPORT:
             self.export(model or self.finetune_model(), architecture)
         return state.report
 
@@ -646,9 +660,8 @@ def _run_phases(config: RunConfig, data: Data, method: Method, space: SearchSpac
     h, w, _ = data.image_shape
     # `--space` describes what GNAS, random search and the fixed trees search; branching and
     # GALM build networks of their own (their flags say which).
-    # GNAS's --search_only leaves some searched layers out of a round
-    per_round = space.evaluations_per_round(n, gnas.searched_layers(
-        space, n, config.method_config().search_only) if config.method == "gnas" else None)
+    per_round = space.evaluations_per_round(
+        n, method.round_layers(space, n, config.method_config()))
     searched = (f"space {space.name}: {scientific(space.num_trees(n))} trees, "
                 f"{per_round} evaluations per round"
                 if method.uses_supernet or method.fixed else method.summary.rstrip("."))

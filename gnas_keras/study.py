@@ -44,9 +44,9 @@ import numpy as np
 import tensorflow as tf
 
 from gnas_keras.architecture import Architecture
-from gnas_keras.config import CandidateConfig
+from gnas_keras.settings import CandidateConfig
 from gnas_keras.data import Data
-from gnas_keras.evaluation import segment_seed
+from gnas_keras.evaluation import Stream, segment_seed
 from gnas_keras.io import write_bytes_atomic, write_json_atomic
 from gnas_keras.methods import gnas, random_search
 from gnas_keras.methods.base import SearchLogger
@@ -252,6 +252,41 @@ def plot_scratch(scratch: Dict[str, Dict], dataset: str) -> bytes:
     return _png(fig)
 
 
+def _write_pictures(workdir: str, curves: List[Curve], scratch: Dict[str, Dict],
+                    dataset: str) -> Optional[bytes]:
+    """``efficiency.png``, ``scratch.png`` (when there are scratch curves) and the same
+    curves and pictures in ``tensorboard/``; returns the scratch picture (None without)."""
+    efficiency_png = plot_efficiency(curves, dataset)
+    write_bytes_atomic(os.path.join(workdir, "efficiency.png"), efficiency_png)
+    scratch_png = plot_scratch(scratch, dataset) if scratch else None
+    if scratch_png:
+        write_bytes_atomic(os.path.join(workdir, "scratch.png"), scratch_png)
+    writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+    with writer.as_default():
+        tf.summary.image("study/efficiency", tf.image.decode_png(efficiency_png, 4)[None], 0)
+        if scratch_png:
+            tf.summary.image("study/scratch", tf.image.decode_png(scratch_png, 4)[None], 0)
+        for c in curves:
+            for t, e in zip(c.times, c.errors):
+                tf.summary.scalar(f"efficiency/{c.setting}/{c.label}", e,
+                                  step=int(round(1000 * t)))
+        for name, curve in scratch.items():
+            for s, e in zip(curve["steps"], curve["errors"]):
+                tf.summary.scalar(f"scratch/{name}", e, step=s)
+    writer.close()
+    return scratch_png
+
+
+def _print_ratios(found: List[Dict], out: Callable[[str], None]) -> None:
+    """One line per setting and V: when GNAS reached random search's final error."""
+    for r in found:
+        reached = "never" if r["ratio"] is None else \
+            f"{r['gnas_seconds_to_random_final_error']:.1f} s = {r['ratio']:.3f} of it"
+        out(f"{r['setting']}: Random-{r['val_batches']} ends at {r['random_final_error']:.4f} "
+            f"after {r['random_budget_seconds']:.1f} s; GNAS-{r['val_batches']} gets there: "
+            f"{reached}")
+
+
 def run_study(config: StudyConfig, out: Callable[[str], None] = terminal) -> Dict:
     """Runs the study (see the module docstring); returns study.json's content."""
     config.validate()
@@ -293,7 +328,7 @@ def run_study(config: StudyConfig, out: Callable[[str], None] = terminal) -> Dic
             train_supernet(loop, val_data, config)
             out(f"{setting}: supernet trained on random trees for {config.supernet_steps} "
                 f"steps in {format_duration(time.time() - start)}; weights now frozen")
-        loop.evaluate(val_data(9, 9), 1)  # traces the evaluation outside every search's clock
+        loop.evaluate(val_data(Stream.STUDY_TRACE, 9), 1)  # traces the evaluation outside every search's clock
         cache: Dict[Routing, float] = {}
         for v in config.val_batches:
             for method in METHODS:
@@ -304,12 +339,7 @@ def run_study(config: StudyConfig, out: Callable[[str], None] = terminal) -> Dic
                 out(f"{setting}: {curve.label:9s} {budget:7.1f} s, {len(points)} tree(s), "
                     f"held-out error {curve.errors[0]:.4f} -> {curve.final_error:.4f}")
     found = ratios(curves)
-    for r in found:
-        reached = "never" if r["ratio"] is None else \
-            f"{r['gnas_seconds_to_random_final_error']:.1f} s = {r['ratio']:.3f} of it"
-        out(f"{r['setting']}: Random-{r['val_batches']} ends at {r['random_final_error']:.4f} "
-            f"after {r['random_budget_seconds']:.1f} s; GNAS-{r['val_batches']} gets there: "
-            f"{reached}")
+    _print_ratios(found, out)
 
     scratch: Dict[str, Dict] = {}
     trees: Dict[str, list] = {}
@@ -321,24 +351,7 @@ def run_study(config: StudyConfig, out: Callable[[str], None] = terminal) -> Dic
                 scratch[c.label] = scratch_curve(Routing.from_lists(c.trees[-1]), data, config,
                                                  c.label, out)
 
-    efficiency_png = plot_efficiency(curves, data.meta.name)
-    write_bytes_atomic(os.path.join(workdir, "efficiency.png"), efficiency_png)
-    scratch_png = plot_scratch(scratch, data.meta.name) if scratch else None
-    if scratch_png:
-        write_bytes_atomic(os.path.join(workdir, "scratch.png"), scratch_png)
-    writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
-    with writer.as_default():
-        tf.summary.image("study/efficiency", tf.image.decode_png(efficiency_png, 4)[None], 0)
-        if scratch_png:
-            tf.summary.image("study/scratch", tf.image.decode_png(scratch_png, 4)[None], 0)
-        for c in curves:
-            for t, e in zip(c.times, c.errors):
-                tf.summary.scalar(f"efficiency/{c.setting}/{c.label}", e,
-                                  step=int(round(1000 * t)))
-        for name, curve in scratch.items():
-            for s, e in zip(curve["steps"], curve["errors"]):
-                tf.summary.scalar(f"scratch/{name}", e, step=s)
-    writer.close()
+    scratch_png = _write_pictures(workdir, curves, scratch, data.meta.name)
     result = {
         "dataset": data.meta.name, "space": space.name,
         "config": {**dataclasses.asdict(config), "run": run_config.to_dict()},

@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Tuple
 
-from gnas_keras.config import RunConfig, setting
+from gnas_keras.config import RunConfig
+from gnas_keras.settings import setting
 
 SETTINGS = ("random_init", "trained")
 METHODS = ("gnas", "random")

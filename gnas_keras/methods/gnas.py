@@ -78,8 +78,8 @@ from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional
 import numpy as np
 
 from gnas_keras.architecture import Architecture
-from gnas_keras.config import CandidateConfig, setting
-from gnas_keras.evaluation import Evaluation, check_finite, segment_seed
+from gnas_keras.settings import CandidateConfig, setting
+from gnas_keras.evaluation import Evaluation, Stream, check_finite, segment_seed
 from gnas_keras.methods.base import (Boundary, Method, SearchContext, SearchLogger,
                                      SearchResult, resume, warmup_chunk)
 from gnas_keras.space import SearchSpace
@@ -475,14 +475,14 @@ def _train_and_predict(loop: "Loop", val_data: Callable[..., Iterator],
                 model.reinitialize_active(upper, heads)
     train_loss = float("nan")
     if candidates.train_steps:                                         # 0: frozen (Fig. 4)
-        loop.restart(1, *position)
+        loop.restart(Stream.CANDIDATE, *position)
         trained = loop.train(candidates.train_steps)
         check_finite(trained, where)
         train_loss = trained.loss
     if config.bn_refresh:
-        loop.restart(6, *position)
+        loop.restart(Stream.BN_REFRESH, *position)
         loop.refresh_batch_norm(config.bn_refresh)
-    probabilities, labels = loop.predict_batches(val_data(1, *position),
+    probabilities, labels = loop.predict_batches(val_data(Stream.CANDIDATE, *position),
                                                  candidates.val_batches)
     return probabilities, labels, train_loss
 
@@ -522,12 +522,12 @@ def probe_features(loop: "Loop", val_data: Callable[..., Iterator],
     model.set_routing(routing)
     saved = model.snapshot()
     if config.bn_refresh:
-        loop.restart(6, *position)
+        loop.restart(Stream.BN_REFRESH, *position)
         loop.refresh_batch_norm(config.bn_refresh)
-    loop.restart(1, *position)
+    loop.restart(Stream.CANDIDATE, *position)
     train, train_labels = loop.block_outputs(layer - 1, candidates.train_steps)
     validation, validation_labels = loop.block_outputs(
-        layer - 1, candidates.val_batches, val_data(1, *position))
+        layer - 1, candidates.val_batches, val_data(Stream.CANDIDATE, *position))
     model.restore(saved)
     hidden = tuple(spec.channels for spec in model.space.layers[layer:-1])
     return ProbeFeatures(position, hidden, train, train_labels, validation, validation_labels)
@@ -572,7 +572,8 @@ def choose_restart(loop: "Loop", val_data: Callable[..., Iterator], ends: List[R
     for end in ends:  # position (7,): batches no candidate of the search used
         probabilities, labels, _ = _train_and_predict(
             loop, val_data, candidates, config, end.routing, layer, layer,
-            np.random.default_rng(segment_seed(seed, 7)), (7,), f"restart {end.restart}'s tree")
+            np.random.default_rng(segment_seed(seed, Stream.RESTART_CHOICE)),
+            (Stream.RESTART_CHOICE,), f"restart {end.restart}'s tree")
         columns.append(example_scores(everything, probabilities, labels, config.reward)[:, 0])
         model.restore(saved)
     means = [float(c.mean()) for c in columns]
@@ -619,7 +620,7 @@ class TrainedScorer:
             self.loop, self.val_data, self.candidates, config,
             self.routing.with_layer(l, [b] * len(self.routing.parents[l])),  # all children -> b
             l, l - 1 if config.train_dead_parents and dead else l,
-            np.random.default_rng(segment_seed(self.seed, 5, *self.position, b)), self.position,
+            np.random.default_rng(segment_seed(self.seed, Stream.FRESH_HEADS, *self.position, b)), self.position,
             f"round {self.position[0]} layer {name} candidate {b}")
         if above:
             model.restore(saved)
@@ -639,7 +640,7 @@ class ProbeScorer(TrainedScorer):
         return self
 
     def score(self, b: int):
-        heads = np.random.default_rng(segment_seed(self.seed, 5, *self.position, b))
+        heads = np.random.default_rng(segment_seed(self.seed, Stream.FRESH_HEADS, *self.position, b))
         return self.features.probe(b, self.config.probe_steps, heads)
 
 
@@ -776,7 +777,7 @@ def _train_chosen_tree(loop: "Loop", candidates: CandidateConfig, config: GnasCo
     the layers below learn from the new parents (candidates' own steps were undone)."""
     if config.candidate_training == "above" and candidates.train_steps:
         loop.model.set_routing(routing)
-        loop.restart(3, *position)
+        loop.restart(Stream.CHOSEN_TREE, *position)
         check_finite(loop.train(candidates.train_steps),
                      f"round {position[0]} layer {name} chosen tree")
 
@@ -790,7 +791,7 @@ def _end_round(loop: "Loop", val_data: Callable[..., Iterator], candidates: Cand
     are kept), and after the last one the best converged tree is kept (`choose_restart`)."""
     model = loop.model
     model.set_routing(state.routing)
-    validation = loop.evaluate(val_data(2, state.round), candidates.val_batches)
+    validation = loop.evaluate(val_data(Stream.ROUND, state.round), candidates.val_batches)
     changed = state.routing != state.round_start
     result = RoundResult(state.round, state.routing, changed, loop.learning_rate,
                          state.rewards, state.reward_errors, validation, time.time() - start,
@@ -881,4 +882,6 @@ def _search(context: SearchContext) -> SearchResult:
 
 METHOD = Method("gnas", _search, GnasConfig, uses_supernet=True,
                 summary="GNAS (Huang et al. 2018): greedy layer-wise parent updates on "
-                        "shared weights.")
+                        "shared weights.",
+                round_layers=lambda space, n, config: searched_layers(space, n,
+                                                                      config.search_only))

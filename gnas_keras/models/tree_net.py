@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from gnas_keras.architecture import Architecture, BlockSpec
-from gnas_keras.config import BN_EPSILON, BN_MOMENTUM
+from gnas_keras.settings import BN_EPSILON, BN_MOMENTUM
 from gnas_keras.models.base import (AttributeModel, compile_model, normalize_images,
                                     precision)
 
