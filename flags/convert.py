@@ -18,11 +18,16 @@ from __future__ import annotations
 
 import os
 
-from flags import common  # first: quiets TensorFlow's start-up logging
+# Every image is decoded by TensorFlow (`convert_common.decode_pixels`); a broken one is
+# reported as one line naming the file, and TensorFlow's own native error log for it
+# ("Premature end of JPEG data") would only add a second, nameless line.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from absl import flags
+from flags import common  # noqa: E402  (first: quiets TensorFlow's start-up logging)
 
-from pipelines import output_dir as output_dirs
+from absl import flags  # noqa: E402
+
+from pipelines import output_dir as output_dirs  # noqa: E402
 
 DATASETS = ("celeba", "lfwa", "market1501", "awa2", "awa1", "apy", "sun", "folder")
 

@@ -162,6 +162,20 @@ def _reason(err: Exception) -> str:
     return str(text).splitlines()[0] if str(text) else type(err).__name__
 
 
+def op_error_reason(err: Exception) -> str:
+    """The first line of a TensorFlow error without its ``{{function_node ...}}`` prefix."""
+    return re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", _reason(err))
+
+
+def decode_image(data: tf.Tensor) -> tf.Tensor:
+    """Encoded image bytes (JPEG, PNG, GIF, BMP, WebP) -> uint8 [height, width, 3]: the one
+    decoder of converted records, used by the converters (`convert_common.decode_pixels`),
+    `check_dataset`, the input pipeline and the export's bytes signature, so that every one of
+    them sees the same pixels (16-bit PNG reduced to 8 bits, alpha dropped, palettes
+    expanded, the first frame of a GIF)."""
+    return tf.io.decode_image(data, channels=3, expand_animations=False)
+
+
 def shard_pattern(data_dir: str, split: str) -> str:
     return os.path.join(data_dir, f"{split}-*-of-*.tfrecord")
 
@@ -324,10 +338,9 @@ def _check_record(path: str, data: bytes, meta: Metadata) -> None:
         raise DatasetError(path, where, f"attribute value {bad[0]} is not -1, 0 or 1",
                            kind="bad_shard")
     try:
-        image = tf.io.decode_image(feature["image"].bytes_list.value[0], channels=3,
-                                   expand_animations=False)
+        image = decode_image(feature["image"].bytes_list.value[0])
     except tf.errors.OpError as err:
-        raise DatasetError(path, where, f"image does not decode ({_reason(err)})",
+        raise DatasetError(path, where, f"image does not decode ({op_error_reason(err)})",
                            kind="bad_shard") from None
     if min(image.shape[:2]) < 1:
         raise DatasetError(path, where, f"image has shape {tuple(image.shape)}",
