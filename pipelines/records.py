@@ -20,18 +20,20 @@ Each record is a `tf.train.Example` with
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import tensorflow as tf
 
 from pipelines import output_dir as output_dirs
-from pipelines.convert_errors import DatasetError
+from pipelines.convert_errors import ConversionError, DatasetError
 
 METADATA_FILE = "metadata.json"
 SPLITS = ("train", "validation", "test")
@@ -437,8 +439,15 @@ class DatasetWriter:
     directory beside `output_dir`; `finish` renames it into place. If the block raises or
     `finish` is never called, the temporary directory is removed and `output_dir` is left as
     it was. An existing `output_dir` is replaced only when `overwrite` is true and it holds a
-    converted dataset (see `pipelines.output_dir`); the old copy is renamed aside, the new one
-    renamed in, then the old one removed.
+    converted dataset and nothing else (see `pipelines.output_dir`); the old copy is renamed
+    aside, the new one renamed in, then the old one's files removed. A link is resolved and
+    its target replaced.
+
+    The writer holds `output_dir`'s `OutputLock` from start to end, so two converts into one
+    folder cannot interleave; `output_dir` is checked again under the lock just before the
+    swap (another process may have made it meanwhile). An operating-system error while
+    writing (read-only file system, full disk, no permission, a file where a folder belongs)
+    is one `ConversionError` naming `output_dir`, with nothing left behind.
     """
 
     def __init__(self, output_dir: str, shards: Dict[str, int], overwrite: bool = False,
@@ -446,11 +455,26 @@ class DatasetWriter:
         """See the class docstring; `protected` folders (the source) are never replaced and
         never removed: `output_dir` may not be one of them or above one of them (checked by
         `pipelines.output_dir.check_output_dir`, with `overwrite`)."""
+        self.shown, self.overwrite, self.protected = output_dir, overwrite, protected
         self.output_dir = output_dirs.check_output_dir(output_dir, overwrite, protected)
-        parent = os.path.dirname(self.output_dir)
+        self.tmp_dir: Optional[str] = None
+        self.counts = {split: 0 for split in shards}
+        self._writers: Dict[str, List[tf.io.TFRecordWriter]] = {}
+        self._lock: Optional[output_dirs.OutputLock] = None
+        self._done = False
+        try:
+            with self._os_errors():
+                self._start(shards)
+        except BaseException:
+            self._discard()
+            raise
+
+    def _start(self, shards: Dict[str, int]) -> None:
+        parent, base = os.path.split(self.output_dir)
         os.makedirs(parent, exist_ok=True)
-        base = os.path.basename(self.output_dir)
-        # Leftovers of an interrupted earlier run are never complete: start clean.
+        self._lock = output_dirs.OutputLock(self.output_dir, self.shown).acquire()
+        # Under the lock no other convert writes here: a temporary folder is a leftover of
+        # an interrupted run, never complete. Start clean.
         for name in os.listdir(parent):
             if name.startswith(f".{base}.tmp-"):
                 shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
@@ -458,39 +482,68 @@ class DatasetWriter:
         # mkdtemp makes the folder 0700; a dataset is shared like any other output, so it
         # gets the mode a plain mkdir would give it under the user's umask.
         os.chmod(self.tmp_dir, 0o777 & ~_umask())
-        self.counts = {split: 0 for split in shards}
-        self._writers = {
-            split: [tf.io.TFRecordWriter(os.path.join(
+        for split, n in shards.items():
+            self._writers[split] = [tf.io.TFRecordWriter(os.path.join(
                 self.tmp_dir, f"{split}-{i:05d}-of-{n:05d}.tfrecord")) for i in range(n)]
-            for split, n in shards.items()
-        }
-        self._done = False
 
     def add(self, split: str, image_bytes: bytes, attributes: Sequence[int], key: str = ""):
         writers = self._writers[split]
-        writers[self.counts[split] % len(writers)].write(
-            make_example(image_bytes, attributes, key))
+        record = make_example(image_bytes, attributes, key)
+        with self._os_errors():
+            writers[self.counts[split] % len(writers)].write(record)
         self.counts[split] += 1
 
     def finish(self, metadata: Metadata) -> None:
+        with self._os_errors():
+            for writers in self._writers.values():
+                for w in writers:
+                    w.close()
+            metadata.split_sizes = dict(self.counts)
+            with open(os.path.join(self.tmp_dir, METADATA_FILE), "w") as f:
+                f.write(metadata.to_json())
+            # Made meanwhile by another process (not a convert: those wait for the lock)?
+            output_dirs.check_output_dir(self.shown, self.overwrite, self.protected)
+            _swap_into_place(self.tmp_dir, self.output_dir)
+        self._done = True
+        self._release()
+
+    @contextlib.contextmanager
+    def _os_errors(self):
+        """OSError and TensorFlow's file errors -> one `ConversionError` naming output_dir."""
+        try:
+            yield
+        except ConversionError:
+            raise
+        except (OSError, tf.errors.OpError) as err:
+            reason = getattr(err, "strerror", None) or op_error_reason(err).rpartition("; ")[2]
+            raise ConversionError(self.shown, None, f"cannot write the converted dataset "
+                                  f"({reason}); nothing was written, and what was there is "
+                                  "unchanged", kind="write_failed") from None
+
+    def _discard(self) -> None:
+        """Removes the temporary folder; never raises (a full disk fails the writers' final
+        flush again: that must not keep the folder)."""
         for writers in self._writers.values():
             for w in writers:
-                w.close()
-        metadata.split_sizes = dict(self.counts)
-        with open(os.path.join(self.tmp_dir, METADATA_FILE), "w") as f:
-            f.write(metadata.to_json())
-        _swap_into_place(self.tmp_dir, self.output_dir)
-        self._done = True
+                try:
+                    w.close()
+                except Exception:  # noqa: BLE001 - the write error is already reported
+                    pass
+        if self.tmp_dir:
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> "DatasetWriter":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if not self._done:
-            for writers in self._writers.values():
-                for w in writers:
-                    w.close()
-            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+            self._discard()
 
 
 def _umask() -> int:
@@ -515,4 +568,12 @@ def _swap_into_place(new_dir: str, output_dir: str) -> None:
     except BaseException:
         os.rename(old_dir, output_dir)
         raise
-    shutil.rmtree(old_dir, ignore_errors=True)
+    # The dataset's own files only: anything that appeared there since the check is kept.
+    for entry in os.scandir(old_dir):
+        if output_dirs.DATASET_FILE.match(entry.name) and not entry.is_dir():
+            os.unlink(entry.path)
+    try:
+        os.rmdir(old_dir)
+    except OSError:
+        print(f"{output_dir}: replaced; {old_dir} keeps what the old folder held besides the "
+              "dataset", file=sys.stderr)
