@@ -314,21 +314,25 @@ def find_bad_record(data_dirs: Sequence[str], splits: Sequence[str] = SPLITS
     """
     for data_dir in data_dirs:
         meta = read_metadata(data_dir)
-        for split in splits:
-            if not tf.io.gfile.glob(shard_pattern(data_dir, split)):
-                continue
-            for path in shard_set(data_dir, split):
-                try:
-                    for _ in _decoded_records(path, meta.num_attributes):
-                        pass
-                except tf.errors.OpError as err:
-                    return _name_bad_record(path, meta, err)
+        paths = [path for split in splits if tf.io.gfile.glob(shard_pattern(data_dir, split))
+                 for path in shard_set(data_dir, split)]
+        try:
+            for _ in _decoded_records(paths, meta.num_attributes):
+                pass
+        except tf.errors.OpError as err:
+            for path in paths:  # which shard: read them one record at a time
+                found = _name_bad_record(path, meta)
+                if found is not None:
+                    return found
+            return DatasetError(data_dir, None, f"a record does not read as training reads "
+                                f"it ({op_error_reason(err)})", kind="bad_shard")
     return None
 
 
-def _decoded_records(path: str, num_attributes: int) -> tf.data.Dataset:
-    """The shard's records parsed and decoded in parallel, in batches (fewer Python steps);
-    an element is the batch's image shapes."""
+def _decoded_records(paths: Sequence[str], num_attributes: int) -> tf.data.Dataset:
+    """The records of the shards `paths`, one after the other, parsed and decoded in
+    parallel, in batches (fewer Python steps); an element is the batch's image shapes. One
+    pipeline for all the shards: building one costs more than reading a small shard."""
     def decoded(serialized):
         parsed = tf.io.parse_single_example(serialized, feature_spec(num_attributes))
         attributes = parsed["attributes"]
@@ -336,13 +340,13 @@ def _decoded_records(path: str, num_attributes: int) -> tf.data.Dataset:
                                        "attribute values must be -1, 0 or 1")
         return tf.shape(decode_image(parsed["image"]))
 
-    return tf.data.TFRecordDataset(path).map(
+    return tf.data.TFRecordDataset(list(paths)).map(
         decoded, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(256)
 
 
-def _name_bad_record(path: str, meta: Metadata, err: tf.errors.OpError) -> DatasetError:
-    """Reads the shard `path` (where the parallel pass met `err`) one record at a time and
-    returns the error of the first bad record, numbered from 1."""
+def _name_bad_record(path: str, meta: Metadata) -> Optional[DatasetError]:
+    """Reads shard `path` one record at a time; the error of its first bad record (numbered
+    from 1), or None."""
     number = 0
     try:
         for data in tf.data.TFRecordDataset(path).as_numpy_iterator():
@@ -350,14 +354,13 @@ def _name_bad_record(path: str, meta: Metadata, err: tf.errors.OpError) -> Datas
             _check_record(path, data, meta, number)
     except DatasetError as found:
         return found
-    except tf.errors.OpError as read_err:
-        found = re.search(r"corrupted record at \d+", str(read_err))
+    except tf.errors.OpError as err:
+        found = re.search(r"corrupted record at \d+", str(err))
         why = (f"{found.group(0).replace('at', 'at byte')}, its checksum fails" if found
-               else op_error_reason(read_err))
+               else op_error_reason(err))
         return DatasetError(path, None, f"record {number + 1} is corrupted ({why})",
                             kind="bad_shard")
-    return DatasetError(path, None, f"a record does not read as training reads it "
-                        f"({op_error_reason(err)})", kind="bad_shard")
+    return None
 
 
 def _check_record(path: str, data: bytes, meta: Metadata, number: int = 1) -> None:
