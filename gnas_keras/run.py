@@ -63,6 +63,7 @@ from gnas_keras.workdir import WorkdirLock, check_writable, move_aside
 from pipelines import records
 from pipelines.convert_errors import DatasetError
 from pipelines.input import shard_files
+from pipelines.output_dir import DatasetReadLock
 
 PREDICTIONS_FILE = "test_predictions.npz"
 PHASES = ("search", "finetune", "compare", "export", "done")
@@ -533,7 +534,8 @@ def run(config: RunConfig, out: Callable[[str], None] = terminal) -> Dict:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     os.makedirs(config.workdir, exist_ok=True)
-    with WorkdirLock(config.workdir, out), _CTRL_C:
+    # The read lock: `flags.convert --overwrite` does not replace data_dir under the run.
+    with WorkdirLock(config.workdir, out), _CTRL_C, DatasetReadLock(config.data_dirs):
         saver = RunCheckpoint(config.workdir, config.to_dict())
         if config.restart:
             aside = move_aside(config.workdir)

@@ -162,3 +162,75 @@ class OutputLock:
             pass
         os.close(self._fd)
         self._fd = None
+
+
+class DatasetReadLock:
+    """Marks converted datasets as being read, for as long as a run reads them: a shared
+    ``flock`` on each folder's ``metadata.json``. A convert does not replace a dataset while
+    any run holds it (`no_readers`): without this, ``--overwrite`` swapped the files under a
+    running search, which then died on a shard that was gone or, with the same shard names,
+    read another dataset without a word. Folders it cannot open (``gs://``) go unmarked.
+    """
+
+    def __init__(self, data_dirs: Sequence[str]):
+        self.data_dirs = list(data_dirs)
+        self._fds: List[int] = []
+
+    def __enter__(self) -> "DatasetReadLock":
+        for data_dir in self.data_dirs:
+            path = os.path.join(data_dir, METADATA_FILE)
+            while True:
+                try:
+                    fd = os.open(path, os.O_RDONLY)
+                except OSError:
+                    break
+                # Waits only while a convert swaps the folder (milliseconds); then the lock
+                # is on the replaced file, and the current one is locked instead.
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                try:
+                    current = os.path.samestat(os.fstat(fd), os.stat(path))
+                except OSError:
+                    current = False
+                if current:
+                    self._fds.append(fd)
+                    break
+                os.close(fd)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for fd in self._fds:
+            os.close(fd)
+        self._fds = []
+
+
+class no_readers:  # noqa: N801 - used as a `with` statement, like a function
+    """Holds the exclusive lock on `output_dir`'s ``metadata.json`` (if it has one), so no run
+    starts reading the dataset meanwhile; a `ConversionError` if a run reads it now (see
+    `DatasetReadLock`)."""
+
+    def __init__(self, output_dir: str, shown: str):
+        self.path = os.path.join(output_dir, METADATA_FILE)
+        self.shown = shown
+        self._fd: Optional[int] = None
+
+    def __enter__(self) -> "no_readers":
+        try:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return self
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            os.close(self._fd)
+            self._fd = None
+            if err.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+                raise
+            raise ConversionError(self.shown, None, "holds a dataset that a running search "
+                                  "reads; it is not replaced: wait for the search to end or "
+                                  "name another folder", kind="output_busy") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

@@ -489,7 +489,8 @@ class DatasetWriter:
 
     The writer holds `output_dir`'s `OutputLock` from start to end, so two converts into one
     folder cannot interleave; `output_dir` is checked again under the lock just before the
-    swap (another process may have made it meanwhile). An operating-system error while
+    swap (another process may have made it meanwhile). A dataset that a run reads
+    (`output_dir.DatasetReadLock`) is not replaced (`output_dir.no_readers`). An operating-system error while
     writing (read-only file system, full disk, no permission, a file where a folder belongs)
     is one `ConversionError` naming `output_dir`, with nothing left behind.
     """
@@ -517,6 +518,8 @@ class DatasetWriter:
         parent, base = os.path.split(self.output_dir)
         os.makedirs(parent, exist_ok=True)
         self._lock = output_dirs.OutputLock(self.output_dir, self.shown).acquire()
+        with output_dirs.no_readers(self.output_dir, self.shown):
+            pass  # say so now, not after the whole conversion
         # Under the lock no other convert writes here: a temporary folder is a leftover of
         # an interrupted run, never complete. Start clean.
         for name in os.listdir(parent):
@@ -547,7 +550,8 @@ class DatasetWriter:
                 f.write(metadata.to_json())
             # Made meanwhile by another process (not a convert: those wait for the lock)?
             output_dirs.check_output_dir(self.shown, self.overwrite, self.protected)
-            _swap_into_place(self.tmp_dir, self.output_dir)
+            with output_dirs.no_readers(self.output_dir, self.shown):
+                _swap_into_place(self.tmp_dir, self.output_dir)
         self._done = True
         self._release()
 

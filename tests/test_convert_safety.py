@@ -249,3 +249,26 @@ def test_real_full_or_read_only_disk(src, tmp_path, options, reason):
         assert os.listdir(disk) == []
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+# ----------------------------------------------------------------------------- case 10
+
+def test_a_dataset_a_search_reads_is_not_replaced(src, tmp_path):
+    out = tmp_path / "out"
+    _convert(src, out)
+    before = _tree(tmp_path)
+    with output_dirs.DatasetReadLock([str(out)]):  # what `gnas_keras.run.run` holds
+        fx.conversion_error(lambda: _convert(src, out, overwrite=True),
+                            "out: holds a dataset that a running search reads; it is not "
+                            "replaced")
+        assert _tree(tmp_path) == before
+    # A search that starts while the convert runs is refused just before the swap.
+    writer = records.DatasetWriter(str(out), {"train": 1}, overwrite=True)
+    with output_dirs.DatasetReadLock([str(out)]):
+        with pytest.raises(records.ConversionError, match="a running search reads"):
+            with writer:
+                writer.add("train", fx.write_jpeg(str(tmp_path / "x.jpg")), [1], "x")
+                writer.finish(records.Metadata("other", "test", ["a"], {}, 12, 10))
+    os.remove(tmp_path / "x.jpg")
+    assert _tree(tmp_path) == before
+    assert _convert(src, out, overwrite=True, seed=3).extra["split_seed"] == 3
