@@ -167,15 +167,16 @@ def test_leftovers_of_a_killed_convert_are_cleaned(src, tmp_path):
 
 # ----------------------------------------------------------------------------- case 11
 
-def test_read_only_file_system_is_one_line_and_leaves_nothing(src, tmp_path, monkeypatch):
+@pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES, errno.ENOSPC, errno.ENOTDIR])
+def test_os_errors_are_one_line_and_leave_nothing(src, tmp_path, monkeypatch, code):
     real_mkdtemp = records.tempfile.mkdtemp
 
-    def read_only(*args, **kwargs):
-        raise OSError(errno.EROFS, os.strerror(errno.EROFS), kwargs.get("dir"))
+    def failing(*args, **kwargs):
+        raise OSError(code, os.strerror(code), kwargs.get("dir"))
 
-    monkeypatch.setattr(records.tempfile, "mkdtemp", read_only)
+    monkeypatch.setattr(records.tempfile, "mkdtemp", failing)
     fx.conversion_error(lambda: _convert(src, tmp_path / "out"),
-                        "out: cannot write the converted dataset (Read-only file system); "
+                        f"out: cannot write the converted dataset ({os.strerror(code)}); "
                         "nothing was written")
     monkeypatch.setattr(records.tempfile, "mkdtemp", real_mkdtemp)
     assert sorted(os.listdir(tmp_path)) == ["src"]
