@@ -131,6 +131,8 @@ class OutputLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as err:
+                if err.errno in (errno.ENOLCK, errno.EOPNOTSUPP):
+                    break  # a file system without locks: convert unlocked, as before
                 holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
                 os.close(fd)
                 if err.errno not in (errno.EWOULDBLOCK, errno.EACCES):
@@ -186,7 +188,11 @@ class DatasetReadLock:
                     break
                 # Waits only while a convert swaps the folder (milliseconds); then the lock
                 # is on the replaced file, and the current one is locked instead.
-                fcntl.flock(fd, fcntl.LOCK_SH)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH)
+                except OSError:  # a file system without locks: the folder goes unmarked
+                    os.close(fd)
+                    break
                 try:
                     current = os.path.samestat(os.fstat(fd), os.stat(path))
                 except OSError:
@@ -223,6 +229,8 @@ class no_readers:  # noqa: N801 - used as a `with` statement, like a function
         except OSError as err:
             os.close(self._fd)
             self._fd = None
+            if err.errno in (errno.ENOLCK, errno.EOPNOTSUPP):
+                return self  # a file system without locks: no run can have marked it
             if err.errno not in (errno.EWOULDBLOCK, errno.EACCES):
                 raise
             raise ConversionError(self.shown, None, "holds a dataset that a running search "

@@ -490,9 +490,10 @@ class DatasetWriter:
     The writer holds `output_dir`'s `OutputLock` from start to end, so two converts into one
     folder cannot interleave; `output_dir` is checked again under the lock just before the
     swap (another process may have made it meanwhile). A dataset that a run reads
-    (`output_dir.DatasetReadLock`) is not replaced (`output_dir.no_readers`). An operating-system error while
-    writing (read-only file system, full disk, no permission, a file where a folder belongs)
-    is one `ConversionError` naming `output_dir`, with nothing left behind.
+    (`output_dir.DatasetReadLock`) is not replaced (`output_dir.no_readers`). An
+    operating-system error while writing (read-only file system, full disk, no permission,
+    a file where a folder belongs) is one `ConversionError` naming `output_dir`, with
+    nothing left behind.
     """
 
     def __init__(self, output_dir: str, shards: Dict[str, int], overwrite: bool = False,

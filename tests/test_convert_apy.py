@@ -44,8 +44,8 @@ def test_convert(tmp_path):
                     y1 + dy:y2 + 1 + dy, x1 + dx:x2 + 1 + dx]
                 return np.abs(crop - window).mean()
 
-            # Crops of the pixels TensorFlow decodes, re-encoded at JPEG quality 95: close, not identical; and the exact box matches
-            # better than any one-pixel shift of it.
+            # Crops of the pixels TensorFlow decodes, re-encoded at JPEG quality 95: close,
+            # not identical; and the exact box matches better than any one-pixel shift of it.
             assert error(0, 0) < 2.5
             assert all(error(0, 0) < error(dx, dy) for dx, dy in
                        ((1, 0), (-1, 0), (0, 1), (0, -1)))

@@ -87,7 +87,8 @@ def test_binary_names_the_foreign_entries_in_one_line(src, tmp_path):
     _convert(src, out)
     fx.write_text(str(out / "notes.txt"), "mine\n")
     before = _tree(tmp_path)
-    _one_line(_run("--dataset=folder", "--name=mine", "--label_values=1/0/-1", f"--source_dir={src / 'images'}",
+    _one_line(_run("--dataset=folder", "--name=mine", "--label_values=1/0/-1",
+                   f"--source_dir={src / 'images'}",
                    f"--labels={src / 'labels.csv'}", f"--output_dir={out}", "--overwrite"),
               f"{out}: holds a converted dataset and also notes.txt")
     assert _tree(tmp_path) == before
@@ -218,7 +219,8 @@ def test_full_disk_is_one_line_and_keeps_the_old_dataset(src, tmp_path, monkeypa
 
 def test_a_file_where_a_folder_belongs_is_one_line(src, tmp_path, monkeypatch):
     fx.write_text(str(tmp_path / "data"), "a file\n")
-    _one_line(_run("--dataset=folder", "--name=mine", "--label_values=1/0/-1", f"--source_dir={src / 'images'}",
+    _one_line(_run("--dataset=folder", "--name=mine", "--label_values=1/0/-1",
+                   f"--source_dir={src / 'images'}",
                    f"--labels={src / 'labels.csv'}", f"--output_dir={tmp_path / 'data' / 'x'}"),
               f"{tmp_path / 'data' / 'x'}: {tmp_path / 'data'} is a file, not a folder")
     assert sorted(os.listdir(tmp_path)) == ["data", "src"]
