@@ -23,11 +23,11 @@ import os
 # ("Premature end of JPEG data") would only add a second, nameless line.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from flags import common  # noqa: E402  (first: quiets TensorFlow's start-up logging)
+from gnas_keras_flags import common  # noqa: E402  (first: quiets TensorFlow's start-up logging)
 
 from absl import flags  # noqa: E402
 
-from pipelines import output_dir as output_dirs  # noqa: E402
+from gnas_keras_pipelines import output_dir as output_dirs  # noqa: E402
 
 DATASETS = ("celeba", "lfwa", "market1501", "awa2", "awa1", "apy", "sun", "folder")
 
@@ -88,7 +88,7 @@ def convert() -> object:
         raise ValueError(f"--name, --labels and --allow_outside_source are for "
                          f"--dataset=folder, not --dataset={FLAGS.dataset}")
     # Imported here so a bad flag fails fast, without loading TensorFlow.
-    from pipelines import apy, awa, celeba, folder, lfwa, market1501, sun
+    from gnas_keras_pipelines import apy, awa, celeba, folder, lfwa, market1501, sun
 
     shared = dict(overwrite=FLAGS.overwrite, skip_bad=FLAGS.skip_bad,
                   num_shards=FLAGS.num_shards)

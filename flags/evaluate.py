@@ -11,7 +11,7 @@ and the attribute groups at every layer.
 
 from __future__ import annotations
 
-from flags import common  # first: quiets TensorFlow's start-up logging
+from gnas_keras_flags import common  # first: quiets TensorFlow's start-up logging
 
 import os
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from flags import common  # first: one-line errors, quiet start-up
+from gnas_keras_flags import common  # first: one-line errors, quiet start-up
 
 from absl import flags
 

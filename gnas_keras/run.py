@@ -60,10 +60,10 @@ from gnas_keras.training import (Loop, is_multi_worker, new_supernet, new_tree_n
                                  train_and_test, train_from_scratch)
 from gnas_keras.tree import adjusted_rand_index
 from gnas_keras.workdir import WorkdirLock, check_writable, move_aside
-from pipelines import records
-from pipelines.convert_errors import DatasetError
-from pipelines.input import shard_files
-from pipelines.output_dir import DatasetReadLock
+from gnas_keras_pipelines import records
+from gnas_keras_pipelines.convert_errors import DatasetError
+from gnas_keras_pipelines.input import shard_files
+from gnas_keras_pipelines.output_dir import DatasetReadLock
 
 PREDICTIONS_FILE = "test_predictions.npz"
 PHASES = ("search", "finetune", "compare", "export", "done")

@@ -24,9 +24,9 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from pipelines import records
-from pipelines import text
-from pipelines.convert_errors import ConversionError
+from gnas_keras_pipelines import records
+from gnas_keras_pipelines import text
+from gnas_keras_pipelines.convert_errors import ConversionError
 
 # Crops are stored as JPEG of this quality.
 JPEG_QUALITY = 95

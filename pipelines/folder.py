@@ -36,10 +36,10 @@ import re
 import sys
 from typing import Dict, List, Optional, Tuple
 
-from pipelines import convert_common as common
-from pipelines import records
-from pipelines import text
-from pipelines.convert_errors import ConversionError
+from gnas_keras_pipelines import convert_common as common
+from gnas_keras_pipelines import records
+from gnas_keras_pipelines import text
+from gnas_keras_pipelines.convert_errors import ConversionError
 
 LABELS_FILE = "labels.csv"
 LABEL_VALUES = ("auto", "1/0/-1", "1/-1")

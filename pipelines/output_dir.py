@@ -29,7 +29,7 @@ import os
 import re
 from typing import List, Optional, Sequence
 
-from pipelines.convert_errors import ConversionError
+from gnas_keras_pipelines.convert_errors import ConversionError
 
 METADATA_FILE = "metadata.json"  # = records.METADATA_FILE (records imports TensorFlow)
 # The files of a converted dataset (`records.DatasetWriter` writes nothing else).

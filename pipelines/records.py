@@ -32,8 +32,8 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import tensorflow as tf
 
-from pipelines import output_dir as output_dirs
-from pipelines.convert_errors import ConversionError, DatasetError
+from gnas_keras_pipelines import output_dir as output_dirs
+from gnas_keras_pipelines.convert_errors import ConversionError, DatasetError
 
 METADATA_FILE = "metadata.json"
 SPLITS = ("train", "validation", "test")

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from pipelines import apy, records
+from gnas_keras_pipelines import apy, records
 from tests import fixtures_datasets as fx
 
 

@@ -6,8 +6,8 @@ import sys
 
 from absl.testing import flagsaver
 
-from flags import convert
-from pipelines import input as pipeline_input, records
+from gnas_keras_flags import convert
+from gnas_keras_pipelines import input as pipeline_input, records
 from tests import fixtures_datasets as fx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

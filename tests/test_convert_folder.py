@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from pipelines import folder, records
+from gnas_keras_pipelines import folder, records
 from tests import fixtures_datasets as fx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -147,7 +147,7 @@ def test_interrupted_conversion_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_converted_folder_feeds_the_input_pipeline_with_a_resize(tmp_path):
-    from pipelines import input as pipeline_input
+    from gnas_keras_pipelines import input as pipeline_input
 
     fx.make_folder(str(tmp_path), [f"{i}.jpg,{i % 2},,1" for i in range(8)], size=(40, 30))
     _convert(tmp_path, val_ratio=0.25, test_ratio=0.25)

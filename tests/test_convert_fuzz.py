@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from pipelines import apy, awa, celeba, convert_common, folder, lfwa, market1501, records, sun
-from pipelines.convert_errors import ConversionError
+from gnas_keras_pipelines import apy, awa, celeba, convert_common, folder, lfwa, market1501, records, sun
+from gnas_keras_pipelines.convert_errors import ConversionError
 from tests import fixtures_datasets as fx
 
 MUTATIONS_PER_CONVERTER = 40

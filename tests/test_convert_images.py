@@ -14,9 +14,9 @@ import pytest
 from PIL import Image, ImageFile
 
 from gnas_keras import export
-from pipelines import folder
-from pipelines import input as pipeline_input
-from pipelines.convert_errors import ConversionError
+from gnas_keras_pipelines import folder
+from gnas_keras_pipelines import input as pipeline_input
+from gnas_keras_pipelines.convert_errors import ConversionError
 from tests import fixtures_datasets as fx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pipelines import celeba, records
+from gnas_keras_pipelines import celeba, records
 from tests import fixtures_datasets as fx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -13,8 +13,8 @@ import sys
 import pytest
 import tensorflow as tf
 
-from pipelines import folder, records
-from pipelines import output_dir as output_dirs
+from gnas_keras_pipelines import folder, records
+from gnas_keras_pipelines import output_dir as output_dirs
 from tests import fixtures_datasets as fx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

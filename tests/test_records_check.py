@@ -7,8 +7,8 @@ import os
 import pytest
 import tensorflow as tf
 
-from pipelines import records
-from pipelines.convert_errors import ConversionError, DatasetError
+from gnas_keras_pipelines import records
+from gnas_keras_pipelines.convert_errors import ConversionError, DatasetError
 from tests import fixtures_datasets as fx
 
 LABELS = [[1, 0, -1], [0, 1, 1], [1, 1, 0], [0, 0, 1], [1, 0, 0]]

@@ -11,7 +11,7 @@ import tensorflow as tf
 from gnas_keras import run as run_module
 from gnas_keras.checkpoint import RunCheckpoint
 from gnas_keras.config import RunConfig
-from pipelines import records
+from gnas_keras_pipelines import records
 from tests.test_run_safety import in_process
 
 SEARCH = ["--export_dir=", "--batch_size=16", "--train_steps=2", "--val_batches=1",

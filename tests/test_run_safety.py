@@ -23,9 +23,9 @@ ENV = {**os.environ, "PYTHONPATH": ROOT}
 # Every case runs the binary's entry point in ONE subprocess (one TensorFlow import).
 IN_PROCESS = """
 import contextlib, io, json, sys
-from flags import common
+from gnas_keras_flags import common
 name, cases = sys.argv[1], json.loads(sys.argv[2])
-module = __import__("flags." + name, fromlist=["main"])
+module = __import__("gnas_keras_flags." + name, fromlist=["main"])
 results = []
 for argv in cases:
     module.FLAGS.unparse_flags()
