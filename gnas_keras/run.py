@@ -64,6 +64,7 @@ from gnas_keras.workdir import WorkdirLock, check_writable, move_aside
 from gnas_keras_pipelines import records
 from gnas_keras_pipelines.convert_errors import DatasetError
 from gnas_keras_pipelines.input import shard_files
+from gnas_keras_pipelines.output_dir import DatasetReadLock
 
 PREDICTIONS_FILE = "test_predictions.npz"
 
@@ -547,7 +548,8 @@ def run(config: RunConfig, out: Callable[[str], None] = terminal) -> Dict:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     os.makedirs(config.workdir, exist_ok=True)
-    with WorkdirLock(config.workdir, out), _CTRL_C:
+    # The read lock: `flags.convert --overwrite` does not replace data_dir under the run.
+    with WorkdirLock(config.workdir, out), _CTRL_C, DatasetReadLock(config.data_dirs):
         saver = RunCheckpoint(config.workdir, config.to_dict())
         if config.restart:
             aside = move_aside(config.workdir)
@@ -555,8 +557,11 @@ def run(config: RunConfig, out: Callable[[str], None] = terminal) -> Dict:
                 out(f"--restart: the previous run's outputs are now in {aside}")
         try:
             return _run_phases(config, data, method, space, saver, strategy, out)
-        except tf.errors.DataLossError as err:
-            raise corrupt_data_error(config, saver, err) from None
+        except DATA_ERRORS as err:
+            named = corrupt_data_error(config, saver, err)
+            if named is None:  # not the data's fault
+                raise
+            raise named from None
         except lost as err:
             raise worker_lost_error(saver, err) from None
         except KeyboardInterrupt:
@@ -591,22 +596,37 @@ def worker_lost_error(saver: RunCheckpoint, err: tf.errors.OpError) -> WorkerLos
     return WorkerLost(f"multi-worker run: {who}; {resume}")
 
 
+# What reading a converted dataset raises mid-run: a record whose CRC fails, an image that does
+# not decode, a shard that is gone (the dataset was replaced while the run read it).
+DATA_ERRORS = (tf.errors.DataLossError, tf.errors.InvalidArgumentError,
+               tf.errors.NotFoundError)
+
+
 def corrupt_data_error(config: RunConfig, saver: RunCheckpoint,
-                       err: tf.errors.DataLossError) -> DatasetError:
-    """TensorFlow's `DataLossError` from reading a record whose CRC fails (a byte flipped
-    after conversion: `check_dataset` walks only the record headers) as one `DatasetError`
-    naming the shard and record, found by reading the dataset once, and where the run
-    resumes after the shard is reconverted."""
-    found = records.find_corrupt_record(config.data_dirs)
+                       err: tf.errors.OpError) -> Optional[DatasetError]:
+    """One of `DATA_ERRORS` as one `DatasetError` naming the shard and record (found by
+    reading the dataset once, `records.find_bad_record`) or the shard that disappeared, and
+    where the run resumes; None when the data is not at fault (the error is re-raised)."""
     saved = saver.read_state()
     resume = (f"the last checkpoint ({saved['checkpoint']}, phase {saved.get('phase')}) is "
               "kept and the same command resumes from it"
               if saved and saved.get("checkpoint") else
               "no checkpoint yet: the same command starts over")
+    first = records.op_error_reason(err)
+    if isinstance(err, tf.errors.NotFoundError):
+        gone = first.rpartition("; ")[0]
+        if not any(gone.startswith(os.path.join(os.path.abspath(d), "")) or
+                   gone.startswith(os.path.join(d, "")) for d in config.data_dirs):
+            return None
+        return DatasetError(gone, None, "disappeared while the run read it (was the dataset "
+                            f"converted again with --overwrite?); {resume}", kind="bad_shard")
+    found = records.find_bad_record(config.data_dirs)
     hint = f"convert the dataset again; {resume}"
     if found is not None:
-        return DatasetError(found.path, None, f"{found.reason}; {hint}", kind="bad_shard")
-    first = str(err).strip().splitlines()[0] if str(err).strip() else "DataLossError"
+        return DatasetError(found.path, found.where, f"{found.reason}; {hint}",
+                            kind="bad_shard")
+    if not isinstance(err, tf.errors.DataLossError):
+        return None
     return DatasetError(",".join(config.data_dirs), None,
                         f"a record failed to read ({first}); {hint}", kind="bad_shard")
 
