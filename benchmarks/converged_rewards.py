@@ -15,7 +15,7 @@ From the run's last checkpoint (its supernet weights and tree) and its own setti
     python -m benchmarks.converged_rewards --workdir=runs/synthetic_gnas_plus \
         --alternative=fc1=2222333300001111 --steps=300
 
-``--probe_steps=N`` scores the extra round with probes (`gnas_keras.probe`) whatever the run
+``--probe_steps=N`` scores the extra round with probes (`gnas_keras.models.probe`) whatever the run
 used, ``--probe_steps=0`` with K SGD steps of fresh heads: the same frozen features read both
 ways.
 
@@ -35,12 +35,12 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from gnas_keras.config import CandidateConfig, RunConfig  # noqa: E402
-from gnas_keras.data import Data, planted_groups  # noqa: E402
-from gnas_keras.evaluation import segment_seed  # noqa: E402
+from gnas_keras.training.data import Data, planted_groups  # noqa: E402
+from gnas_keras.training.evaluation import segment_seed  # noqa: E402
 from gnas_keras.methods import gnas  # noqa: E402
-from gnas_keras.space import get_space  # noqa: E402
-from gnas_keras.training import Loop, new_supernet  # noqa: E402
-from gnas_keras.tree import Routing  # noqa: E402
+from gnas_keras.space.search_space import get_space  # noqa: E402
+from gnas_keras.training.loop import Loop, new_supernet  # noqa: E402
+from gnas_keras.space.tree import Routing  # noqa: E402
 
 
 def run_config(saved: dict) -> RunConfig:

@@ -30,12 +30,12 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks import timing  # noqa: E402  (defines the model flags)
-from gnas_keras.architecture import Architecture  # noqa: E402
-from gnas_keras.cost import full_tree  # noqa: E402
-from gnas_keras.export import export_saved_model  # noqa: E402
+from gnas_keras.space.architecture import Architecture  # noqa: E402
+from gnas_keras.space.cost import full_tree  # noqa: E402
+from gnas_keras.export.saved_model import export_saved_model  # noqa: E402
 from gnas_keras.models.supernet import build_supernet  # noqa: E402
 from gnas_keras.models.tree_net import build_tree_network  # noqa: E402
-from gnas_keras.space import get_space  # noqa: E402
+from gnas_keras.space.search_space import get_space  # noqa: E402
 
 flags.DEFINE_list("presets", ["shallow_thin", "shallow_wide", "deep_thin", "deep_wide"],
                   "Search-space presets to measure.")

@@ -4,10 +4,10 @@ r"""Exported SavedModel inference at batch 32 vs the static Keras model and onnx
     (--litert needs benchmarks/requirements.txt: ai-edge-litert)
 
 Variants, all on the same full tree (every block live) and the same batch of 32 images:
-- ``savedmodel``: `gnas_keras.export.export_saved_model` (BN folded, one layer per block),
+- ``savedmodel``: `gnas_keras.export.saved_model.export_saved_model` (BN folded, one layer per block),
   reloaded with ``tf.saved_model.load`` and called through its ``serving_default``
   signature, as TF Serving would.
-- ``savedmodel fused``: the same with ``fused=True`` (`gnas_keras.fused`: sibling blocks as
+- ``savedmodel fused``: the same with ``fused=True`` (`gnas_keras.models.fused`: sibling blocks as
   one convolution, per-attribute fc layers as one batched matmul), and (with --onnx /
   --litert) its onnxruntime and LiteRT conversions (``onnxruntime fused``, ``litert fused``).
 - ``static keras``: `Supernet.to_tree_network`, the plain Keras model (`TreeNetwork`) of the
@@ -34,12 +34,12 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks import timing  # noqa: E402  (defines the model flags)
-from gnas_keras.architecture import Architecture  # noqa: E402
-from gnas_keras.cost import full_tree  # noqa: E402
-from gnas_keras.export import export_saved_model, inference_model, write_litert  # noqa: E402
-from gnas_keras.fused import fused_inference_model  # noqa: E402
+from gnas_keras.space.architecture import Architecture  # noqa: E402
+from gnas_keras.space.cost import full_tree  # noqa: E402
+from gnas_keras.export.saved_model import export_saved_model, inference_model, write_litert  # noqa: E402
+from gnas_keras.models.fused import fused_inference_model  # noqa: E402
 from gnas_keras.models.supernet import build_supernet  # noqa: E402
-from gnas_keras.space import get_space  # noqa: E402
+from gnas_keras.space.search_space import get_space  # noqa: E402
 
 flags.DEFINE_integer("batch_size", 32, "Inference batch size (the paper's Table 2: 32).")
 flags.DEFINE_integer("calls", 3, "Batches per timed sample.")

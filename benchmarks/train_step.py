@@ -4,7 +4,7 @@ r"""Supernet train step, per-block vs grouped, against a static Keras model of t
     PYTHONPATH=. .venv/bin/python -m benchmarks.train_step --space=tiny --height=32 --width=32
 
 Variants, measured in one process, interleaved (A B C A B C ...), on the full tree (every
-block live, `gnas_keras.cost.full_tree`) and one repeated in-memory batch:
+block live, `gnas_keras.space.cost.full_tree`) and one repeated in-memory batch:
 - ``supernet per-block``: `Supernet` (routed layers, one conv / BN / pool per block, masked
   loss + L2 on the active weights, row-sparse Nesterov SGD, metrics): what GNAS runs.
 - ``supernet grouped``: the same with ``grouped_conv=True`` (`RoutedConv._call_grouped`: a
@@ -34,11 +34,11 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks import timing  # noqa: E402  (defines the model flags)
-from gnas_keras.architecture import Architecture, cost  # noqa: E402
-from gnas_keras.cost import full_tree  # noqa: E402
+from gnas_keras.space.architecture import Architecture, cost  # noqa: E402
+from gnas_keras.space.cost import full_tree  # noqa: E402
 from gnas_keras.models.base import compile_model  # noqa: E402
 from gnas_keras.models.supernet import build_supernet  # noqa: E402
-from gnas_keras.space import get_space  # noqa: E402
+from gnas_keras.space.search_space import get_space  # noqa: E402
 
 flags.DEFINE_integer("batch_size", 64, "Training batch size.")
 flags.DEFINE_integer("steps", 2, "Train steps per timed sample.")

@@ -18,7 +18,7 @@ from absl import flags
 from gnas_keras_flags import dataclass_flags
 from gnas_keras.config import RunConfig
 from gnas_keras.methods import REGISTRY
-from gnas_keras.space import PRESETS
+from gnas_keras.space.search_space import PRESETS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("generate_synthetic", True,

@@ -6,7 +6,7 @@ test_resume.py.)"""
 import numpy as np
 import pytest
 
-from gnas_keras.architecture import cost
+from gnas_keras.space.architecture import cost
 from gnas_keras.methods import branching as br
 from gnas_keras.methods import branching_ops as ops
 
@@ -31,7 +31,7 @@ def batch(num_attributes=5, size=8, seed=0):
 def loop_on(model, images, labels):
     import tensorflow as tf
 
-    from gnas_keras.training import Loop
+    from gnas_keras.training.loop import Loop
     return Loop(model, lambda seed: tf.data.Dataset.from_tensors((images, labels)).repeat(), 0)
 
 
@@ -136,7 +136,7 @@ def test_somp_initialises_the_thin_trunk_from_a_saved_wide_model(tmp_path):
 
 def test_a_branching_run_grows_reports_every_candidate_and_exports(synthetic_dir, tmp_path):
     from gnas_keras import run as run_module
-    from gnas_keras.architecture import Architecture
+    from gnas_keras.space.architecture import Architecture
     from gnas_keras.config import RunConfig
 
     config = RunConfig(

@@ -9,8 +9,8 @@ import pytest
 from benchmarks import converged_rewards
 from gnas_keras.config import CandidateConfig, RunConfig
 from gnas_keras.methods.gnas import GnasConfig
-from gnas_keras.space import get_space
-from gnas_keras.tree import random_routing
+from gnas_keras.space.search_space import get_space
+from gnas_keras.space.tree import random_routing
 
 
 def test_the_run_config_comes_back_from_its_checkpointed_dict():

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gnas_keras import draw
-from gnas_keras.architecture import Architecture, BlockSpec
-from gnas_keras.space import get_space
-from gnas_keras.tree import Routing, random_routing, shared_routing
+from gnas_keras.reporting import draw
+from gnas_keras.space.architecture import Architecture, BlockSpec
+from gnas_keras.space.search_space import get_space
+from gnas_keras.space.tree import Routing, random_routing, shared_routing
 
 SVG = "{http://www.w3.org/2000/svg}"
 NAMES = [f"attr <{i}> & co" for i in range(16)]  # markup characters must be escaped
@@ -66,9 +66,9 @@ def test_shared_tree_is_one_colour():
 def test_image_tensor_and_reporter_round_logs_the_picture(tmp_path):
     import tensorflow as tf
 
-    from gnas_keras.evaluation import Evaluation
+    from gnas_keras.training.evaluation import Evaluation
     from gnas_keras.methods.gnas import RoundResult
-    from gnas_keras.reporting import SearchReporter
+    from gnas_keras.reporting.reporter import SearchReporter
 
     space = get_space("tiny")
     routing = random_routing(space, 16, np.random.default_rng(0))

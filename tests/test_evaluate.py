@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gnas_keras.space import get_space
-from gnas_keras.tree import Routing
+from gnas_keras.space.search_space import get_space
+from gnas_keras.space.tree import Routing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": ROOT}

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gnas_keras.architecture import Architecture, BlockSpec, cost
-from gnas_keras.export import export_saved_model, inference_model
+from gnas_keras.space.architecture import Architecture, BlockSpec, cost
+from gnas_keras.export.saved_model import export_saved_model, inference_model
 from gnas_keras.models.base import parameter_count
 from gnas_keras.models.supernet import build_supernet
 from gnas_keras.models.tree_net import build_tree_network, clone_block
-from gnas_keras.space import get_space
-from gnas_keras.training import Loop
-from gnas_keras.tree import Routing
+from gnas_keras.space.search_space import get_space
+from gnas_keras.training.loop import Loop
+from gnas_keras.space.tree import Routing
 
 N = 5
 NAMES = ["Smiling", "5_o_Clock_Shadow", "Wearing Hat", "up/black", "age:old"]
@@ -198,7 +198,7 @@ def graph_ops(model) -> int:
 def test_fused_graph_computes_the_per_block_graph_with_fewer_ops(make):
     """Siblings as one kernel, per-attribute fc layers as one batched matmul: the same
     probabilities (max abs difference < 1e-4) and parameters, fewer ops."""
-    from gnas_keras.fused import fused_inference_model
+    from gnas_keras.models.fused import fused_inference_model
     keras.utils.set_random_seed(0)
     model = build_tree_network(make(N), (32, 32, 3))
     rng = np.random.default_rng(1)

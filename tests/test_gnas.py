@@ -1,12 +1,12 @@
 import numpy as np
 
 from gnas_keras.config import CandidateConfig
-from gnas_keras.evaluation import Evaluation
+from gnas_keras.training.evaluation import Evaluation
 from gnas_keras.methods import gnas
 from gnas_keras.methods.base import SearchLogger
-from gnas_keras.space import get_space
-from gnas_keras.training import Loop
-from gnas_keras.tree import Routing
+from gnas_keras.space.search_space import get_space
+from gnas_keras.training.loop import Loop
+from gnas_keras.space.tree import Routing
 
 
 def test_block_rewards_is_mean_accuracy_of_descendants():
@@ -151,7 +151,7 @@ def test_search_on_a_real_supernet_runs_and_logs(synthetic_dir):
     import keras
 
     from gnas_keras.config import RunConfig
-    from gnas_keras.data import Data
+    from gnas_keras.training.data import Data
     from gnas_keras.models.supernet import build_supernet
 
     data = Data.load(RunConfig(data_dir=synthetic_dir, batch_size=32, eval_batch_size=64))

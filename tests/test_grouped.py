@@ -9,9 +9,9 @@ import pytest
 import tensorflow as tf
 
 from gnas_keras.models.supernet import build_supernet
-from gnas_keras.space import get_space
-from gnas_keras.training import Loop
-from gnas_keras.tree import random_routing
+from gnas_keras.space.search_space import get_space
+from gnas_keras.training.loop import Loop
+from gnas_keras.space.tree import random_routing
 
 N, SHAPE = 6, (32, 32, 3)
 

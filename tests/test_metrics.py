@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from gnas_keras import metrics
+from gnas_keras.training import metrics
 
 # Three attributes, five examples. Column 0: labels 1 1 0 0 -1; column 1 has a tie and an
 # unknown; column 2 has only positives (AUC undefined).

@@ -14,9 +14,9 @@ def trained():
     import keras
     import tensorflow as tf
     from gnas_keras.models.supernet import build_supernet
-    from gnas_keras.space import get_space
-    from gnas_keras.training import Loop
-    from gnas_keras.tree import random_routing
+    from gnas_keras.space.search_space import get_space
+    from gnas_keras.training.loop import Loop
+    from gnas_keras.space.tree import random_routing
 
     space = get_space("tiny")
     keras.utils.set_random_seed(0)
@@ -57,8 +57,8 @@ def test_search_step_is_finite_and_moves_only_active_rows(trained):
 
 def test_export_matches_the_mixed_precision_model(trained, tmp_path):
     import tensorflow as tf
-    from gnas_keras.architecture import Architecture
-    from gnas_keras.export import export_saved_model
+    from gnas_keras.space.architecture import Architecture
+    from gnas_keras.export.saved_model import export_saved_model
     model, space, routing, _, _, x, _, _ = trained
     names = [f"a{i}" for i in range(N)]
     path = export_saved_model(model, Architecture.from_space(space, routing), names,
@@ -82,11 +82,11 @@ def test_jit_compile_with_a_strategy_is_refused():
 def test_tree_network_trains_with_xla_and_mixed_precision():
     import keras
     import tensorflow as tf
-    from gnas_keras.architecture import Architecture
+    from gnas_keras.space.architecture import Architecture
     from gnas_keras.models.tree_net import build_tree_network
-    from gnas_keras.space import get_space
-    from gnas_keras.training import Loop
-    from gnas_keras.tree import random_routing
+    from gnas_keras.space.search_space import get_space
+    from gnas_keras.training.loop import Loop
+    from gnas_keras.space.tree import random_routing
 
     space = get_space("tiny")
     keras.utils.set_random_seed(1)

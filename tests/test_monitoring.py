@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from gnas_keras import metrics
+from gnas_keras.training import metrics
 from gnas_keras.config import CandidateConfig, RunConfig
 from gnas_keras.methods.gnas import GnasConfig
 
@@ -80,7 +80,7 @@ def test_run_shows_attributes_losses_rewards_hparams_and_writes_a_model_card(syn
     ("combined", ("sun", "apy"), None),
 ])
 def test_model_card_says_what_to_check_when_images_may_show_people(dataset, parts, section):
-    from gnas_keras.model_card import model_card
+    from gnas_keras.export.model_card import model_card
     card = model_card(name="m", dataset=dataset, data_dirs=["d"], split_sizes={"test": 1},
                       attribute_names=["a"], method="gnas", space="tiny", tree_text="t",
                       input_description="x", test_error={"a": 0.1}, test_f1=None,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gnas_keras.config import CandidateConfig, RunConfig
-from gnas_keras.data import Data
+from gnas_keras.training.data import Data
 
 
 def labels(dataset, batches):
@@ -32,7 +32,7 @@ def test_fixed_val_batches_gives_every_candidate_the_same_batches(synthetic_dir)
 def test_finetune_lr_sets_the_fine_tune_learning_rate(finetune_lr, expected, synthetic_dir,
                                                       tmp_path, monkeypatch):
     from gnas_keras import run as run_module
-    from gnas_keras.training import Loop
+    from gnas_keras.training.loop import Loop
 
     rates = []
     real_train = Loop.train

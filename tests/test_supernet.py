@@ -9,9 +9,9 @@ import tensorflow as tf
 
 from gnas_keras.models.base import SparseSGD, masked_cross_entropy
 from gnas_keras.models.supernet import build_supernet
-from gnas_keras.space import get_space
-from gnas_keras.training import Loop
-from gnas_keras.tree import random_routing
+from gnas_keras.space.search_space import get_space
+from gnas_keras.training.loop import Loop
+from gnas_keras.space.tree import random_routing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N = 6

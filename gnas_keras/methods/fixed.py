@@ -1,11 +1,11 @@
-"""Fixed trees: baselines that choose a tree without searching (`gnas_keras.tree`).
+"""Fixed trees: baselines that choose a tree without searching (`gnas_keras.space.tree`).
 
 - ``shared``: one trunk, every searchable block routed to block 0 below;
 - ``independent``: as little sharing as the space allows (children dealt round-robin);
 - ``random_tree``: one uniformly random tree (from the run's seeded generator);
 - ``planted_tree``: the tree of the dataset's planted grouping (synthetic set only);
 - ``label_tree``: the tree the training labels' correlations draw, no image read
-  (`gnas_keras.tree.correlation_routing`): the baseline a search must beat to have found
+  (`gnas_keras.space.tree.correlation_routing`): the baseline a search must beat to have found
   more than the labels say (GNAS+ ``--initial_tree=label_correlation`` starts from it).
 
 The tree is trained as a fresh `TreeNetwork` by the run's fine-tune, so a fixed-tree run is
@@ -15,9 +15,9 @@ is instantaneous and needs no state).
 
 from __future__ import annotations
 
-from gnas_keras.architecture import Architecture
+from gnas_keras.space.architecture import Architecture
 from gnas_keras.methods.base import Method, SearchContext, SearchResult
-from gnas_keras.tree import routing_for
+from gnas_keras.space.tree import routing_for
 
 
 def fixed_architecture(name: str, context: SearchContext) -> Architecture:

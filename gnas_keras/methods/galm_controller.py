@@ -408,7 +408,7 @@ def cluster_embeddings(representations: np.ndarray, num_clusters: int) -> np.nda
 def embedding_ari(representations: np.ndarray, groups: Sequence[int]) -> float:
     """ARI between clustering the embeddings into as many clusters as there are groups and
     the given groups (e.g. the synthetic set's planted ones)."""
-    from gnas_keras.tree import adjusted_rand_index
+    from gnas_keras.space.tree import adjusted_rand_index
     groups = np.asarray(groups)
     if len(groups) != len(representations):
         raise ValueError(f"groups: {len(groups)} labels for {len(representations)} attributes")

@@ -2,7 +2,7 @@
 
 An `AttributeModel` maps a float image batch [batch, H, W, 3] (pixels in [0, 255]) to logits
 [batch, N, 2] (class 1 = attribute present) and owns what training needs, so that the one
-loop (`gnas_keras.training.Loop`), the evaluator and the exporter work with any of them:
+loop (`gnas_keras.training.loop.Loop`), the evaluator and the exporter work with any of them:
 
 - the masked loss (`masked_cross_entropy`: unknown labels, -1, do not count);
 - L2 on the weights in use, ``0.5 * weight_decay * sum(w**2)`` over `weights_in_use()` (the

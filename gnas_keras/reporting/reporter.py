@@ -12,7 +12,7 @@ TensorBoard layout (``tensorboard --logdir runs/``), under ``<workdir>/tensorboa
   of the fine-tune (step = fine-tune step);
 - the HParams tab: the run's settings and final test metrics (`write_hparams`), so runs
   compare side by side;
-- ``tree`` (text) and ``tree_image`` (the `gnas_keras.draw` picture): the tree after every
+- ``tree`` (text) and ``tree_image`` (the `gnas_keras.reporting.draw` picture): the tree after every
   round (a separate tag: TensorBoard keeps one plugin per tag).
 """
 
@@ -25,12 +25,12 @@ from typing import Callable, Dict, Sequence
 import numpy as np
 import tensorflow as tf
 
-from gnas_keras import draw
-from gnas_keras.architecture import Architecture
-from gnas_keras.evaluation import Evaluation
+from gnas_keras.reporting import draw
+from gnas_keras.space.architecture import Architecture
+from gnas_keras.training.evaluation import Evaluation
 from gnas_keras.methods.base import SearchLogger
 from gnas_keras.methods.gnas import RoundResult, reward_gaps
-from gnas_keras.space import SearchSpace
+from gnas_keras.space.search_space import SearchSpace
 
 
 def format_duration(seconds: float) -> str:

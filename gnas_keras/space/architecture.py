@@ -5,7 +5,7 @@ An `Architecture` is what every search method returns and what the tree network
 no TensorFlow.
 
 - ``parents[l][j]``: the block of layer ``l - 1`` that feeds block ``j`` of layer ``l``
-  (`gnas_keras.tree.Routing`); ``parents[0]`` is all zeros (the image).
+  (`gnas_keras.space.tree.Routing`); ``parents[0]`` is all zeros (the image).
 - ``blocks[l][j]``: a `BlockSpec` (op, width, kernel, pooling, extra inputs). Block counts
   come from here, so layers may have any number of blocks of differing widths (adaptive
   branching widens layers; GALM gives attributes their own kernels and widths).
@@ -26,7 +26,7 @@ import dataclasses
 import json
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from gnas_keras.tree import Routing
+from gnas_keras.space.tree import Routing
 
 OPS = ("conv", "fc")
 POOLS = ("max", "none", "global_avg")
@@ -78,7 +78,7 @@ class Architecture:
     # --- construction ----------------------------------------------------------------------
     @classmethod
     def from_space(cls, space, routing: Routing) -> "Architecture":
-        """The tree `routing` of a `gnas_keras.space.SearchSpace`: every block of a layer has
+        """The tree `routing` of a `gnas_keras.space.search_space.SearchSpace`: every block of a layer has
         the layer's spec."""
         last = len(space.layers) - 1
         blocks = []
@@ -221,7 +221,7 @@ class Architecture:
     def from_dict(cls, d: Dict, space=None) -> "Architecture":
         if "blocks" not in d:
             if space is None:
-                from gnas_keras.space import get_space
+                from gnas_keras.space.search_space import get_space
                 space = get_space(d["space"])
             return cls.from_space(space, Routing.from_lists(d["parents"]))
         return cls(tuple(d["layers"]), Routing.from_lists(d["parents"]).parents,

@@ -1,6 +1,6 @@
 """The fused inference graph: an exported tree with sibling blocks computed together.
 
-`gnas_keras.export.inference_model` builds one Keras layer per live block: on the paper's
+`gnas_keras.export.saved_model.inference_model` builds one Keras layer per live block: on the paper's
 spaces that is 16 small convolutions in conv5 and 40 x 3 tiny per-attribute dense layers,
 each its own kernel launch. `fused_inference_model` computes the same function with fewer,
 larger kernels:
@@ -34,7 +34,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gnas_keras.architecture import BlockSpec
+from gnas_keras.space.architecture import BlockSpec
 from gnas_keras.models.base import normalize_images
 from gnas_keras.models.tree_net import TreeNetwork, block_input, block_pool
 
@@ -129,7 +129,7 @@ class _Group:
 def fused_inference_model(tree: TreeNetwork, attribute_names: Optional[Sequence[str]] = None
                           ) -> keras.Model:
     """`tree` for inference with siblings fused (see the module docstring); the same
-    function as `gnas_keras.export.inference_model(tree, attribute_names)`."""
+    function as `gnas_keras.export.saved_model.inference_model(tree, attribute_names)`."""
     architecture, assignments = tree.architecture, []
     image = keras.Input(shape=tree.image_shape, name="image")
     x = keras.layers.Lambda(normalize_images, name="normalize")(image)

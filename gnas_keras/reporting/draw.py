@@ -22,7 +22,7 @@ import os
 from typing import Dict, List, Optional, Sequence, Tuple
 from xml.sax.saxutils import escape
 
-from gnas_keras.architecture import Architecture
+from gnas_keras.space.architecture import Architecture
 from gnas_keras.io import write_bytes_atomic, write_text_atomic
 
 # matplotlib's tab10 without its grey, then the light half of tab20 (grey means shared).

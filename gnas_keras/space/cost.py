@@ -2,9 +2,9 @@
 
 Everything here is computed analytically from `SearchSpace` (no TensorFlow), so that
 ``python -m flags.describe`` answers instantly even for supernets too large to build on a
-laptop. The per-block formulas mirror `gnas_keras.models.supernet` and `gnas_keras.export`
+laptop. The per-block formulas mirror `gnas_keras.models.supernet` and `gnas_keras.export.saved_model`
 (tests/test_presets.py checks them against built models); a tree's own size is
-`gnas_keras.architecture.cost` (any architecture, not only trees of a space):
+`gnas_keras.space.architecture.cost` (any architecture, not only trees of a space):
 
 - conv block: k x k convolution, SAME padding, stride 1, then BN, ReLU and the layer's pool
   (2x2/2 max, VALID, so odd sizes round down; none; or global average). In the exported tree BN is folded into the convolution
@@ -12,7 +12,7 @@ laptop. The per-block formulas mirror `gnas_keras.models.supernet` and `gnas_ker
   (trainable) plus moving mean and variance (not counted: not trainable).
 - fc block: dense layer with bias on the flattened parent block.
 
-The exported *full tree* is `gnas_keras.tree.independent_routing` (children spread over their
+The exported *full tree* is `gnas_keras.space.tree.independent_routing` (children spread over their
 parents): every block is live whenever N is at least the largest conv block count (true for
 all of the paper's datasets), so its size is the largest any tree of the space can have.
 Parameter counts and MACs do not depend on which parent a block has, only on how many blocks
@@ -24,10 +24,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, List, Optional, Tuple
 
-from gnas_keras.architecture import Architecture
-from gnas_keras.architecture import cost as architecture_cost
-from gnas_keras.space import SearchSpace, scientific
-from gnas_keras.tree import Routing, independent_routing
+from gnas_keras.space.architecture import Architecture
+from gnas_keras.space.architecture import cost as architecture_cost
+from gnas_keras.space.search_space import SearchSpace, scientific
+from gnas_keras.space.tree import Routing, independent_routing
 
 
 @dataclasses.dataclass(frozen=True)

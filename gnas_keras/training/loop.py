@@ -18,16 +18,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gnas_keras.architecture import Architecture
-from gnas_keras.evaluation import Evaluation, Stream, check_finite, segment_seed
+from gnas_keras.space.architecture import Architecture
+from gnas_keras.training.evaluation import Evaluation, Stream, check_finite, segment_seed
 from gnas_keras.models.base import AttributeModel
 from gnas_keras.models.supernet import Supernet, build_supernet
 from gnas_keras.models.tree_net import TreeNetwork, build_tree_network
-from gnas_keras.space import SearchSpace
+from gnas_keras.space.search_space import SearchSpace
 
 if TYPE_CHECKING:
     from gnas_keras.config import RunConfig
-    from gnas_keras.data import Data
+    from gnas_keras.training.data import Data
 
 
 class Loop:
@@ -230,7 +230,7 @@ def train_and_test(model: AttributeModel, data: "Data", steps: int, config: "Run
     `chunk_steps` (0 = a fifth of `steps`), each on its own seeded stream, calling
     ``after_chunk(done, loop)`` after each (checkpoints, test curves); then one pass over the
     test set. Returns the test `Evaluation` and the `Loop`."""
-    from gnas_keras.reporting import format_duration
+    from gnas_keras.reporting.reporter import format_duration
     loop = Loop(model, data.train_and_validation, config.seed)
     start, chunk = time.time(), chunk_steps or max(1, -(-steps // 5))
     while done < steps:

@@ -1,0 +1,2 @@
+"""Training and evaluation: the trainer (`loop`), the data a run reads (`data`), per-attribute
+evaluations and seeds (`evaluation`), metrics (`metrics`)."""
