@@ -42,7 +42,7 @@ import keras
 import tensorflow as tf
 
 from gnas_keras import draw, metrics
-from gnas_keras.model_card import model_card
+from gnas_keras.model_card import Provenance, image_encoding, labelled_counts, model_card
 from gnas_keras.architecture import Architecture, cost
 from gnas_keras.cost import layer_costs
 from gnas_keras.checkpoint import RunCheckpoint
@@ -70,12 +70,16 @@ MAX_ROLLBACKS = 3
 
 
 def save_predictions(path: str, probabilities: np.ndarray, labels: np.ndarray,
-                     attribute_names: List[str]) -> None:
+                     attribute_names: List[str],
+                     jpeg95_probabilities: Optional[np.ndarray] = None) -> None:
     """Test-set probabilities [examples, N], labels [examples, N] and attribute names, for
-    metrics beyond the error (AUC, balanced accuracy); written atomically."""
+    metrics beyond the error (AUC, balanced accuracy), and the probabilities of the same
+    test images re-encoded as JPEG quality 95 (the model card); written atomically."""
     tmp = path + ".tmp.npz"
+    extra = {} if jpeg95_probabilities is None else {
+        "jpeg95_probabilities": jpeg95_probabilities}
     np.savez(tmp, probabilities=probabilities, labels=labels,
-             attribute_names=np.asarray(attribute_names))
+             attribute_names=np.asarray(attribute_names), **extra)
     os.replace(tmp, path)
 
 
@@ -342,8 +346,9 @@ class _Run:
         test, loop = train_and_test(model, self.data, self.config.finetune_steps, self.config,
                                     self.out, "fine-tune", state.finetune_done, checkpoint)
         probabilities, labels = loop.predict(self.data.test_whole)
+        jpeg95, _ = loop.predict(self.data.test_whole_jpeg95)
         save_predictions(os.path.join(self.config.workdir, PREDICTIONS_FILE), probabilities,
-                         labels, names)
+                         labels, names, jpeg95)
         state.phase, state.test = "compare", test.to_dict()
         state.comparisons, state.finetune_done = {}, self.config.finetune_steps
         self.save(_objects(model))
@@ -399,7 +404,8 @@ class _Run:
                     test_balanced_accuracy=test_metrics.get("test_balanced_accuracy"),
                     thresholds=dict(zip(meta.attribute_names, map(float, thresholds))),
                     parameters=size.parameters, macs_per_image=size.macs_per_image,
-                    parts=[p["name"] for p in meta.extra.get("combined", [])])
+                    parts=[p["name"] for p in meta.extra.get("combined", [])],
+                    **self.card_evidence(architecture))
                 picture = draw.to_png(draw.layout(architecture, meta.attribute_names, name))
                 export_path = export_saved_model(
                     model, architecture, meta.attribute_names, config.export_dir, name,
@@ -445,6 +451,37 @@ class _Run:
             "search_seconds": state.search_seconds}, state.run_id)
         state.phase = "done"
         self.save()
+
+    def card_evidence(self, architecture: Architecture) -> Dict:
+        """The model card's inputs beyond the report: labelled test examples per attribute
+        and the mean test error of the JPEG-95 re-encoded test images (from the saved test
+        predictions), the training images' encoding (the first training record of each
+        dataset), and the tree's provenance (the method's recorded start against the
+        exported tree)."""
+        evidence: Dict[str, Any] = {}
+        path = os.path.join(self.config.workdir, PREDICTIONS_FILE)
+        if os.path.exists(path):
+            with np.load(path) as saved:
+                labels = saved["labels"]
+                evidence["test_counts"] = labelled_counts(labels, self.meta.attribute_names)
+                if "jpeg95_probabilities" in saved:
+                    errors = metrics.attribute_errors(saved["jpeg95_probabilities"], labels)
+                    evidence["jpeg95_mean_error"] = float(np.nanmean(errors))
+        encodings = set()
+        for data_dir in self.config.data_dirs:
+            for serialized in tf.data.TFRecordDataset(shard_files(data_dir, "train")[:1]).take(1):
+                image = tf.io.parse_single_example(
+                    serialized, {"image": tf.io.FixedLenFeature([], tf.string)})["image"]
+                encodings.add(image_encoding(image.numpy()))
+        evidence["encoding"] = " and ".join(sorted(encodings))
+        report = self.state.search_report
+        evidence["provenance"] = Provenance(
+            method=self.config.method, fixed=self.method.fixed,
+            start=getattr(self.config.method_config(), "initial_tree", None),
+            initial_tree=report.get("initial_tree"),
+            final_tree=[list(p) for p in architecture.parents],
+            rounds=len(report["rounds"]) if report.get("rounds") else None)
+        return evidence
 
     def decision_thresholds(self, model: AttributeModel) -> np.ndarray:
         """Per attribute, the probability above which the export says "present": the one
