@@ -90,8 +90,8 @@ class Provenance:
         rounds = "" if self.rounds is None else f" in {self.rounds} round(s)"
         start = f"`{self.start}`" if self.start else "recorded"
         if changed is None:
-            return (f"Searched by `{self.method}`; the method records no initial tree, so "
-                    "whether the search changed its start is not known.")
+            return (f"Found by the search of `{self.method}`, which records no start tree "
+                    "to compare the result with.")
         if changed[0] == 0:
             return (f"Kept from its start: `{self.method}` started from the {start} tree and "
                     f"changed no parent{rounds}; the exported tree is that start.")
@@ -245,11 +245,13 @@ def _use_and_factors(card: CardInputs) -> List[str]:
     return [
         "## Intended use", "",
         "Research and benchmarking of multi-attribute architectures; a starting point to be "
-        "evaluated again on the data of the intended application. Out of scope: any "
-        "decision about a person, and images unlike the training data (below).", "",
+        "evaluated again on the data of the intended application. Intended users: "
+        "researchers and engineers who measure it on their own images first. Out of scope: "
+        "any decision about a person, and images unlike the training data (below).", "",
         "## Factors", "",
         "- Image source: camera, crop, resolution and encoding (the model was trained on "
-        f"{card.encoding or 'unknown'}-encoded images; see the JPEG row below).",
+        f"{card.encoding or 'unknown'}-encoded images; see the JPEG note under the "
+        "metrics table).",
         "- Attribute frequency: rare attributes get low error by answering \"no\"; F1 and "
         "balanced accuracy show it.",
         "- For images of people: groups of people (age, skin tone, gender presentation) may "
@@ -349,7 +351,7 @@ def _caveats(card: CardInputs) -> List[str]:
         "`serving_bytes` signature does it; `serving_default` expects resized, centre-cropped "
         "RGB pixels in [0, 255]).",
         f"- Trained on {card.encoding or 'unknown'}-encoded images: compression the model "
-        "never saw can raise the error (the JPEG row above); evaluate on images encoded as "
+        "never saw can raise the error (the JPEG note above); evaluate on images encoded as "
         "they will be served.",
         "- The probabilities are not calibrated beyond what the training loss gives.",
         "- The intervals are per attribute and assume independent test examples; they do not "

@@ -30,13 +30,14 @@ def card(provenance, dataset="synthetic", method="gnas"):
 
 def test_wilson_interval_against_a_hand_computation():
     # 10 errors in 100, z = 1.96: p = 0.1, centre = (0.1 + 1.96^2 / 200) / (1 + 1.96^2 / 100)
-    # = 0.11920 / 1.03842 = 0.11479; half = 1.96 sqrt(0.0009 + 1.96^2 / 40000) / 1.03842
-    # = 1.96 * 0.031509 / 1.03842 = 0.059473.
+    # = 0.11921 / 1.03842 = 0.11480; half = 1.96 sqrt(0.0009 + 1.96^2 / 40000) / 1.03842
+    # = 1.96 * 0.031560 / 1.03842 = 0.059569: [0.05523, 0.17437].
     low, high = wilson_interval(10, 100)
     assert low == pytest.approx(0.05523, abs=2e-5) and high == pytest.approx(0.17437, abs=2e-5)
     # 0 errors: the interval starts at 0 and ends at z^2 / (n + z^2) = 3.8415 / 103.8415.
     low, high = wilson_interval(0, 100)
-    assert low == pytest.approx(0.0, abs=1e-12) and high == pytest.approx(3.8415 / 103.8415, abs=1e-5)
+    assert low == pytest.approx(0.0, abs=1e-12)
+    assert high == pytest.approx(3.8415 / 103.8415, abs=1e-5)
     assert all(math.isnan(x) for x in wilson_interval(0, 0))
 
 
@@ -81,7 +82,8 @@ def test_provenance_of_fixed_trees_and_of_methods_without_a_recorded_start():
     assert "Kept from its start: the fixed tree `label_tree`, drawn without a search" in fixed
     assert "no paper of its own" in fixed
     searched = card(Provenance("branching", final_tree=START), method="branching")
-    assert "Searched by `branching`; the method records no initial tree" in searched
+    assert ("Found by the search of `branching`, which records no start tree to compare "
+            "the result with.") in searched
     assert "https://arxiv.org/abs/1611.05377" in searched
 
 
