@@ -48,6 +48,8 @@ METHOD_PAPERS = {
 }
 FIXED_TREE_CITATION = ("a fixed tree, a baseline of this project (gnas-keras), no paper of "
                        "its own")
+# The checkout (or installed site) this module runs from.
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # z of a two-sided 95 % interval.
 Z95 = 1.959963984540054
 
@@ -181,20 +183,20 @@ def image_encoding(image_bytes: bytes) -> str:
 
 
 def project_version() -> Tuple[str, str]:
-    """(the installed package's version or "not installed", the git commit of the checkout
-    this module runs from or "not a git checkout"); a dirty checkout is marked."""
+    """(this code's version: ``gnas_keras.__version__``, else the installed distribution's,
+    else "unknown"; the git commit of the checkout this module runs from, a dirty one marked,
+    or "not a git checkout")."""
+    import gnas_keras
     from importlib import metadata
-    version = "not installed (run from a checkout)"
-    for dist in ("gnas-keras", "gnas_keras"):
+    version = getattr(gnas_keras, "__version__", "")
+    if not version:
         try:
-            version = metadata.version(dist)
-            break
+            version = metadata.version("gnas-keras")
         except metadata.PackageNotFoundError:
-            continue
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+            version = "unknown"
     try:
         commit = subprocess.run(
-            ["git", "-C", root, "describe", "--always", "--dirty", "--abbrev=12"],
+            ["git", "-C", _ROOT, "describe", "--always", "--dirty", "--abbrev=12"],
             capture_output=True, text=True, timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
@@ -202,15 +204,32 @@ def project_version() -> Tuple[str, str]:
 
 
 def project_licence() -> str:
-    """The first line of the project's licence file, or a sentence saying there is none."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    """The project's licence: the first line of its licence file, else the ``license`` of
+    its pyproject.toml (a checkout) or of the installed distribution, else a sentence saying
+    there is none."""
     for name in ("LICENSE", "LICENSE.md", "LICENSE.txt", "COPYING"):
-        path = os.path.join(root, name)
+        path = os.path.join(_ROOT, name)
         if os.path.exists(path):
             with open(path, encoding="utf-8", errors="replace") as f:
                 first = next((line.strip() for line in f if line.strip()), "")
             return f"{first} (the project's `{name}`)"
-    return ("no licence file in the project; ask its authors before redistributing the "
+    declared = ""
+    pyproject = os.path.join(_ROOT, "pyproject.toml")
+    if os.path.exists(pyproject):
+        import tomllib
+        with open(pyproject, "rb") as f:
+            declared = tomllib.load(f).get("project", {}).get("license", "")
+        declared = declared.get("text", "") if isinstance(declared, dict) else declared
+    else:
+        from importlib import metadata
+        try:
+            meta = metadata.metadata("gnas-keras")
+            declared = meta.get("License-Expression") or meta.get("License") or ""
+        except metadata.PackageNotFoundError:
+            pass
+    if declared:
+        return f"{declared} (as the project declares it)"
+    return ("no licence declared by the project; ask its authors before redistributing the "
             "model")
 
 
