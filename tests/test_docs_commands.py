@@ -22,13 +22,16 @@ A command no rule covers fails the test with its document and line.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import glob
 import importlib
+import inspect
 import json
 import os
 import re
 import shlex
+import subprocess
 import sys
 from typing import Callable, Dict, List, Optional, Set, Tuple
 
@@ -239,8 +242,61 @@ def saved_model_cli(walk: Walk, args: List[str], env: Dict[str, str]) -> str:
     return "ran"
 
 
+class _Parsed(Exception):
+    """Raised by `repository_module` right after an argparse parser read its arguments."""
+
+
+def repository_module(walk: Walk, name: str, args: List[str], env: Dict[str, str]) -> str:
+    """``python -m <module of this repository>`` (benchmarks, converters): its arguments
+    parsed by its own parser (absl flags defined at import, or the argparse parser its main
+    builds, stopped right after parsing), and the data folder it reads checked."""
+    if name.startswith("flags."):
+        return project_binary(walk, name[len("flags."):], args, env)
+    assert os.path.exists(os.path.join(ROOT, *name.split(".")) + ".py"), \
+        f"python -m {name}: no such module in the repository"
+    before = set(FLAGS)
+    with binary(name) as module:
+        if set(FLAGS) - before:
+            assert parse([name] + args)[1:] == [], "unexpected arguments"
+            read = {"data_dir": FLAGS["data_dir"].value} if "data_dir" in FLAGS else {}
+        else:
+            parsed, original, argv = {}, argparse.ArgumentParser.parse_args, sys.argv
+
+            def parse_and_stop(parser, arguments=None, namespace=None):
+                parsed["args"] = original(parser, arguments, namespace)
+                raise _Parsed
+
+            argparse.ArgumentParser.parse_args = parse_and_stop
+            sys.argv = [name] + args
+            try:
+                module.main(args) if inspect.signature(module.main).parameters else module.main()
+            except _Parsed:
+                pass
+            except SystemExit as err:
+                raise AssertionError(f"its parser refused the arguments (exit {err.code})")
+            finally:
+                argparse.ArgumentParser.parse_args, sys.argv = original, argv
+            assert "args" in parsed, f"python -m {name}: no argparse or absl flags found"
+            read = vars(parsed["args"])
+        for value in str(read.get("data_dir") or "").split(","):
+            walk.check_input(value, "--data_dir")
+    return "parsed"
+
+
+def script(walk: Walk, path: str, args: List[str]) -> str:
+    """A shell script of the repository: it exists and bash reads it without a syntax error."""
+    assert os.path.exists(os.path.join(ROOT, path)), f"{path}: no such script"
+    result = subprocess.run(["bash", "-n", os.path.join(ROOT, path)], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+    return "checked"
+
+
 def python_c(walk: Walk, args: List[str], env: Dict[str, str]) -> str:
-    """``python -c CODE``: run for real in the sandbox; the files it makes count as written."""
+    """``python -m MODULE ...``: `repository_module`; ``python -c CODE``: run for real in the
+    sandbox, the files it makes counting as written."""
+    if args[0] == "-m":
+        return repository_module(walk, args[1], args[2:], env)
     assert args[0] == "-c", f"python {args[0]}: not checked here"
     before = set(os.listdir(walk.sandbox))
     run_in(walk.sandbox, lambda: exec(args[1], {}))
@@ -318,8 +374,8 @@ def cover(walk: Walk, text: str, tokens: List[str]) -> str:
     program, args = os.path.basename(tokens[0]), tokens[1:]
     if program.startswith("gnas-"):
         return project_binary(walk, program[len("gnas-"):], args, env)
-    if program == "python" and args[:1] == ["-m"] and args[1].startswith("flags."):
-        return project_binary(walk, args[1][len("flags."):], args[2:], env)
+    if tokens[0].endswith(".sh"):
+        return script(walk, tokens[0], args)
     assert program in HANDLERS, f"no test covers the program {program!r}"
     return HANDLERS[program](walk, args, env)
 
@@ -385,6 +441,12 @@ def test_the_fixed_commands_of_issue_29_fail_as_they_were_written(tiny_run):
         cover(walk, "", ["saved_model_cli", "run", "--dir", "saved_models/synthetic_gnas/1",
                          "--tag_set", "serve", "--signature_def", "serving_default",
                          "--input_exprs", "image=np.full((1,32,32,3),128.0)"])
+    # A benchmark's flags are parsed by its own parser (argparse here, absl in others).
+    assert cover(walk, "", ["python", "-m", "benchmarks.label_tree",
+                            "--data_dir=data/synthetic"]) == "parsed"
+    with pytest.raises(AssertionError, match="refused the arguments"):
+        cover(walk, "", ["python", "-m", "benchmarks.label_tree", "--data_dirr=x"])
+    assert cover(walk, "", ["python", "-m", "benchmarks.train_step", "--space=tiny"]) == "parsed"
     with pytest.raises(AssertionError, match="no test covers the program 'rm'"):
         cover(walk, "rm -rf runs", ["rm", "-rf", "runs"])
 
