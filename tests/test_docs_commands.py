@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import glob
 import importlib
+import importlib.util
 import inspect
 import json
 import os
@@ -125,12 +126,19 @@ class Walk:
 
 
 @contextlib.contextmanager
-def binary(module_name: str):
-    """The binary's module, imported afresh so that its flags are defined on FLAGS; its flags
-    are removed again afterwards (two binaries define flags of the same name)."""
+def binary(module_name: str, path: str = ""):
+    """The binary's module (from `path` if given), imported afresh so that its flags are
+    defined on FLAGS; its flags are removed again afterwards (two binaries define flags of
+    the same name)."""
     before = set(FLAGS)
     sys.modules.pop(module_name, None)
-    module = importlib.import_module(module_name)
+    if path:
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(module_name)
     try:
         yield module
     finally:
@@ -246,16 +254,18 @@ class _Parsed(Exception):
     """Raised by `repository_module` right after an argparse parser read its arguments."""
 
 
-def repository_module(walk: Walk, name: str, args: List[str], env: Dict[str, str]) -> str:
-    """``python -m <module of this repository>`` (benchmarks, converters): its arguments
-    parsed by its own parser (absl flags defined at import, or the argparse parser its main
-    builds, stopped right after parsing), and the data folder it reads checked."""
+def repository_module(walk: Walk, name: str, args: List[str], env: Dict[str, str],
+                      path: str = "") -> str:
+    """``python -m <module of this repository>`` (benchmarks, converters) or ``python
+    <script of this repository>``: its arguments parsed by its own parser (absl flags
+    defined at import, or the argparse parser its main builds, stopped right after
+    parsing), and the data folder it reads checked."""
     if name.startswith("flags."):
         return project_binary(walk, name[len("flags."):], args, env)
-    assert os.path.exists(os.path.join(ROOT, *name.split(".")) + ".py"), \
-        f"python -m {name}: no such module in the repository"
+    path = path or os.path.join(*name.split(".")) + ".py"
+    assert os.path.exists(os.path.join(ROOT, path)), f"{path}: no such file in the repository"
     before = set(FLAGS)
-    with binary(name) as module:
+    with binary(name, os.path.join(ROOT, path)) as module:
         if set(FLAGS) - before:
             assert parse([name] + args)[1:] == [], "unexpected arguments"
             read = {"data_dir": FLAGS["data_dir"].value} if "data_dir" in FLAGS else {}
@@ -292,11 +302,31 @@ def script(walk: Walk, path: str, args: List[str]) -> str:
     return "checked"
 
 
+def apt_get(walk: Walk, args: List[str], env: Dict[str, str]) -> str:
+    """``apt-get install PACKAGE...``: every package is one the repository's code uses (its
+    name appears in a Python file outside tests/), not a stray install."""
+    assert args[0] == "install", f"apt-get {args[0]}: not checked here"
+    code = "\n".join(open(f, encoding="utf-8").read() for f in glob.glob(
+        os.path.join(ROOT, "**", "*.py"), recursive=True)
+        if "/." not in f and not f.startswith(os.path.join(ROOT, "tests")))
+    for package in (a for a in args[1:] if not a.startswith("-")):
+        assert re.search(rf"\b{re.escape(package)}\b", code), \
+            f"apt-get install {package}: no code of the repository uses it"
+    return "checked"
+
+
+def sudo(walk: Walk, args: List[str], env: Dict[str, str]) -> str:
+    return cover(walk, " ".join(args), list(args))
+
+
 def python_c(walk: Walk, args: List[str], env: Dict[str, str]) -> str:
     """``python -m MODULE ...``: `repository_module`; ``python -c CODE``: run for real in the
     sandbox, the files it makes counting as written."""
     if args[0] == "-m":
         return repository_module(walk, args[1], args[2:], env)
+    if args[0].endswith(".py"):
+        name = "docs_script_" + re.sub(r"\W", "_", args[0])
+        return repository_module(walk, name, args[1:], env, path=args[0])
     assert args[0] == "-c", f"python {args[0]}: not checked here"
     before = set(os.listdir(walk.sandbox))
     run_in(walk.sandbox, lambda: exec(args[1], {}))
@@ -357,7 +387,8 @@ def srun(walk: Walk, args: List[str], env: Dict[str, str]) -> str:
 
 HANDLERS = {"make": make, "saved_model_cli": saved_model_cli, "python": python_c,
             "tensorflow_model_server": model_server, "curl": curl,
-            "tensorboard": tensorboard, "pip": pip, "source": source, "srun": srun}
+            "tensorboard": tensorboard, "pip": pip, "source": source, "srun": srun,
+            "apt-get": apt_get, "sudo": sudo}
 
 
 def cover(walk: Walk, text: str, tokens: List[str]) -> str:
@@ -447,6 +478,12 @@ def test_the_fixed_commands_of_issue_29_fail_as_they_were_written(tiny_run):
     with pytest.raises(AssertionError, match="refused the arguments"):
         cover(walk, "", ["python", "-m", "benchmarks.label_tree", "--data_dirr=x"])
     assert cover(walk, "", ["python", "-m", "benchmarks.train_step", "--space=tiny"]) == "parsed"
+    # A script of the repository, by path, parsed the same way.
+    assert cover(walk, "", ["python", "benchmarks/label_tree.py",
+                            "--data_dir=data/synthetic"]) == "parsed"
+    assert cover(walk, "", ["sudo", "apt-get", "install", "-y", "git"]) == "checked"
+    with pytest.raises(AssertionError, match="no code of the repository uses it"):
+        cover(walk, "", ["apt-get", "install", "cowsay"])
     with pytest.raises(AssertionError, match="no test covers the program 'rm'"):
         cover(walk, "rm -rf runs", ["rm", "-rf", "runs"])
 
