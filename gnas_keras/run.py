@@ -42,7 +42,7 @@ import keras
 import tensorflow as tf
 
 from gnas_keras import draw, metrics
-from gnas_keras.model_card import Provenance, image_encoding, labelled_counts, model_card
+from gnas_keras.model_card import model_card
 from gnas_keras.architecture import Architecture, cost
 from gnas_keras.cost import layer_costs
 from gnas_keras.checkpoint import RunCheckpoint
@@ -59,6 +59,7 @@ from gnas_keras.space import SearchSpace, get_space, scientific
 from gnas_keras.training import (Loop, is_multi_worker, new_supernet, new_tree_network,
                                  train_and_test, train_from_scratch)
 from gnas_keras.tree import adjusted_rand_index
+from gnas_keras.model_card import Provenance, image_encoding, labelled_counts
 from gnas_keras.workdir import WorkdirLock, check_writable, move_aside
 from pipelines import records
 from pipelines.convert_errors import DatasetError
