@@ -10,7 +10,8 @@ JPEG quality 95), ethical considerations, caveats and recommendations. Face and 
 attributes get a section on bias and privacy: such labels are subjective, skewed by who is in
 the data, and the models can be misused for surveillance.
 
-Everything the card states comes from the run (`CardInputs`); `run.Run.export` gathers it.
+Everything the card states comes from the run (`CardInputs`); `run._Run.card_evidence`
+gathers what the report lacks.
 """
 
 from __future__ import annotations
@@ -74,6 +75,17 @@ class Provenance:
     initial_tree: Optional[List[List[int]]] = None
     final_tree: Optional[List[List[int]]] = None
     rounds: Optional[int] = None
+
+    @classmethod
+    def from_report(cls, method: str, fixed: bool, start: Optional[str], search_report: Dict,
+                    final_tree: List[List[int]]) -> "Provenance":
+        """From a method's report.json entries (GNAS: ``initial_tree``, ``rounds``) and the
+        exported tree's parents per layer."""
+        rounds = search_report.get("rounds")
+        return cls(method=method, fixed=fixed, start=start,
+                   initial_tree=search_report.get("initial_tree"),
+                   final_tree=[list(p) for p in final_tree],
+                   rounds=len(rounds) if rounds else None)
 
     def changed_parents(self) -> Optional[Tuple[int, int]]:
         """(parents that differ from the start, parents in all), or None without a start."""

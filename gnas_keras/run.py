@@ -475,13 +475,10 @@ class _Run:
                     serialized, {"image": tf.io.FixedLenFeature([], tf.string)})["image"]
                 encodings.add(image_encoding(image.numpy()))
         evidence["encoding"] = " and ".join(sorted(encodings))
-        report = self.state.search_report
-        evidence["provenance"] = Provenance(
-            method=self.config.method, fixed=self.method.fixed,
-            start=getattr(self.config.method_config(), "initial_tree", None),
-            initial_tree=report.get("initial_tree"),
-            final_tree=[list(p) for p in architecture.parents],
-            rounds=len(report["rounds"]) if report.get("rounds") else None)
+        evidence["provenance"] = Provenance.from_report(
+            self.config.method, self.method.fixed,
+            getattr(self.config.method_config(), "initial_tree", None),
+            self.state.search_report, architecture.parents)
         return evidence
 
     def decision_thresholds(self, model: AttributeModel) -> np.ndarray:

@@ -1,7 +1,9 @@
 """The model card (`gnas_keras.model_card`): Mitchell et al.'s sections, 95 % Wilson intervals
 checked against a hand computation, the JPEG / PNG note, and the tree's provenance stated
 exactly for a tree a search kept and one it changed. In-process, no search: the card's inputs
-are built by hand as `run.Run.card_evidence` gathers them from a run."""
+(a method's report.json entries, the exported tree, test counts) are built by hand as
+`run._Run.card_evidence` gathers them from a run; tests/test_docs_commands.py checks the card
+of a real tiny run."""
 
 import math
 
@@ -41,9 +43,15 @@ def test_wilson_interval_against_a_hand_computation():
     assert all(math.isnan(x) for x in wilson_interval(0, 0))
 
 
+def gnas_report(rounds: int) -> dict:
+    """A GNAS run's report.json entries as `gnas._search` writes them."""
+    return {"rounds": [{"round": r, "changed": 0} for r in range(rounds)],
+            "initial_tree": [list(p) for p in START]}
+
+
 def test_card_of_a_tree_the_search_kept_from_its_start():
-    text = card(Provenance("gnas", start="label_correlation", initial_tree=START,
-                           final_tree=[list(p) for p in START], rounds=3))
+    text = card(Provenance.from_report("gnas", False, "label_correlation", gnas_report(3),
+                                       tuple(tuple(p) for p in START)))
     assert text.startswith("# Model card: run")
     positions = [text.index(s) for s in SECTIONS]
     assert positions == sorted(positions)  # Mitchell et al.'s order
@@ -69,8 +77,7 @@ def test_card_of_a_tree_the_search_kept_from_its_start():
 def test_card_of_a_tree_the_search_changed():
     final = [list(p) for p in START]
     final[2] = [1, 1, 1, 1]  # two parents moved
-    text = card(Provenance("gnas", start="random", initial_tree=START, final_tree=final,
-                           rounds=5))
+    text = card(Provenance.from_report("gnas", False, "random", gnas_report(5), final))
     assert all(s in text for s in SECTIONS)
     assert ("Tree provenance: Searched by `gnas` and changed from its start: 2 of 12 parents "
             "differ from the `random` tree it started from in 5 round(s).") in text
@@ -78,10 +85,13 @@ def test_card_of_a_tree_the_search_changed():
 
 
 def test_provenance_of_fixed_trees_and_of_methods_without_a_recorded_start():
-    fixed = card(Provenance("label_tree", fixed=True), method="label_tree")
+    fixed = card(Provenance.from_report("label_tree", True, None, {}, START),
+                 method="label_tree")
     assert "Kept from its start: the fixed tree `label_tree`, drawn without a search" in fixed
     assert "no paper of its own" in fixed
-    searched = card(Provenance("branching", final_tree=START), method="branching")
+    searched = card(Provenance.from_report("branching", False, None,
+                                           {"widening_rounds": [{}]}, START),
+                    method="branching")
     assert ("Found by the search of `branching`, which records no start tree to compare "
             "the result with.") in searched
     assert "https://arxiv.org/abs/1611.05377" in searched
