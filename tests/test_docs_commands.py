@@ -43,7 +43,8 @@ from absl import flags
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
 SHELL_LANGUAGES = {"sh", "bash", "shell", "console", ""}
-# Paths a search, conversion or export writes, by binary and flag.
+# Paths a search, conversion or export writes, by binary and flag (any other binary:
+# --output_dir, if it has one).
 OUTPUT_FLAGS = {"flags.search": ("workdir",), "flags.study": ("workdir",),
                 "flags.convert": ("output_dir",), "flags.export": ("output_dir",)}
 INPUT_FLAGS = {"flags.search": ("data_dir",), "flags.study": ("data_dir",),
@@ -186,7 +187,8 @@ def project_binary(walk: Walk, name: str, args: List[str], env: Dict[str, str]) 
             config = re.sub(r"\$(\w+)", lambda m: LAUNCHER_VARIABLES[m.group(1)],
                             env["TF_CONFIG"])
             assert json.loads(config)["task"]["type"] in ("worker", "chief")
-        outputs = [getattr(FLAGS, f) for f in OUTPUT_FLAGS.get(module_name, ())]
+        outputs = [FLAGS[f].value for f in OUTPUT_FLAGS.get(module_name, ("output_dir",))
+                   if f in FLAGS]  # another binary (a data generator): its --output_dir
         if name == "convert":
             walk.dataset_names[os.path.normpath(FLAGS.output_dir)] = FLAGS.name or FLAGS.dataset
         if name == "search":
