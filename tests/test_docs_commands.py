@@ -126,11 +126,23 @@ class Walk:
                              "earlier command")
 
 
+# Flags of these modules are set aside while a binary's are defined: two binaries define
+# flags of the same name, and other test files import binaries at collection.
+PROJECT_FLAG_MODULES = ("flags", "gnas_keras", "benchmarks", "pipelines", "docs_script_",
+                        "tensorflow.python.tools.saved_model_cli")
+
+
 @contextlib.contextmanager
 def binary(module_name: str, path: str = ""):
-    """The binary's module (from `path` if given), imported afresh so that its flags are
-    defined on FLAGS; its flags are removed again afterwards (two binaries define flags of
-    the same name)."""
+    """The binary's module (from `path` if given), imported afresh so that its flags, and
+    only its, are defined on FLAGS; afterwards its flags are removed and the flags set aside
+    (every other binary's, with their values) are put back."""
+    hidden = {}
+    for name in list(FLAGS):
+        module = FLAGS.find_module_defining_flag(name) or ""
+        if module.startswith(PROJECT_FLAG_MODULES):
+            hidden[name] = (FLAGS[name], module)
+            delattr(FLAGS, name)
     before = set(FLAGS)
     sys.modules.pop(module_name, None)
     if path:
@@ -147,6 +159,9 @@ def binary(module_name: str, path: str = ""):
         for name in set(FLAGS) - before:
             delattr(FLAGS, name)
         sys.modules.pop(module_name, None)
+        for name, (flag, module) in hidden.items():
+            FLAGS[name] = flag
+            FLAGS.register_flag_by_module(module, flag)
         FLAGS.mark_as_parsed()
 
 
