@@ -10,8 +10,9 @@ shlex (continuations joined, comments dropped, ``VAR=value`` prefixes kept aside
   binary validates its config (`RunConfig.validate`) without running; the paths they read
   must exist in the checkout or have been written by an earlier command (a user's own
   download, ``~/...``, ``$VAR/...`` or an absolute path, is the user's to give);
-- the cheap ones, those reading what ``make search`` writes, run for real on one tiny
-  finished run (a module fixture: `gnas_keras.run.run` on the small synthetic set, written
+- the cheap ones run for real: the conversions of the README's layouts (CelebA, own folder)
+  on the fixtures of tests/fixtures_datasets.py, and those reading what ``make search``
+  writes on one tiny finished run (a module fixture: `gnas_keras.run.run` on the small synthetic set, written
   where ``make search`` writes: ``runs/synthetic_gnas_plus``, ``saved_models/synthetic_gnas``);
   the ``saved_model_cli`` commands run with their own flags against that export;
 - the rest (TF Serving, curl, tensorboard, cluster launchers, pip, make test) are checked
@@ -108,7 +109,8 @@ class Walk:
         self.written: Set[str] = set()
         self.dataset_names: Dict[str, str] = {}  # converted folder -> dataset name
         self.server: Optional[Dict[str, str]] = None  # the last model server's flags
-        self.ran: List[str] = []
+        self.ran: List[str] = []  # the folders real conversions wrote
+        self.fixtures: Dict[str, Dict[str, str]] = {}  # fixture root -> flags pointing at it
 
     def write(self, path: str) -> None:
         self.written.add(os.path.normpath(path))
@@ -216,6 +218,8 @@ def project_binary(walk: Walk, name: str, args: List[str], env: Dict[str, str]) 
         for path in outputs:
             if path:
                 walk.write(path)
+        if name == "convert" and FLAGS.dataset in FIXTURE_LAYOUTS:
+            return convert_fixture(walk, module, args, FLAGS.dataset)
         cheap = name in ("evaluate", "export") and any(
             a.split("=", 1)[-1].startswith((TINY_WORKDIR, TINY_EXPORT)) for a in args)
         if cheap:
@@ -223,6 +227,42 @@ def project_binary(walk: Walk, name: str, args: List[str], env: Dict[str, str]) 
             run_in(walk.sandbox, lambda: module.main([name]))
             return "ran"
     return "parsed"
+
+
+def _fixture_celeba(root: str) -> Dict[str, str]:
+    from tests.fixtures_datasets import make_celeba
+    make_celeba(root)
+    return {"source_dir": root}
+
+
+def _fixture_folder(root: str) -> Dict[str, str]:
+    from tests.fixtures_datasets import make_folder
+    splits = ["train"] * 6 + ["validation", "validation", "test", "test"]
+    rows = [f"p{i}.jpg,{i % 2},{(i // 2) % 2},{int(i % 3 == 0)},{split}"
+            for i, split in enumerate(splits)]
+    labels = make_folder(root, rows, header="image,Smiling,Eyeglasses,Hat,split")
+    return {"source_dir": os.path.join(root, "images"), "labels": labels}
+
+
+# Layouts whose conversion runs for real, on a fixture of tests/fixtures_datasets.py in the
+# command's place (the README's walk-through and own data); the others parse only.
+FIXTURE_LAYOUTS = {"celeba": _fixture_celeba, "folder": _fixture_folder}
+
+
+def convert_fixture(walk: Walk, module, args: List[str], dataset: str) -> str:
+    """The conversion, run with its own flags on a fixture of its layout: --source_dir (and
+    --labels) point at the fixture, --output_dir into the sandbox."""
+    root = os.path.join(walk.sandbox, "fixtures", dataset)
+    if root not in walk.fixtures:
+        walk.fixtures[root] = FIXTURE_LAYOUTS[dataset](root)
+    swap = dict(walk.fixtures[root])
+    swap["output_dir"] = os.path.join(walk.sandbox, "converted", f"{len(walk.ran)}")
+    walk.ran.append(swap["output_dir"])
+    argv = [a for a in args if a.lstrip("-").split("=")[0] not in swap]
+    parse(["convert"] + argv + [f"--{k}={v}" for k, v in swap.items()])
+    run_in(walk.sandbox, lambda: module.main(["convert"]))
+    assert os.path.exists(os.path.join(swap["output_dir"], "metadata.json"))
+    return "ran"
 
 
 def make(walk: Walk, args: List[str], env: Dict[str, str]) -> str:
@@ -474,6 +514,8 @@ def test_every_fenced_shell_command_is_covered(tiny_run):
     # The README's quick-start commands on make search's outputs ran for real.
     assert "ran" in {v for k, v in how.items() if "gnas-evaluate --workdir=runs/synth" in k}
     assert "ran" in {v for k, v in how.items() if "gnas-export --saved_model=saved_models/s" in k}
+    assert "ran" in {v for k, v in how.items() if "gnas-convert --dataset=celeba" in k}
+    assert "ran" in {v for k, v in how.items() if "gnas-convert --dataset=folder" in k}
     assert os.path.exists(os.path.join(sandbox, TINY_WORKDIR, "evaluation.md"))
     assert len(how) >= 40
 
