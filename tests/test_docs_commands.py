@@ -12,9 +12,10 @@ shlex (continuations joined, comments dropped, ``VAR=value`` prefixes kept aside
   download, ``~/...``, ``$VAR/...`` or an absolute path, is the user's to give);
 - the cheap ones run for real: the conversions of the README's layouts (CelebA, own folder)
   on the fixtures of tests/fixtures_datasets.py, and those reading what ``make search``
-  writes on one tiny finished run (a module fixture: `gnas_keras.run.run` on the small synthetic set, written
-  where ``make search`` writes: ``runs/synthetic_gnas_plus``, ``saved_models/synthetic_gnas``);
-  the ``saved_model_cli`` commands run with their own flags against that export;
+  writes on one tiny finished run (a module fixture: `gnas_keras.run.run` on the small
+  synthetic set, written where ``make search`` writes: ``runs/synthetic_gnas_plus``,
+  ``saved_models/synthetic_gnas``); the ``saved_model_cli`` commands run with their own
+  flags against that export;
 - the rest (TF Serving, curl, tensorboard, cluster launchers, pip, make test) are checked
   for what they name: the flags they take, the files and model names they refer to.
 
