@@ -22,7 +22,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 import tensorflow as tf
 
-from pipelines import records
+from gnas_keras_pipelines import records
 
 
 @dataclasses.dataclass(frozen=True)

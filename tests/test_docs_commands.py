@@ -299,7 +299,7 @@ def saved_model_cli(walk: Walk, args: List[str], env: Dict[str, str]) -> str:
             swapped = rest[:i] + [f"--dir={export}"] + rest[i + 2:]
         sandbox = os.path.join(walk.sandbox, "saved_model_cli")
         os.makedirs(sandbox, exist_ok=True)
-        from gnas_keras import export as export_lib
+        from gnas_keras.export import saved_model as export_lib
         height, width = export_lib.image_size(export)
         np.save(os.path.join(sandbox, "image.npy"), np.full((1, height, width, 3), 128.0,
                                                             np.float32))

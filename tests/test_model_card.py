@@ -1,4 +1,4 @@
-"""The model card (`gnas_keras.model_card`): Mitchell et al.'s sections, 95 % Wilson intervals
+"""The model card (`gnas_keras.export.model_card`): Mitchell et al.'s sections, 95 % Wilson intervals
 checked against a hand computation, the JPEG / PNG note, and the tree's provenance stated
 exactly for a tree a search kept and one it changed. In-process, no search: the card's inputs
 (a method's report.json entries, the exported tree, test counts) are built by hand as
@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from gnas_keras.model_card import (Provenance, image_encoding, labelled_counts, model_card,
+from gnas_keras.export.model_card import (Provenance, image_encoding, labelled_counts, model_card,
                                    wilson_interval)
 
 SECTIONS = ("## Model details", "## Intended use", "## Factors", "## Metrics",
