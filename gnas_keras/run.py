@@ -62,6 +62,7 @@ from gnas_keras.space.search_space import SearchSpace, get_space, scientific
 from gnas_keras.training.loop import (Loop, is_multi_worker, new_supernet, new_tree_network,
                                  train_and_test, train_from_scratch)
 from gnas_keras.space.tree import adjusted_rand_index
+from gnas_keras.export.model_card import Provenance, image_encoding, labelled_counts
 from gnas_keras.workdir import WorkdirLock, check_writable, move_aside
 from gnas_keras_pipelines import records
 from gnas_keras_pipelines.convert_errors import DatasetError
@@ -85,12 +86,16 @@ MAX_ROLLBACKS = 3
 
 
 def save_predictions(path: str, probabilities: np.ndarray, labels: np.ndarray,
-                     attribute_names: List[str]) -> None:
+                     attribute_names: List[str],
+                     jpeg95_probabilities: Optional[np.ndarray] = None) -> None:
     """Test-set probabilities [examples, N], labels [examples, N] and attribute names, for
-    metrics beyond the error (AUC, balanced accuracy); written atomically."""
+    metrics beyond the error (AUC, balanced accuracy), and the probabilities of the same
+    test images re-encoded as JPEG quality 95 (the model card); written atomically."""
     tmp = path + ".tmp.npz"
+    extra = {} if jpeg95_probabilities is None else {
+        "jpeg95_probabilities": jpeg95_probabilities}
     np.savez(tmp, probabilities=probabilities, labels=labels,
-             attribute_names=np.asarray(attribute_names))
+             attribute_names=np.asarray(attribute_names), **extra)
     os.replace(tmp, path)
 
 
@@ -359,8 +364,9 @@ class _Run:
         test, loop = train_and_test(model, self.data, self.config.finetune_steps, self.config,
                                     self.out, "fine-tune", state.finetune_done, checkpoint)
         probabilities, labels = loop.predict(self.data.test_whole)
+        jpeg95, _ = loop.predict(self.data.test_whole_jpeg95)
         save_predictions(os.path.join(self.config.workdir, PREDICTIONS_FILE), probabilities,
-                         labels, names)
+                         labels, names, jpeg95)
         state.phase, state.test = Phase.COMPARE, test.to_dict()
         state.comparisons, state.finetune_done = {}, self.config.finetune_steps
         self.save(_objects(model))
@@ -416,7 +422,8 @@ class _Run:
                     test_balanced_accuracy=test_metrics.get("test_balanced_accuracy"),
                     thresholds=dict(zip(meta.attribute_names, map(float, thresholds))),
                     parameters=size.parameters, macs_per_image=size.macs_per_image,
-                    parts=[p["name"] for p in meta.extra.get("combined", [])])
+                    parts=[p["name"] for p in meta.extra.get("combined", [])],
+                    **self.card_evidence(architecture))
                 picture = draw.to_png(draw.layout(architecture, meta.attribute_names, name))
                 export_path = export_saved_model(
                     model, architecture, meta.attribute_names, config.export_dir, name,
@@ -462,6 +469,34 @@ class _Run:
             "search_seconds": state.search_seconds}, state.run_id)
         state.phase = Phase.DONE
         self.save()
+
+    def card_evidence(self, architecture: Architecture) -> Dict:
+        """The model card's inputs beyond the report: labelled test examples per attribute
+        and the mean test error of the JPEG-95 re-encoded test images (from the saved test
+        predictions), the training images' encoding (the first training record of each
+        dataset), and the tree's provenance (the method's recorded start against the
+        exported tree)."""
+        evidence: Dict[str, Any] = {}
+        path = os.path.join(self.config.workdir, PREDICTIONS_FILE)
+        if os.path.exists(path):
+            with np.load(path) as saved:
+                labels = saved["labels"]
+                evidence["test_counts"] = labelled_counts(labels, self.meta.attribute_names)
+                if "jpeg95_probabilities" in saved:
+                    errors = metrics.attribute_errors(saved["jpeg95_probabilities"], labels)
+                    evidence["jpeg95_mean_error"] = float(np.nanmean(errors))
+        encodings = set()
+        for data_dir in self.config.data_dirs:
+            for serialized in tf.data.TFRecordDataset(shard_files(data_dir, "train")[:1]).take(1):
+                image = tf.io.parse_single_example(
+                    serialized, {"image": tf.io.FixedLenFeature([], tf.string)})["image"]
+                encodings.add(image_encoding(image.numpy()))
+        evidence["encoding"] = " and ".join(sorted(encodings))
+        evidence["provenance"] = Provenance.from_report(
+            self.config.method, self.method.fixed,
+            getattr(self.config.method_config(), "initial_tree", None),
+            self.state.search_report, architecture.parents)
+        return evidence
 
     def decision_thresholds(self, model: AttributeModel) -> np.ndarray:
         """Per attribute, the probability above which the export says "present": the one

@@ -130,11 +130,15 @@ def _default_preprocessing(dataset: Union[str, records.Metadata]) -> Preprocessi
 
 
 def _decode(serialized, num_attributes: int, prep: Preprocessing, before: int = 0,
-            after: int = 0):
+            after: int = 0, jpeg_quality: int = 0):
     """Parses and resizes one record. Labels get `before` and `after` unknowns (-1) around
-    them: the attributes of the other datasets of a combination."""
+    them: the attributes of the other datasets of a combination. `jpeg_quality` > 0
+    re-encodes the decoded image as JPEG of that quality first (the model card's test of
+    inputs encoded unlike the training data)."""
     parsed = tf.io.parse_single_example(serialized, records.feature_spec(num_attributes))
     image = records.decode_image(parsed["image"])
+    if jpeg_quality:
+        image = tf.io.decode_jpeg(tf.io.encode_jpeg(image, quality=jpeg_quality), channels=3)
     image = tf.image.resize(tf.cast(image, tf.float32), [prep.height, prep.width])
     labels = tf.cast(parsed["attributes"], tf.int32)
     if before or after:
@@ -209,7 +213,7 @@ def _sources(data_dir: Union[str, Sequence[str]], split: str,
 def make_dataset(data_dir: Union[str, Sequence[str]], split: str, batch_size: int,
                  training: bool, prep: Preprocessing, seed: int = 0,
                  shuffle_buffer: int = 4096, shuffled_evaluation: bool = False,
-                 shard: Tuple[int, int] = (1, 0)) -> tf.data.Dataset:
+                 shard: Tuple[int, int] = (1, 0), jpeg_quality: int = 0) -> tf.data.Dataset:
     """Batches of ``(images, labels)`` from a converted dataset, or from several read as one.
 
     Training datasets repeat forever, shuffle, augment and drop the last partial batch; their
@@ -230,6 +234,7 @@ def make_dataset(data_dir: Union[str, Sequence[str]], split: str, batch_size: in
     ``shard=(W, k)``: worker k of a multi-worker run reads only files k, k + W, ... of the
     split (sharding by file, done here rather than by tf.data's auto-sharding, which refuses
     the augmentation's second source, ``Dataset.random``; auto-sharding is switched off).
+    ``jpeg_quality`` > 0: every image re-encoded as JPEG of that quality before resizing.
     """
     workers, _ = shard
     sources = _sources(data_dir, split, shard)
@@ -237,7 +242,8 @@ def make_dataset(data_dir: Union[str, Sequence[str]], split: str, batch_size: in
 
     def decoded(source: _Source, stream: tf.data.Dataset) -> tf.data.Dataset:
         return stream.map(lambda s: _decode(s, source.num_attributes, prep, source.before,
-                                            source.after), num_parallel_calls=auto)
+                                            source.after, jpeg_quality),
+                          num_parallel_calls=auto)
 
     def endless(source: _Source, i: int) -> tf.data.Dataset:
         # Source 0 uses `seed` itself: a single dataset reads exactly as it always did.

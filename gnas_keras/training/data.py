@@ -117,5 +117,11 @@ class Data:
         return self._make("test", False, shard=(1, 0))
 
     @property
+    def test_whole_jpeg95(self) -> tf.data.Dataset:
+        """`test_whole` with every image re-encoded as JPEG quality 95 (the model card's
+        encoding check: how much compression the training images lacked costs)."""
+        return self._make("test", False, shard=(1, 0), jpeg_quality=95)
+
+    @property
     def image_shape(self):
         return data_input.input_shape(self.prep)
