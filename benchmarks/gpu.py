@@ -3,7 +3,7 @@ cost of the paper's CelebA search. Run through ``benchmarks/gpu.sh``, or:
 
     PYTHONPATH=. python -m benchmarks.gpu                                  # float32
     PYTHONPATH=. python -m benchmarks.gpu --mixed_precision --grouped_conv  # GPU settings
-    PYTHONPATH=. python -m benchmarks.gpu --presets=tiny --height=32 --width=32 --steps=3
+    PYTHONPATH=. python -m benchmarks.gpu --presets=tiny --crop_height=32 --crop_width=32 --steps=3
 
 Per preset (full tree, N attributes, HxW, one in-memory batch repeated), images/s of
 - the supernet train step (`Supernet.train_function`, what the search runs),
@@ -101,13 +101,13 @@ def measure(preset: str, n: int, shape) -> dict:
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # the SavedModel writer's INFO lines
-    n, shape = FLAGS.num_attributes, (FLAGS.height, FLAGS.width, 3)
+    n, shape = FLAGS.num_attributes, (FLAGS.crop_height, FLAGS.crop_width, 3)
     gpus = tf.config.list_physical_devices("GPU")
     device = ", ".join(tf.config.experimental.get_device_details(g).get("device_name", g.name)
                        for g in gpus) or "no GPU (CPU only)"
     print(f"device: {device}")
     print(f"machine: {timing.machine()}")
-    print(f"{n} attributes, {FLAGS.height}x{FLAGS.width}, train batch {FLAGS.batch_size}, "
+    print(f"{n} attributes, {FLAGS.crop_height}x{FLAGS.crop_width}, train batch {FLAGS.batch_size}, "
           f"serve batch {FLAGS.serve_batch}, mixed_precision={FLAGS.mixed_precision}, "
           f"grouped_conv={FLAGS.grouped_conv}, jit_compile(tree)={FLAGS.jit_compile}")
     print(f"{'preset':14s} {'supernet img/s':>15s} {'tree img/s':>11s} {'savedmodel img/s':>17s}"

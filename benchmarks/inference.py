@@ -80,7 +80,7 @@ def graph_ops(model, spec: tf.TensorSpec) -> int:
 def main(argv):
     del argv
     space, n = get_space(FLAGS.space), FLAGS.num_attributes
-    shape = (FLAGS.height, FLAGS.width, 3)
+    shape = (FLAGS.crop_height, FLAGS.crop_width, 3)
     names = [f"attr{i:02d}" for i in range(n)]
     import keras
     routing = full_tree(space, n)
@@ -150,7 +150,7 @@ def main(argv):
             variants["litert" + suffix] = batches(lambda runner=runner: runner(image=images))
 
     print(f"machine: {timing.machine()}")
-    print(f"{FLAGS.space}, {n} attributes, {FLAGS.height}x{FLAGS.width}, batch "
+    print(f"{FLAGS.space}, {n} attributes, {FLAGS.crop_height}x{FLAGS.crop_width}, batch "
           f"{FLAGS.batch_size}, {FLAGS.calls} batches per sample")
     samples = timing.interleaved(variants, FLAGS.repeats)
     medians = timing.report("inference, per batch", samples, unit=1e3 / FLAGS.calls,

@@ -59,7 +59,7 @@ def write_celeba_like(path: str, num_images: int, num_attributes: int, height: i
 def main(argv):
     del argv
     n = FLAGS.num_attributes
-    prep = preprocessing_for("celeba", FLAGS.height, FLAGS.width)
+    prep = preprocessing_for("celeba", FLAGS.crop_height, FLAGS.crop_width)
     shape = (prep.crop_height, prep.crop_width, 3)
     data_dir = os.path.join(tempfile.mkdtemp(prefix="gnas-bench-"), "celeba")
     write_celeba_like(data_dir, FLAGS.images, n, prep.height, prep.width)

@@ -14,11 +14,13 @@ from typing import Callable, Dict, List, Optional
 
 from absl import flags
 
-# The model every benchmark measures (defaults: Table 2's shallow_thin on CelebA crops).
-flags.DEFINE_string("space", "shallow_thin", "Search space preset.")
-flags.DEFINE_integer("num_attributes", 40, "N.")
-flags.DEFINE_integer("height", 192, "Image height (pixels).")
-flags.DEFINE_integer("width", 168, "Image width (pixels).")
+from gnas_keras.config import RunConfig
+from gnas_keras.space.search_space import PRESETS
+from gnas_keras_flags import dataclass_flags
+
+# The model every benchmark measures: --space, --num_attributes, --crop_height, --crop_width,
+# the search's own settings (defaults: Table 2's shallow_thin on CelebA's crop).
+dataclass_flags.define_model_input(RunConfig(), "gnas_keras.config", PRESETS)
 
 
 def interleaved(variants: Dict[str, Callable[[], object]], repeats: int, warmup: int = 1,

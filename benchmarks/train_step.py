@@ -1,7 +1,7 @@
 r"""Supernet train step, per-block vs grouped, against a static Keras model of the same tree.
 
     PYTHONPATH=. .venv/bin/python -m benchmarks.train_step          # shallow_thin, 192x168
-    PYTHONPATH=. .venv/bin/python -m benchmarks.train_step --space=tiny --height=32 --width=32
+    PYTHONPATH=. .venv/bin/python -m benchmarks.train_step --space=tiny --crop_height=32 --crop_width=32
 
 Variants, measured in one process, interleaved (A B C A B C ...), on the full tree (every
 block live, `gnas_keras.space.cost.full_tree`) and one repeated in-memory batch:
@@ -110,7 +110,7 @@ def models(space_name: str, num_attributes: int, shape, mixed_precision: bool):
 
 def main(argv):
     del argv
-    n, shape, batch = FLAGS.num_attributes, (FLAGS.height, FLAGS.width, 3), FLAGS.batch_size
+    n, shape, batch = FLAGS.num_attributes, (FLAGS.crop_height, FLAGS.crop_width, 3), FLAGS.batch_size
     data = random_batch(batch, shape, n)
     built, architecture = models(FLAGS.space, n, shape, FLAGS.mixed_precision)
     ops, variants = {}, {}
@@ -127,14 +127,14 @@ def main(argv):
         variants[name] = run
 
     print(f"machine: {timing.machine()}")
-    print(f"{FLAGS.space}, {n} attributes, {FLAGS.height}x{FLAGS.width}, batch {batch}, "
+    print(f"{FLAGS.space}, {n} attributes, {FLAGS.crop_height}x{FLAGS.crop_width}, batch {batch}, "
           f"{FLAGS.steps} steps per sample"
           + (", mixed precision" if FLAGS.mixed_precision else ""))
     rate = matmul_rate()
     samples = timing.interleaved(variants, FLAGS.repeats)
     medians = timing.report("train step, per sample", samples, unit=1e3 / FLAGS.steps,
                             unit_name="ms/step")
-    flops = 3 * 2 * cost(architecture, FLAGS.height, FLAGS.width).macs_per_image * batch
+    flops = 3 * 2 * cost(architecture, FLAGS.crop_height, FLAGS.crop_width).macs_per_image * batch
     print(f"matmul rate (2048^2 float32): {rate / 1e9:.1f} GFLOP/s; train step "
           f"{flops / 1e9:.1f} GFLOP")
     for name, seconds in medians.items():

@@ -61,22 +61,27 @@ def _value(name: str, tp) -> Any:
 
 
 def define(config, module: str, skip: Iterable[str] = (),
-           choices: Optional[Dict[str, Iterable[str]]] = None) -> None:
+           choices: Optional[Dict[str, Iterable[str]]] = None,
+           only: Optional[Iterable[str]] = None) -> None:
     """Defines a flag for every field of the dataclass instance `config` (nested dataclass
     fields flattened, listed as ``<module>.<field>``; a dict of dataclasses, like
     `RunConfig.methods`, one group per key, listed under the section's module)
-    except those named in `skip`. `choices` makes string fields enums whose values live
-    elsewhere (datasets, spaces, methods)."""
+    except those named in `skip`, or, with `only`, just the fields named there. `choices`
+    makes string fields enums whose values live elsewhere (datasets, spaces, methods)."""
     skip, choices = set(skip), choices or {}
+    only = None if only is None else set(only)
     for field in dataclasses.fields(config):
         if field.name in skip:
             continue
         value = getattr(config, field.name)
         if dataclasses.is_dataclass(value):
-            define(value, f"{module}.{field.name}", skip, choices)
+            define(value, f"{module}.{field.name}", skip, choices, only)
         elif isinstance(value, dict):
             for key, section in value.items():
-                define(section, f"{type(section).__module__} (--method={key})", skip, choices)
+                define(section, f"{type(section).__module__} (--method={key})", skip, choices,
+                       only)
+        elif only is not None and field.name not in only:
+            continue
         else:
             _define(field.name, _type(type(config), field), value,
                     field.metadata.get("help", ""),
@@ -103,3 +108,18 @@ def build(cls, skip: Iterable[str] = (), **fixed):
             else:
                 kwargs[field.name] = _value(field.name, _type(cls, field))
     return cls(**kwargs)
+
+
+# The model a binary describes or times without data (`flags.describe`, the benchmarks): these
+# RunConfig settings, with the paper's Table 2 model on CelebA's crop as those binaries'
+# defaults (a search takes the attribute count and crop from its data instead).
+MODEL_INPUT = {"space": "shallow_thin", "num_attributes": 40, "crop_height": 192,
+               "crop_width": 168}
+
+
+def define_model_input(config, module: str, spaces: Iterable[str]) -> None:
+    """Defines `MODEL_INPUT`'s flags from `config`'s fields (help text and type from there),
+    with `MODEL_INPUT`'s defaults."""
+    define(config, module, choices={"space": sorted(spaces)}, only=MODEL_INPUT)
+    for name, default in MODEL_INPUT.items():
+        FLAGS.set_default(name, default)

@@ -1,7 +1,7 @@
 r"""What a search space costs, as JSON, before any data or GPU is involved.
 
     python -m flags.describe --space=shallow_thin --num_attributes=40 \
-        --image_height=192 --image_width=168
+        --crop_height=192 --crop_width=168
 
 Prints `gnas_keras.space.cost.Cost` as JSON: the exported full tree's parameters (BN folded), the
 supernet's trainable parameters, multiply-accumulates per image, the number of possible trees
@@ -18,22 +18,25 @@ from gnas_keras_flags import common  # first: one-line errors, quiet start-up
 
 from absl import flags
 
+from gnas_keras_flags import dataclass_flags
+from gnas_keras.config import RunConfig
 from gnas_keras.space import cost
 from gnas_keras.space.search_space import PRESETS, get_space
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("space", "shallow_thin", sorted(PRESETS), "Search space preset.")
-flags.DEFINE_integer("num_attributes", 40,
-                     "N: attributes (CelebA and LFWA 40; Market-1501 30 as converted here).")
-flags.DEFINE_integer("image_height", 192, "Model input height in pixels (the crop).")
-flags.DEFINE_integer("image_width", 168, "Model input width in pixels (the crop).")
+# --space, --num_attributes, --crop_height, --crop_width: the search's own settings.
+dataclass_flags.define_model_input(RunConfig(), "gnas_keras.config", PRESETS)
 flags.DEFINE_bool("layers", True, "Include the per-layer breakdown.")
 
 
 def main(argv):
     del argv
-    result = cost.describe(get_space(FLAGS.space), FLAGS.num_attributes, FLAGS.image_height,
-                           FLAGS.image_width).to_dict()
+    for name in ("num_attributes", "crop_height", "crop_width"):
+        if getattr(FLAGS, name) <= 0:
+            raise ValueError(f"{name}: must be > 0 here (no dataset to take it from), got "
+                             f"{getattr(FLAGS, name)}")
+    result = cost.describe(get_space(FLAGS.space), FLAGS.num_attributes, FLAGS.crop_height,
+                           FLAGS.crop_width).to_dict()
     if not FLAGS.layers:
         del result["layers"]
     print(json.dumps(result, indent=1))

@@ -127,7 +127,7 @@ print("tensorflow imported:", "tensorflow" in sys.modules, file=sys.stderr)
 def test_describe_binary_prints_json():
     result = subprocess.run(
         [sys.executable, "-c", DESCRIBE_WITHOUT_TENSORFLOW, "--space=deep_wide",
-         "--num_attributes=40", "--image_height=192", "--image_width=168", "--nolayers"],
+         "--num_attributes=40", "--crop_height=192", "--crop_width=168", "--nolayers"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
         env={**os.environ, "PYTHONPATH": ROOT})
     assert result.returncode == 0, result.stderr
@@ -142,7 +142,7 @@ def test_describe_binary_prints_json():
 
 
 def test_describe_binary_errors_are_one_line():
-    result = _run("flags.describe", "--image_height=16")
+    result = _run("flags.describe", "--crop_height=16")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "describe: error: space shallow_thin: image 16x168 is too small: conv5 gets 1x10 and "
