@@ -57,6 +57,7 @@ from gnas_keras.io import write_json_atomic, write_text_atomic
 from gnas_keras.methods import Method, get_method
 from gnas_keras.methods.base import SearchContext, SearchLogger, SearchResult
 from gnas_keras.models.base import AttributeModel, parameter_count
+from gnas_keras.reporting.run_report import RunReport, TreeSummary
 from gnas_keras.reporting.reporter import SearchReporter, terminal, write_hparams
 from gnas_keras.space.search_space import SearchSpace, get_space, scientific
 from gnas_keras.training.loop import (Loop, is_multi_worker, new_supernet, new_tree_network,
@@ -133,7 +134,7 @@ def worker_scratch(config: RunConfig, scratch: str) -> RunConfig:
     return dataclasses.replace(config, workdir=scratch, export_dir="")
 
 
-def tree_summary(architecture: Architecture, meta: records.Metadata) -> Dict:
+def tree_summary(architecture: Architecture, meta: records.Metadata) -> TreeSummary:
     """Attribute groups at every layer below the per-attribute heads, and the ARI to the
     planted groups (at the architecture's group layer and at every such layer) if any."""
     names, head = meta.attribute_names, architecture.head_layer
@@ -142,14 +143,13 @@ def tree_summary(architecture: Architecture, meta: records.Metadata) -> Dict:
         labels = architecture.grouping(l)
         groups[architecture.layer_names[l]] = [
             [names[n] for n in range(len(names)) if labels[n] == b] for b in sorted(set(labels))]
-    summary: Dict = {"groups": groups}
     planted = planted_groups(meta)
-    if planted:
-        summary["ari_layer"] = architecture.group_layer
-        summary["ari"] = adjusted_rand_index(architecture.grouping(), planted)
-        summary["ari_by_layer"] = {architecture.layer_names[k]: adjusted_rand_index(
-            architecture.grouping(k), planted) for k in range(1, head)}
-    return summary
+    if not planted:
+        return TreeSummary(groups)
+    return TreeSummary(groups, adjusted_rand_index(architecture.grouping(), planted),
+                       architecture.group_layer,
+                       {architecture.layer_names[k]: adjusted_rand_index(
+                           architecture.grouping(k), planted) for k in range(1, head)})
 
 
 def error_report(evaluation: Evaluation, names: List[str]) -> Dict:
@@ -389,7 +389,8 @@ class _Run:
             state.comparisons[name] = {
                 "mean_test_error": evaluation.mean_error,
                 "parameters": cost(tree, h, w).parameters,
-                "tree": [list(p) for p in tree.parents], **tree_summary(tree, self.meta)}
+                "tree": [list(p) for p in tree.parents],
+                **tree_summary(tree, self.meta).to_dict()}
             self.save()
         state.phase = Phase.EXPORT
         self.save()
@@ -436,31 +437,24 @@ class _Run:
                     fused=config.export_fused)
             state.export_path = export_path
             self.save()
-        state.report = {
-            "method": config.method, "dataset": meta.name, "data_dir": config.data_dir,
-            "search_space": self.space.to_dict(), "num_attributes": meta.num_attributes,
-            "attribute_names": meta.attribute_names,
-            "tree": [list(p) for p in architecture.parents],
-            "architecture": architecture.to_dict(),
-            "tree_text": architecture.render(meta.attribute_names),
-            **tree_summary(architecture, meta),
-            **error_report(test, meta.attribute_names),
-            "parameters": size.parameters, "macs_per_image": size.macs_per_image,
-            "supernet_parameters": parameter_count(model)
+        state.report = RunReport(
+            method=config.method, dataset=meta.name, data_dir=config.data_dir,
+            search_space=self.space.to_dict(), attribute_names=meta.attribute_names,
+            architecture=architecture, trees=tree_summary(architecture, meta),
+            mean_test_error=test.mean_error, test_error=dict(zip(
+                meta.attribute_names, map(float, test.errors))),
+            parameters=size.parameters, macs_per_image=size.macs_per_image,
+            supernet_parameters=parameter_count(model)
             if state.finetune_model == "supernet" else None,
-            "search_seconds": state.search_seconds,
-            "rounds": [], "trials": [], **state.search_report,
-            "comparisons_from_scratch": state.comparisons,
-            "compare_steps": config.compare_steps if state.comparisons else 0,
-            "numerical_errors": state.numerical_errors,
-            **test_metrics,
-            "preprocessing": dataclasses.asdict(self.data.prep),
-            "input_shape": list(self.data.image_shape),
-            "export": export_path,
-            "decision_thresholds": None if thresholds is None
+            search_seconds=state.search_seconds, method_entries=state.search_report,
+            comparisons_from_scratch=state.comparisons,
+            compare_steps=config.compare_steps if state.comparisons else 0,
+            numerical_errors=state.numerical_errors, test_metrics=test_metrics,
+            preprocessing=dataclasses.asdict(self.data.prep),
+            input_shape=list(self.data.image_shape), export=export_path,
+            thresholds=None if thresholds is None
             else dict(zip(meta.attribute_names, map(float, thresholds))),
-            "config": config.to_dict(),
-        }
+            config=config.to_dict()).to_dict()
         write_json_atomic(os.path.join(config.workdir, "report.json"), state.report)
         write_hparams(os.path.join(config.workdir, "tensorboard"), config.to_dict(), {
             "mean_test_error": test.mean_error, "mean_f1": test_metrics.get("mean_f1"),

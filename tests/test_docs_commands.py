@@ -275,7 +275,8 @@ def make(walk: Walk, args: List[str], env: Dict[str, str]) -> str:
     for target in targets:
         match = re.search(rf"^{re.escape(target)}:.*\n((?:\t.*\n)+)", makefile, re.M)
         assert match, f"make {target}: no such target in the Makefile"
-        recipe = re.search(r"-m flags\.(\w+) (.*?) \$\(ARGS\)", match.group(1))
+        # the binary as `gnas-<name>` (the installed console script) or `-m flags.<name>`
+        recipe = re.search(r"(?:-m flags\.|/gnas-)(\w+) (.*?) \$\(ARGS\)", match.group(1))
         if recipe:
             project_binary(walk, recipe.group(1), shlex.split(recipe.group(2)) +
                            shlex.split(" ".join(extra)), env)
