@@ -30,9 +30,10 @@ def test_every_choice_is_a_valid_core_architecture():
 
 def test_switching_architectures_does_not_retrace():
     import tensorflow as tf
+    from gnas_keras.models.galm_net import build_child
     from gnas_keras.training import Loop
     space = galm.make_space("synthetic")
-    child = galm.build_child(space, N, (32, 32, 3), learning_rate=0.05, momentum=0.9,
+    child = build_child(space, N, (32, 32, 3), learning_rate=0.05, momentum=0.9,
                              weight_decay=1e-4, dropout=0.0, bn_momentum=0.99,
                              bn_epsilon=1e-3)
     rng = np.random.default_rng(0)
@@ -118,9 +119,10 @@ def test_the_child_on_a_choice_computes_the_exported_architecture():
     `to_architecture` with the child's weights sliced out gives the child's logits."""
     import tensorflow as tf
     from gnas_keras.models.tree_net import TreeNetwork, copy_weights
+    from gnas_keras.models.galm_net import build_child
     from gnas_keras.training import Loop
     space = galm.make_space("synthetic")
-    child = galm.build_child(space, N, (32, 32, 3), learning_rate=0.05, momentum=0.9,
+    child = build_child(space, N, (32, 32, 3), learning_rate=0.05, momentum=0.9,
                              weight_decay=1e-4, dropout=0.0, bn_momentum=0.5,
                              bn_epsilon=1e-3)
     rng = np.random.default_rng(1)
