@@ -48,7 +48,7 @@ import io
 import json
 import os
 import time
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, List, Sequence
 
 import numpy as np
 
@@ -216,6 +216,8 @@ def _controller_config(config: GalmConfig, seed: int):
 
 
 def _build(context: SearchContext) -> GalmBuild:
+    """GALM's build step (`Method.build`): the seeded child, a new controller or (with
+    ``transfer_from``) a finished run's, grown by the data's new attributes."""
     import keras
     from gnas_keras.methods.galm_controller import GalmController
     from gnas_keras.models.galm_net import build_child
@@ -231,7 +233,7 @@ def _build(context: SearchContext) -> GalmBuild:
     if not config.transfer_from:
         controller = GalmController(space, len(names), _controller_config(config, run.seed))
         return GalmBuild(space, child, controller, list(range(len(names))),
-                        list(range(len(names))), {}, list(names))
+                         list(range(len(names))), {}, list(names))
     controller, source_names = load_controller(config.transfer_from, space)
     controller = _with_settings(controller, _controller_config(config, run.seed))
     return GalmBuild(space, child, *transfer(controller, source_names, names))

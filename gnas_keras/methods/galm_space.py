@@ -50,7 +50,8 @@ whose parameter sharing the paper follows and whose author it thanks, and ResNet
   ``"strided_conv"``: the 1x1 projection itself runs with stride k (ResNet's option B); only
   with ``skip_merge="add"``.
 
-`Choice` holds one attribute's decisions by value (kernel sizes, widths, source names), so a
+`Slot` names the ten decisions (the controller's steps, the columns of the child network's
+``actions``); `Choice` holds one attribute's decisions by value (kernel sizes, widths, source names), so a
 builder needs no index tables; `blocks` turns it into per-block specs for the core's
 ``Architecture``.
 """
