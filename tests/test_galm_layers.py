@@ -1,7 +1,7 @@
 """GALM's child network as Keras layers (`gnas_keras.models.galm_net`): each layer
-round-trips through its config, and the network and a short deterministic GALM run give what
-they gave before the network became layers (pinned values; how they were made is said where
-they stand)."""
+round-trips through its config, the network computes what it computed before it became
+layers (pinned values; how they were made is said where they stand), and the decision slots
+name the controller's steps. Whole runs before and after: tests/test_galm.py."""
 
 import json
 
@@ -14,50 +14,51 @@ from gnas_keras.methods import galm_space as gs
 N = 3
 
 
-def _inputs(seed=1):
-    rng = np.random.default_rng(seed)
-    images = rng.uniform(0, 255, (16, 32, 32, 3)).astype(np.float32)
-    labels = rng.integers(0, 2, (16, N)).astype(np.int32)
-    return images, labels
+def _images():
+    """16 random 32x32 RGB images, pixels in [0, 255]."""
+    return np.random.default_rng(1).uniform(0, 255, (16, 32, 32, 3)).astype(np.float32)
 
 
-def _trained_child():
-    """The child of `test_the_child_computes_what_it_computed_before_it_became_layers`:
-    seeded, three architectures (no skips; every skip; choice 1234), two SGD steps."""
+@pytest.fixture(scope="module")
+def seeded_child():
+    """A child built after seeding Keras with 7, set to three architectures (no skips; every
+    skip; choice 1234), and the images. Inference calls leave it unchanged."""
     import keras
-    import tensorflow as tf
     from gnas_keras.models.galm_net import build_child
-    from gnas_keras.training import Loop
     space = galm.make_space("synthetic")
     keras.utils.set_random_seed(7)
     child = build_child(space, N, (32, 32, 3), learning_rate=0.05, momentum=0.9,
                         weight_decay=1e-4, dropout=0.1, bn_momentum=0.5, bn_epsilon=1e-3)
-    images, labels = _inputs()
     child.set_choices([gs.decode(space, 0), gs.decode(space, space.num_choices - 1),
                        gs.decode(space, 1234)])
-    loss = Loop(child, tf.data.Dataset.from_tensors((images, labels)).repeat(), 0).train(2).loss
-    return child, float(loss), images
+    return child, _images()
 
 
-# Made by `_trained_child` at commit dbf5c02, when the child was `galm.build_child` (a closure
-# defining the Keras classes; the same seed, options, ops and weight-creation order):
-# `child(images[:4], training=False)[0]` and the mean training loss of the two steps.
-# The forward pass and eager gradients of the layers are bit-identical to the closure's. In a
-# compiled train step they are not quite: Keras' `Layer.__call__` around each sublayer
-# changes the graph, and TensorFlow sums the gradient parts of a tensor that several layers
-# read (the trunk's outputs) in another order, so trunk gradients differ in the last bits
-# (at most 7e-8 in one step, measured) and these logits after two steps by at most 5.5e-7.
-CHILD_LOGITS_0 = [[0.05559615045785904, 0.14071068167686462],
-                  [0.7643725872039795, -0.6138119101524353],
-                  [-0.7983618974685669, -0.03478897362947464]]
-CHILD_LOSS = 0.708319365978241
+# Made at commit dbf5c02, when the child was `galm.build_child` (a closure defining the Keras
+# classes), by the same seed, architectures and calls as below: the first image's logits in
+# inference and then in training mode (batch statistics, dropout), and the L2 of the weights
+# in use. Equal to the last bit on the machine that made them: the same weights (the same
+# initializers made in the same order) and the same ops. (The gradients are bit-identical in
+# eager mode too; in a compiled train step Keras' `Layer.__call__` around each sublayer
+# changes the graph, and TensorFlow may sum the gradient parts of a tensor that several
+# layers read, the trunk's outputs, in another order: last-bit differences, at most 7e-8 per
+# step measured. Whole runs before and after: tests/test_galm.py.)
+LOGITS_INFERENCE = [[0.03539251536130905, 0.07652145624160767],
+                    [-0.32275986671447754, 0.7449038028717041],
+                    [-1.3287633657455444, 0.967345118522644]]
+LOGITS_TRAINING = [[1.085200548171997, -0.34324246644973755],
+                   [-0.8635317087173462, -0.08356116712093353],
+                   [-2.281421422958374, 1.7300844192504883]]
+L2_IN_USE = 687.0660400390625
 
 
-def test_the_child_computes_what_it_computed_before_it_became_layers():
-    child, loss, images = _trained_child()
-    logits = child(images[:4], training=False).numpy()
-    np.testing.assert_allclose(logits[0], CHILD_LOGITS_0, rtol=0, atol=1e-6)
-    assert loss == pytest.approx(CHILD_LOSS, abs=1e-6)
+def test_the_child_computes_what_it_computed_before_it_became_layers(seeded_child):
+    child, images = seeded_child
+    np.testing.assert_allclose(child(images[:4], training=False).numpy()[0],
+                               LOGITS_INFERENCE, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(child(images, training=True).numpy()[0], LOGITS_TRAINING,
+                               rtol=0, atol=1e-6)
+    assert float(child.l2_in_use()) == pytest.approx(L2_IN_USE, rel=1e-6)
 
 
 def _round_trip(layer, *args, **kwargs):
@@ -79,10 +80,10 @@ def _assert_same(pair):
         np.testing.assert_array_equal(first.numpy(), second.numpy())
 
 
-def test_each_layer_round_trips_through_its_config():
+def test_each_layer_round_trips_through_its_config(seeded_child):
     import tensorflow as tf
     from gnas_keras.models import galm_net
-    child, _, images = _trained_child()
+    child, images = seeded_child
     body = child.body
     x = tf.constant(images[:4] / 127.5 - 1.0)
     features = body.trunk(x)
@@ -119,66 +120,3 @@ def test_decision_slots_name_the_controller_steps():
         "conv4": ["conv1", "conv2"], "conv5": ["conv1", "conv2", "conv3"]}
     assert all(actions[slot] == 1 for slots in gs.SKIP_SLOTS.values()
                for slot in slots.values())
-
-
-# A short deterministic GALM run on the tests' small synthetic set (`synthetic_dir`), made by
-# `_short_run` at commit dbf5c02 (before the child became layers and before the build step):
-# each attribute's found architecture (`galm_space.encode`, attributes sorted by name), the
-# REINFORCE steps'
-# [attribute, reward, baseline], the child's train loss per phase, test metrics and the
-# report's keys. They depend on the synthetic generator's output too: should
-# `pipelines.synthetic` change, remake them with `_short_run` on code whose GALM path is
-# unchanged.
-FOUND = [929, 929, 1272, 929, 929, 567, 929, 929, 929, 929, 414, 1287, 181, 515, 707, 138]
-REWARDS = [[13, 0.46875, 0.004687499720603228], [10, 0.59375, 0.010578124783933163],
-           [8, 0.53125, 0.015784842893481255], [4, 0.421875, 0.019845744594931602],
-           [4, 0.5, 0.024647288024425507], [0, 0.421875, 0.028619565069675446]]
-PHASE_LOSS = [0.9300967156887054, 0.9354785978794098]
-METRICS = {"mean_test_error": 0.47412109375, "mean_auc": 0.5509490966796875,
-           "mean_f1": 0.5077435012088429, "mean_balanced_accuracy": 0.52587890625,
-           "parameters": 122538}
-REPORT_KEYS = [
-    "architecture", "ari", "ari_by_layer", "ari_layer", "attribute_names", "compare_steps",
-    "comparisons_from_scratch", "config", "data_dir", "dataset", "decision_thresholds",
-    "export", "galm", "groups", "input_shape", "macs_per_image", "mean_auc",
-    "mean_balanced_accuracy", "mean_f1", "mean_test_error", "method", "num_attributes",
-    "numerical_errors", "parameters", "preprocessing", "rounds", "search_seconds",
-    "search_space", "supernet_parameters", "test_balanced_accuracy", "test_error", "test_f1",
-    "tree", "tree_text", "trials"]
-GALM_KEYS = [
-    "architectures", "attribute_correlation", "attribute_correlation_picture", "best_samples",
-    "child_loss", "design_choice_frequencies", "embedding_ari", "phases", "rewards",
-    "sampler", "searched_attributes", "transfer_from", "transfer_sources"]
-
-
-def _short_run(data_dir, workdir):
-    """The whole GALM run (search, fine-tune, test) in-process, deterministic: 2 phases of
-    2 child steps and 3 REINFORCE steps, the best of the most probable architecture and one
-    sample, 1 fine-tune step. Returns the report and report.json's keys."""
-    import os
-    from gnas_keras.config import RunConfig
-    from gnas_keras.run import run
-    config = RunConfig(data_dir=data_dir, workdir=str(workdir), export_dir="", method="galm",
-                       batch_size=16, eval_batch_size=64, finetune_steps=1,
-                       deterministic=True)
-    config.methods["galm"] = galm.GalmConfig(
-        galm_space="synthetic", galm_phases=2, galm_child_steps=2, galm_controller_steps=3,
-        galm_val_batches=1, galm_final_samples=1)
-    report = run(config, out=lambda line: None)
-    with open(os.path.join(workdir, "report.json")) as f:
-        return report, sorted(json.load(f))
-
-
-def test_a_short_galm_run_finds_what_it_found_before_the_network_became_layers(
-        synthetic_dir, tmp_path):
-    report, keys = _short_run(synthetic_dir, tmp_path / "run")
-    space, g = galm.make_space("synthetic"), report["galm"]
-    found = [gs.encode(space, gs.Choice(**{k: tuple(v) if isinstance(v, list) else v
-                                          for k, v in c.items()}))
-             for _, c in sorted(g["architectures"].items())]
-    assert found == FOUND
-    assert g["rewards"] == REWARDS  # accuracies on 64 images: exact
-    np.testing.assert_allclose(g["child_loss"], PHASE_LOSS, rtol=0, atol=1e-6)
-    for name, value in METRICS.items():
-        assert report[name] == pytest.approx(value, abs=1e-6), name
-    assert keys == REPORT_KEYS and sorted(g) == GALM_KEYS

@@ -313,7 +313,8 @@ class GalmChildBody(keras.layers.Layer):
         self.space, self.num_attributes = space, n
         self.image_shape, self.dropout = tuple(image_shape), dropout
         self.bn_momentum, self.bn_epsilon = bn_momentum, bn_epsilon
-        # Built in this order: Keras' seed gives the initializers their seeds in order.
+        # Keras' global seed hands the initializers their seeds in the order they are made:
+        # this order (trunk, conv4, conv5, fc1, fc2, fc3, dropout) fixes the initial weights.
         self.trunk = GalmTrunk(space.shared_kernels, space.shared_channels, image_shape[-1],
                                name="trunk", **bn)
         self.actions = self.add_weight(name="actions", shape=(n, len(gs.Slot)), dtype="int32",
