@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from gnas_keras.architecture import cost
+from gnas_keras.space.architecture import cost
 from gnas_keras.methods import galm
 from gnas_keras.methods import galm_space as gs
 
@@ -32,7 +32,7 @@ def test_every_choice_is_a_valid_core_architecture():
 def test_switching_architectures_does_not_retrace():
     import tensorflow as tf
     from gnas_keras.models.galm_net import build_child
-    from gnas_keras.training import Loop
+    from gnas_keras.training.loop import Loop
     space = galm.make_space("synthetic")
     child = build_child(space, N, (32, 32, 3), learning_rate=0.05, momentum=0.9,
                              weight_decay=1e-4, dropout=0.0, bn_momentum=0.99,
@@ -145,7 +145,7 @@ def test_the_child_on_a_choice_computes_the_exported_architecture():
     import tensorflow as tf
     from gnas_keras.models.tree_net import TreeNetwork, copy_weights
     from gnas_keras.models.galm_net import build_child
-    from gnas_keras.training import Loop
+    from gnas_keras.training.loop import Loop
     space = galm.make_space("synthetic")
     child = build_child(space, N, (32, 32, 3), learning_rate=0.05, momentum=0.9,
                              weight_decay=1e-4, dropout=0.0, bn_momentum=0.5,

@@ -24,7 +24,7 @@ default a `TreeNetwork` holding the child's weights of the chosen options
 its supernet's weights; ``galm_finetune_from_child=False``: fresh weights.
 
 The child network is `gnas_keras.models.galm_net.GalmChild` (its docstring says how the
-options share one graph). It follows the core's block semantics (`gnas_keras.architecture`)
+options share one graph). It follows the core's block semantics (`gnas_keras.space.architecture`)
 so that what is searched is what is exported: a conv block is conv (SAME, no bias) -> BN ->
 ReLU -> 2x2 max-pool (the paper's order is ReLU, pool, BN; the core's order is kept, one
 convention for every method), skip inputs are max-pooled to the block's *input* resolution
@@ -52,9 +52,9 @@ from typing import TYPE_CHECKING, Dict, List, Sequence
 
 import numpy as np
 
-from gnas_keras.architecture import Architecture, BlockSpec
+from gnas_keras.space.architecture import Architecture, BlockSpec
 from gnas_keras.config import setting
-from gnas_keras.evaluation import check_finite, segment_seed
+from gnas_keras.training.evaluation import check_finite, segment_seed
 from gnas_keras.methods import galm_space as gs
 from gnas_keras.methods.base import Method, SearchContext, SearchResult, resume
 
@@ -322,7 +322,7 @@ def _reward(loop, iterator, count: int, attribute: int, kind: str) -> float:
     if kind == "accuracy":
         accuracy = loop.evaluate(iterator, count).accuracy[attribute]
         return float(0.0 if np.isnan(accuracy) else accuracy)
-    from gnas_keras.metrics import auc
+    from gnas_keras.training.metrics import auc
     import tensorflow as tf
     scores, labels = [], []
     for _ in range(count):
@@ -339,7 +339,7 @@ class _GalmSearch:
     after a phase ("phase")."""
 
     def __init__(self, context: SearchContext):
-        from gnas_keras.training import Loop
+        from gnas_keras.training.loop import Loop
         self.context, self.config, self.seed = context, context.method_config, context.config.seed
         self.built: GalmBuild = context.built
         self.state = GalmState.from_dict(context.saved_state) if context.saved_state \
@@ -368,7 +368,7 @@ class _GalmSearch:
         return _reward(self.loop, self.val, self.count, a, self.config.galm_reward)
 
     def progress(self, phase: int, line: str) -> None:
-        from gnas_keras.reporting import format_duration
+        from gnas_keras.reporting.reporter import format_duration
         self.context.logger.progress(
             f"GALM phase {phase + 1}/{self.config.galm_phases}  {line}"
             f"elapsed {format_duration(time.time() - self.start)}")
@@ -491,7 +491,7 @@ def _finish(search: _GalmSearch) -> SearchResult:
     model = None
     if config.galm_finetune_from_child:
         from gnas_keras.models.tree_net import copy_weights
-        from gnas_keras.training import new_tree_network
+        from gnas_keras.training.loop import new_tree_network
         model = new_tree_network(context.config, architecture, context.image_shape,
                                  context.config.seed, context.strategy)
         copy_weights(built.child.block_weights(choices), model)

@@ -12,7 +12,7 @@ so switching architectures never retraces the compiled train and eval functions.
   every input option).
 * `GalmChildBody`: the pieces wired by the decisions in ``actions``.
 
-Block semantics follow the core's (`gnas_keras.architecture`), so that what is searched is
+Block semantics follow the core's (`gnas_keras.space.architecture`), so that what is searched is
 what the run exports (`gnas_keras.methods.galm` docstring): a conv block is conv (SAME, no
 bias) -> BN -> ReLU -> 2x2/2 max-pool; skip inputs are max-pooled to the block's *input*
 resolution and concatenated with its main input (``GalmSpace(skip_merge="concat")``).
