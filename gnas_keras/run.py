@@ -319,6 +319,7 @@ class _Run:
         context = self.context(rng, reporter, state.search, checkpoint, **models)
         if self.method.uses_supernet:
             objects.update(_objects(models["supernet"]))
+        context.built = self.method.build(context)
         context.trackables = self.method.trackables(context)
         objects.update(context.trackables)
         if objects:

@@ -2,6 +2,7 @@
 that is killed and resumed."""
 
 import dataclasses
+import json
 import os
 
 import numpy as np
@@ -30,9 +31,10 @@ def test_every_choice_is_a_valid_core_architecture():
 
 def test_switching_architectures_does_not_retrace():
     import tensorflow as tf
+    from gnas_keras.models.galm_net import build_child
     from gnas_keras.training.loop import Loop
     space = galm.make_space("synthetic")
-    child = galm.build_child(space, N, (32, 32, 3), learning_rate=0.05, momentum=0.9,
+    child = build_child(space, N, (32, 32, 3), learning_rate=0.05, momentum=0.9,
                              weight_decay=1e-4, dropout=0.0, bn_momentum=0.99,
                              bn_epsilon=1e-3)
     rng = np.random.default_rng(0)
@@ -80,12 +82,36 @@ def test_galm_through_the_search_binary_killed_mid_search_resumes_alike(syntheti
     assert os.path.exists(g["attribute_correlation_picture"])
     assert os.path.exists(tmp_path / "whole" / "galm_controller.json")
 
+    # What the same search found at commit dbf5c02, before GALM's network became Keras
+    # layers (`gnas_keras.models.galm_net`) and before its build step: made there by
+    # `gnas_keras.run.run` in-process with these flags' settings on this `synthetic_dir`
+    # (attributes sorted by name; architectures as `galm_space.encode` indices). Besides
+    # GALM's code they depend on the synthetic generator's output: should it change, remake
+    # them with code whose GALM path is unchanged.
+    space = galm.make_space("synthetic")
+    assert [gs.encode(space, _choice(c)) for _, c in sorted(g["architectures"].items())] == [
+        929, 929, 1272, 929, 929, 567, 929, 929, 929, 929, 414, 1287, 181, 515, 707, 138]
+    assert g["rewards"] == [  # [attribute, accuracy on 64 images (exact), baseline]
+        [13, 0.46875, pytest.approx(0.004687499720603228, abs=1e-6)],
+        [10, 0.59375, pytest.approx(0.010578124783933163, abs=1e-6)],
+        [8, 0.53125, pytest.approx(0.015784842893481255, abs=1e-6)],
+        [4, 0.421875, pytest.approx(0.019845744594931602, abs=1e-6)],
+        [4, 0.5, pytest.approx(0.024647288024425507, abs=1e-6)],
+        [0, 0.421875, pytest.approx(0.028619565069675446, abs=1e-6)]]
+    np.testing.assert_allclose(g["child_loss"], [0.9300967156887054, 0.9354785978794098],
+                               rtol=0, atol=1e-6)
+
     run_and_kill(flags("killed"), "GALM phase 1/2  controller step 2/3")
     resumed = run_and_kill(flags("killed"), "tree:")
     assert "resuming at phase search" in resumed
     killed = searched("killed")
     assert killed["architectures"] == g["architectures"]
     assert killed["rewards"] == g["rewards"]
+
+
+def _choice(fields) -> gs.Choice:
+    """A `Choice` from its JSON form (lists back to tuples)."""
+    return gs.Choice(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
 
 
 def test_transfer_adds_only_the_new_attributes_from_their_nearest_source(tmp_path):
@@ -118,9 +144,10 @@ def test_the_child_on_a_choice_computes_the_exported_architecture():
     `to_architecture` with the child's weights sliced out gives the child's logits."""
     import tensorflow as tf
     from gnas_keras.models.tree_net import TreeNetwork, copy_weights
+    from gnas_keras.models.galm_net import build_child
     from gnas_keras.training.loop import Loop
     space = galm.make_space("synthetic")
-    child = galm.build_child(space, N, (32, 32, 3), learning_rate=0.05, momentum=0.9,
+    child = build_child(space, N, (32, 32, 3), learning_rate=0.05, momentum=0.9,
                              weight_decay=1e-4, dropout=0.0, bn_momentum=0.5,
                              bn_epsilon=1e-3)
     rng = np.random.default_rng(1)
@@ -163,3 +190,30 @@ def test_uniform_sampler_keeps_each_attributes_best_rewarded_sample(synthetic_di
         assert sample["reward"] == reward
         assert report["architectures"][names[a]] == \
             dataclasses.asdict(gs.decode(space, sample["choice_index"]))
+    # What this run gave at commit dbf5c02, before GALM's network became Keras layers and
+    # before its build step (made there by this test's `run(config)`; they also depend on
+    # the synthetic generator's output, see the binary test above): samples, loss, test
+    # metrics and report.json's keys.
+    assert {a: s["choice_index"] for a, s in report["best_samples"].items()} == {
+        "colour_rule_1": 1705, "colour_rule_2": 1939, "colour_rule_3": 1477,
+        "form_rule_1": 1288, "texture_rule_1": 1712, "texture_rule_3": 2185,
+        "lighting_rule_2": 781, "lighting_rule_3": 1725}
+    assert report["child_loss"] == [pytest.approx(1.2079410552978516, abs=1e-6)]
+    assert [whole[k] for k in ("mean_test_error", "mean_auc", "mean_f1",
+                               "mean_balanced_accuracy", "parameters")] == pytest.approx(
+        [0.49365234375, 0.522979736328125, 0.381868321539342, 0.50634765625, 132644],
+        abs=1e-6)
+    with open(tmp_path / "run" / "report.json") as f:
+        keys = sorted(json.load(f))
+    assert keys == [
+        "architecture", "ari", "ari_by_layer", "ari_layer", "attribute_names",
+        "compare_steps", "comparisons_from_scratch", "config", "data_dir", "dataset",
+        "decision_thresholds", "export", "galm", "groups", "input_shape", "macs_per_image",
+        "mean_auc", "mean_balanced_accuracy", "mean_f1", "mean_test_error", "method",
+        "num_attributes", "numerical_errors", "parameters", "preprocessing", "rounds",
+        "search_seconds", "search_space", "supernet_parameters", "test_balanced_accuracy",
+        "test_error", "test_f1", "tree", "tree_text", "trials"]
+    assert sorted(report) == [
+        "architectures", "attribute_correlation", "attribute_correlation_picture",
+        "best_samples", "child_loss", "design_choice_frequencies", "embedding_ari", "phases",
+        "rewards", "sampler", "searched_attributes", "transfer_from", "transfer_sources"]

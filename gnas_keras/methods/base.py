@@ -90,6 +90,8 @@ class SearchContext:
       image_shape: (height, width, 3).
       trackables: what `Method.trackables` returned for this context, already restored
         from the last checkpoint on a resumed run (the search uses these very objects).
+      built: what `Method.build` returned for this context (None for a method without a
+        build step); `Method.trackables` and the search both read it.
     """
 
     config: "RunConfig"
@@ -110,6 +112,7 @@ class SearchContext:
     val_data: Optional[Callable[..., Iterator]] = None
     trackables: Dict[str, Any] = dataclasses.field(default_factory=dict)
     training_labels: Optional[Callable[[], np.ndarray]] = None
+    built: Any = None
 
 
 @dataclasses.dataclass
@@ -140,11 +143,16 @@ class Method:
       uses_supernet: the run builds a supernet, its `Loop` and reward streams for the search
         (and checkpoints them with the state).
       fixed: a fixed tree, usable in ``--compare`` (trained from scratch beside the found one).
+      build: ``build(context) -> anything``, the method's own objects (models, a
+        controller, bookkeeping) made once before the search starts; the run stores the
+        result in ``context.built`` before it calls `trackables`, so that both `trackables`
+        and `search` receive the same objects. The default builds nothing (None).
       trackables: ``trackables(context) -> {name: tf.Module / Keras object}``, extra objects
         checkpointed with every state (e.g. an RL controller and its optimizer); created
-        before the search starts, so that a resumed run restores them, and handed to the
-        search as ``context.trackables``. A trackable's attributes may be reassigned during
-        the search (a grown model): every checkpoint saves what they hold then.
+        before the search starts (from ``context.built`` or anew), so that a resumed run
+        restores them, and handed to the search as ``context.trackables``. A trackable's
+        attributes may be reassigned during the search (a grown model): every checkpoint
+        saves what they hold then.
       summary: one line for ``--helpfull`` and the README.
       round_layers: ``round_layers(space, num_attributes, method_config)``: the searched
         layers one round evaluates (None: all of the space's; GNAS's ``search_only`` names
@@ -156,6 +164,7 @@ class Method:
     config_type: Optional[type] = None
     uses_supernet: bool = True
     fixed: bool = False
+    build: Callable[[SearchContext], Any] = lambda context: None
     trackables: Callable[[SearchContext], Dict[str, Any]] = lambda context: {}
     summary: str = ""
     round_layers: Callable[[Any, int, Any], Optional[List[int]]] = (

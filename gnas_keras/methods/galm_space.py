@@ -50,7 +50,8 @@ whose parameter sharing the paper follows and whose author it thanks, and ResNet
   ``"strided_conv"``: the 1x1 projection itself runs with stride k (ResNet's option B); only
   with ``skip_merge="add"``.
 
-`Choice` holds one attribute's decisions by value (kernel sizes, widths, source names), so a
+`Slot` names the ten decisions (the controller's steps, the columns of the child network's
+``actions``); `Choice` holds one attribute's decisions by value (kernel sizes, widths, source names), so a
 builder needs no index tables; `blocks` turns it into per-block specs for the core's
 ``Architecture``.
 """
@@ -58,16 +59,51 @@ builder needs no index tables; `blocks` turns it into per-block specs for the co
 from __future__ import annotations
 
 import dataclasses
+import enum
 import itertools
-from typing import List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 SKIP_MERGES = ("add", "concat")
 SKIP_RESIZES = ("max_pool", "avg_pool", "strided_conv")
 
 SHARED_LAYERS = ("conv1", "conv2", "conv3")
-# The skip sources each searched conv may read besides its main input (Table 1).
-CONV4_SKIP_SOURCES = ("conv1", "conv2")
-CONV5_SKIP_SOURCES = ("conv1", "conv2", "conv3")
+ATTRIBUTE_LAYERS = ("conv4", "conv5", "fc1", "fc2", "fc3")  # one block per attribute each
+LAYERS = SHARED_LAYERS + ATTRIBUTE_LAYERS
+
+
+class Slot(enum.IntEnum):
+    """One decision of Table 1 for one attribute: a step of the controller, whose value is
+    the step's position in an action sequence (`GalmSpace.action_counts`) and the column
+    of the child network's ``actions`` variable. Skip slots take 0 (no) / 1 (yes), kernel
+    slots an index into `GalmSpace.conv_kernels`, width slots one into
+    `GalmSpace.fc_widths`, and FC3_READS_FC2 0 (FC-3 reads FC-1) / 1 (reads FC-2)."""
+
+    CONV4_SKIP_CONV1 = 0
+    CONV4_SKIP_CONV2 = 1
+    CONV4_KERNEL = 2
+    CONV5_SKIP_CONV1 = 3
+    CONV5_SKIP_CONV2 = 4
+    CONV5_SKIP_CONV3 = 5
+    CONV5_KERNEL = 6
+    FC1_WIDTH = 7
+    FC2_WIDTH = 8
+    FC3_READS_FC2 = 9
+
+
+def _skip_slots(block: str) -> Dict[str, Slot]:
+    """{source: slot} of `block`'s skip decisions, read off the names of `Slot`."""
+    prefix = f"{block.upper()}_SKIP_"
+    return {slot.name[len(prefix):].lower(): slot for slot in Slot
+            if slot.name.startswith(prefix)}
+
+
+# The skip sources each searched conv may read besides its main input (Table 1), in slot
+# order (also the order of its kernel's input channels in the child network, after the main
+# input's): {"conv4": {"conv1": Slot.CONV4_SKIP_CONV1, "conv2": ...}, "conv5": {...}}.
+SKIP_SLOTS: Dict[str, Dict[str, Slot]] = {block: _skip_slots(block)
+                                          for block in ("conv4", "conv5")}
+KERNEL_SLOTS = {"conv4": Slot.CONV4_KERNEL, "conv5": Slot.CONV5_KERNEL}
+WIDTH_SLOTS = {"fc1": Slot.FC1_WIDTH, "fc2": Slot.FC2_WIDTH}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,17 +145,33 @@ class GalmSpace:
             if not values or any(int(v) < 1 for v in values):
                 raise ValueError(f"{name}={values!r}: expected positive sizes")
 
+    def to_dict(self) -> Dict:
+        """JSON-ready fields (a layer's config): tuples as lists."""
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, fields: Dict) -> "GalmSpace":
+        """Inverse of `to_dict` (JSON's lists back to tuples)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+
     # ---- the controller's view: a fixed sequence of categorical decisions ----
+
+    def options(self, slot: Slot) -> int:
+        """How many options decision `slot` has."""
+        if slot in KERNEL_SLOTS.values():
+            return len(self.conv_kernels)
+        if slot in WIDTH_SLOTS.values():
+            return len(self.fc_widths)
+        return 2
 
     @property
     def action_counts(self) -> List[int]:
-        """Options per controller step, in the order the controller emits them: Conv-4 skip
-        from Conv-1, from Conv-2, Conv-4 kernel, Conv-5 skip from Conv-1, Conv-2, Conv-3,
-        Conv-5 kernel, FC-1 width, FC-2 width, FC-3 reads FC-2. [2,2,2,2,2,2,2,3,3,2] for
-        Table 1."""
-        k, w = len(self.conv_kernels), len(self.fc_widths)
-        return ([2] * len(CONV4_SKIP_SOURCES) + [k] + [2] * len(CONV5_SKIP_SOURCES) + [k]
-                + [w, w, 2])
+        """Options per controller step, in `Slot` order (the order the controller emits
+        them): Conv-4 skip from Conv-1, from Conv-2, Conv-4 kernel, Conv-5 skip from Conv-1,
+        Conv-2, Conv-3, Conv-5 kernel, FC-1 width, FC-2 width, FC-3 reads FC-2.
+        [2,2,2,2,2,2,2,3,3,2] for Table 1."""
+        return [self.options(slot) for slot in Slot]
 
     @property
     def num_choices(self) -> int:
@@ -132,7 +184,7 @@ class GalmSpace:
     def resolution_divisor(self, layer: str) -> int:
         """How many times smaller than the image the output of `layer` is (conv1 -> 2, ...,
         conv5 -> 32): one 2x2/2 max-pool per conv."""
-        order = SHARED_LAYERS + ("conv4", "conv5")
+        order = LAYERS[:5]  # the convs
         if layer not in order:
             raise ValueError(f"layer={layer!r}: expected one of {order}")
         return 2 ** (order.index(layer) + 1)
@@ -187,6 +239,14 @@ class Choice:
     fc2_width: int
     fc3_reads_fc2: bool
 
+    def skips(self, block: str) -> Tuple[str, ...]:
+        """The skip sources of ``conv4`` or ``conv5``."""
+        return {"conv4": self.conv4_skips, "conv5": self.conv5_skips}[block]
+
+    def kernel(self, block: str) -> int:
+        """The kernel size of ``conv4`` or ``conv5``, in pixels."""
+        return {"conv4": self.conv4_kernel, "conv5": self.conv5_kernel}[block]
+
 
 def actions_to_choice(space: GalmSpace, actions: Sequence[int]) -> Choice:
     """The controller's per-step action indices (see `GalmSpace.action_counts`) -> Choice."""
@@ -194,18 +254,18 @@ def actions_to_choice(space: GalmSpace, actions: Sequence[int]) -> Choice:
     actions = [int(a) for a in actions]
     if len(actions) != len(counts) or any(not 0 <= a < c for a, c in zip(actions, counts)):
         raise ValueError(f"actions={actions}: expected {len(counts)} indices below {counts}")
-    n4, n5 = len(CONV4_SKIP_SOURCES), len(CONV5_SKIP_SOURCES)
-    c4 = actions[:n4]
-    c5 = actions[n4 + 1:n4 + 1 + n5]
-    rest = actions[n4 + 1 + n5:]
+
+    def skips(block):
+        return tuple(s for s, slot in SKIP_SLOTS[block].items() if actions[slot])
+
     return Choice(
-        conv4_skips=tuple(s for s, on in zip(CONV4_SKIP_SOURCES, c4) if on),
-        conv4_kernel=space.conv_kernels[actions[n4]],
-        conv5_skips=tuple(s for s, on in zip(CONV5_SKIP_SOURCES, c5) if on),
-        conv5_kernel=space.conv_kernels[rest[0]],
-        fc1_width=space.fc_widths[rest[1]],
-        fc2_width=space.fc_widths[rest[2]],
-        fc3_reads_fc2=bool(rest[3]))
+        conv4_skips=skips("conv4"),
+        conv4_kernel=space.conv_kernels[actions[Slot.CONV4_KERNEL]],
+        conv5_skips=skips("conv5"),
+        conv5_kernel=space.conv_kernels[actions[Slot.CONV5_KERNEL]],
+        fc1_width=space.fc_widths[actions[Slot.FC1_WIDTH]],
+        fc2_width=space.fc_widths[actions[Slot.FC2_WIDTH]],
+        fc3_reads_fc2=bool(actions[Slot.FC3_READS_FC2]))
 
 
 def choice_to_actions(space: GalmSpace, choice: Choice) -> Tuple[int, ...]:
@@ -215,18 +275,20 @@ def choice_to_actions(space: GalmSpace, choice: Choice) -> Tuple[int, ...]:
             raise ValueError(f"{what}={value!r}: not an option of this space {tuple(options)}")
         return list(options).index(value)
 
-    for skips, sources, what in ((choice.conv4_skips, CONV4_SKIP_SOURCES, "conv4_skips"),
-                                 (choice.conv5_skips, CONV5_SKIP_SOURCES, "conv5_skips")):
+    actions = [0] * len(Slot)
+    for block in SKIP_SLOTS:
+        skips, sources = choice.skips(block), tuple(SKIP_SLOTS[block])
         if tuple(s for s in sources if s in skips) != tuple(skips):
-            raise ValueError(f"{what}={skips!r}: expected an ordered subset of {sources}")
-    return tuple(
-        [int(s in choice.conv4_skips) for s in CONV4_SKIP_SOURCES]
-        + [index(space.conv_kernels, choice.conv4_kernel, "conv4_kernel")]
-        + [int(s in choice.conv5_skips) for s in CONV5_SKIP_SOURCES]
-        + [index(space.conv_kernels, choice.conv5_kernel, "conv5_kernel"),
-           index(space.fc_widths, choice.fc1_width, "fc1_width"),
-           index(space.fc_widths, choice.fc2_width, "fc2_width"),
-           int(bool(choice.fc3_reads_fc2))])
+            raise ValueError(f"{block}_skips={skips!r}: expected an ordered subset of "
+                             f"{sources}")
+        for source, slot in SKIP_SLOTS[block].items():
+            actions[slot] = int(source in skips)
+    for block, slot in KERNEL_SLOTS.items():
+        actions[slot] = index(space.conv_kernels, choice.kernel(block), f"{block}_kernel")
+    actions[Slot.FC1_WIDTH] = index(space.fc_widths, choice.fc1_width, "fc1_width")
+    actions[Slot.FC2_WIDTH] = index(space.fc_widths, choice.fc2_width, "fc2_width")
+    actions[Slot.FC3_READS_FC2] = int(bool(choice.fc3_reads_fc2))
+    return tuple(actions)
 
 
 def decode(space: GalmSpace, index: int) -> Choice:
@@ -330,15 +392,13 @@ def design_choice_frequencies(space: GalmSpace,
         return sum(1 for c in choices if pred(c)) / n
 
     rows = []
-    for layer, sources, skips, kernel in (
-            ("conv4", CONV4_SKIP_SOURCES, lambda c: c.conv4_skips, lambda c: c.conv4_kernel),
-            ("conv5", CONV5_SKIP_SOURCES, lambda c: c.conv5_skips, lambda c: c.conv5_kernel)):
+    for layer, sources in SKIP_SLOTS.items():
         for s in sources:
             rows.append(OptionFrequency(layer, f"skip from {s}",
-                                        share(lambda c, s=s, f=skips: s in f(c))))
+                                        share(lambda c, s=s: s in c.skips(layer))))
         for k in space.conv_kernels:
             rows.append(OptionFrequency(layer, f"{k}x{k}",
-                                        share(lambda c, k=k, f=kernel: f(c) == k)))
+                                        share(lambda c, k=k: c.kernel(layer) == k)))
     for w in space.fc_widths:
         rows.append(OptionFrequency("fc1", str(w), share(lambda c, w=w: c.fc1_width == w)))
     with_fc2 = [c for c in choices if c.fc3_reads_fc2]
@@ -369,7 +429,8 @@ def uniform_random_choice(space: GalmSpace, rng) -> Choice:
     return decode(space, int(rng.integers(space.num_choices)))
 
 
-__all__ = ["GalmSpace", "Choice", "BlockSpec", "OptionFrequency", "synthetic_space",
+__all__ = ["GalmSpace", "Choice", "Slot", "SKIP_SLOTS", "KERNEL_SLOTS", "WIDTH_SLOTS", "LAYERS",
+           "SHARED_LAYERS", "ATTRIBUTE_LAYERS", "BlockSpec", "OptionFrequency", "synthetic_space",
            "actions_to_choice", "choice_to_actions", "decode", "encode", "blocks",
            "skip_pool_factor", "design_choice_frequencies", "format_frequencies",
            "all_choices", "uniform_random_choice", "SKIP_MERGES", "SKIP_RESIZES"]

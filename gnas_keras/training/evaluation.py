@@ -54,6 +54,8 @@ class Stream(enum.IntEnum):
     BN_REFRESH = 6        # GNAS+ batch-norm refresh before scoring
     GALM_PHASE = 6        # GALM: a phase's child training
     RESTART_CHOICE = 7    # GNAS+: scoring the restarts' converged trees
+    GALM_CHILD_DRAW = 7   # GALM: the architectures the child trains on
+    GALM_CONTROLLER_DRAW = 8  # GALM: the architecture a controller step is rewarded for
     GALM_FINAL = 9        # GALM: the final samples
     STUDY_TRACE = 9       # the efficiency study's tracing evaluation
 
