@@ -8,7 +8,8 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
+from tensorboard.plugins.hparams import plugin_data_pb2
 
 from gnas_keras import metrics
 from gnas_keras.config import CandidateConfig, RunConfig
@@ -46,22 +47,42 @@ def test_run_shows_attributes_losses_rewards_hparams_and_writes_a_model_card(syn
     assert set(report["test_f1"]) == set(names)
     assert set(report["decision_thresholds"]) == set(names)
 
-    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"),
-                              size_guidance={"images": 0, "tensors": 0})
-    events.Reload()
+    # The run's events are in its work directory: TensorBoard names the run after it.
+    runs = EventMultiplexer(size_guidance={"images": 0, "tensors": 0})
+    runs.AddRunsFromDirectory(str(tmp_path))
+    runs.Reload()
+    assert "run" in runs.Runs()
+    events = runs.GetAccumulator("run")
     tensors = set(events.Tags()["tensors"])  # TF2 summaries are stored as tensors
     assert {f"val_accuracy/{a}" for a in names} <= tensors
     assert {"train/loss", "finetune/loss", "final/mean_test_error", "final/mean_f1"} <= tensors
-    # The search's own training curve: one point per candidate's training segment.
-    losses = events.Tensors("candidate/train_loss")
+    # One point per candidate's training segment, described as what it is.
+    losses = events.Tensors("candidate/segment_loss")
     assert [e.step for e in losses] == list(range(1, 9))  # 1 round, fc1 + conv3, 4 each
     assert all(np.isfinite(tf.make_ndarray(e.tensor_proto)) for e in losses)
+    described = events.SummaryMetadata("candidate/segment_loss").summary_description
+    assert "not a learning curve" in described
     assert {"rewards/conv3", "rewards/fc1"} <= tensors
     assert not any(t.startswith("reward/") for t in tensors)  # no card per edge any more
     image = events.Tensors("rewards/conv3")[0].tensor_proto.string_val
     assert image[2][:8] == b"\x89PNG\r\n\x1a\n"
-    plugins = set(events.PluginTagToContent("hparams"))
-    assert "_hparams_/session_start_info" in plugins
+    assert {"final", "settings"} <= tensors  # the final metrics as a table (Text tab)
+
+    # The HParams tab: declared metrics, mean test error first; a handful of hparams with
+    # the run's method, dataset and seed; the trial named after the work directory.
+    content = events.PluginTagToContent("hparams")
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(
+        content["_hparams_/experiment"]).experiment
+    metrics_declared = [m.name.tag for m in experiment.metric_infos]
+    assert metrics_declared[0] == "final/mean_test_error"
+    assert {"final/mean_auc", "final/mean_f1"} <= set(metrics_declared)
+    hparams = [h.name for h in experiment.hparam_infos]
+    assert {"method", "dataset", "seed"} <= set(hparams) and len(hparams) <= 10
+    session = plugin_data_pb2.HParamsPluginData.FromString(
+        content["_hparams_/session_start_info"]).session_start_info
+    assert session.group_name == "run"
+    assert session.hparams["method"].string_value == "gnas"
+    assert session.hparams["dataset"].string_value == "synthetic"
 
     card = open(os.path.join(report["export"], "model_card.md")).read()
     assert card.startswith("# Model card: synthetic_gnas")
