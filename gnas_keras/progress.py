@@ -61,6 +61,7 @@ class Progress:
         self.start = self._drawn = self._lined = clock()
         self._tenth = self._tenths(done)
         self._printed = done      # `done` when the last plain line was written
+        self._drawn_done = -1     # `done` when the live bar was last drawn
         self.closed = False
         isatty = getattr(self.stream, "isatty", None)
         self.live = self.out is Progress.write and bool(isatty and isatty())
@@ -103,18 +104,19 @@ class Progress:
 
     def _draw(self) -> None:
         Progress._live = self
-        self._drawn = self.clock()
+        self._drawn, self._drawn_done = self.clock(), self.done
         self.stream.write("\r" + self.text() + "\033[K")
         self.stream.flush()
 
     def close(self) -> None:
-        """Ends the bar: a live bar is drawn once more and its line ended; a plain bar writes its
-        last line unless it has written this one already."""
+        """Ends the bar: a live bar is drawn as it stands and its line ended; a plain bar
+        writes its last line; neither repeats what it showed last."""
         if self.closed:
             return
         self.closed = True
         if self.live:
-            self._draw()
+            if self._drawn_done != self.done:
+                self._draw()
             self.stream.write("\n")
             self.stream.flush()
             Progress._live = None

@@ -107,10 +107,11 @@ def _loss(train_loss: float) -> str:
     return f", segment loss {train_loss:.4f}" if np.isfinite(train_loss) else ""
 
 
+# The GNAS reward of a child block (`gnas_keras.methods.gnas.example_scores`): the mean over
+# the attributes below it of their accuracy or of the log-likelihood of their true labels.
 REWARD_UNITS = {
-    "accuracy": ("mean validation accuracy of the attributes below the child", "%"),
-    "log_likelihood": ("mean log-likelihood of the true labels of the attributes below the "
-                       "child (nats per label, <= 0)", "nats"),
+    "accuracy": "mean validation accuracy of the attributes below (0-1)",
+    "log_likelihood": "mean log-likelihood of the true labels below (nats, <= 0)",
 }
 
 
@@ -254,7 +255,8 @@ class SearchReporter(SearchLogger):
                     matrix, f"{layer} rewards, round {step}", self.reward,
                     *self._block_names(result.routing, layer)))[None], step=step,
                     description=f"Reward of every candidate parent (row) for every child "
-                                f"(column) of {layer}; red: the chosen parent.")
+                                f"(column) of {layer}: {REWARD_UNITS.get(self.reward)}; "
+                                f"red: the chosen parent.")
             tf.summary.text("tree", "```\n" + architecture.render(self.attribute_names)
                             + "\n```", step=step, description="The tree after each round.")
             tf.summary.image("tree_image", draw.image_tensor(
@@ -321,10 +323,8 @@ def reward_picture(matrix: np.ndarray, title: str, reward: str = "accuracy",
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     shown = ax.imshow(np.ma.masked_invalid(matrix), cmap="viridis", aspect="auto")
-    meaning, unit = REWARD_UNITS.get(reward, (reward, ""))
-    bar = fig.colorbar(shown, ax=ax, fraction=0.05)
-    bar.set_label(f"reward ({unit}): {meaning}" if unit != "%" else
-                  f"reward: {meaning} (0-1)", fontsize=7, wrap=True)
+    fig.colorbar(shown, ax=ax, fraction=0.05).set_label(
+        "reward: " + REWARD_UNITS.get(reward, reward), fontsize=8)
     if rows * cols <= 400:
         for b in range(rows):
             for j in range(cols):
@@ -349,8 +349,8 @@ def reward_picture(matrix: np.ndarray, title: str, reward: str = "accuracy",
 
 # The HParams tab: a few settings (checked by default) against the final metrics, mean test
 # error first; all settings are in the Text tab's ``settings`` table and report.json.
-HPARAMS = ("method", "dataset", "seed", "space", "batch_size", "learning_rate",
-           "warmup_steps", "finetune_steps")
+# TensorBoard ticks the first five (alphabetically), so there are five.
+HPARAMS = ("method", "dataset", "seed", "space", "learning_rate")
 METRICS = (("mean_test_error", "mean test error", "Mean over attributes of the test error "
             "of the fine-tuned network (0-1)."),
            ("mean_auc", "mean AUC", "Mean over attributes of the test ROC AUC."),

@@ -109,3 +109,26 @@ def test_model_card_says_what_to_check_when_images_may_show_people(dataset, part
                       macs_per_image=1, parts=parts)
     found = [s for s in ("## Bias and privacy", "## If the images show people") if s in card]
     assert found == ([section] if section else [])
+
+
+def test_round_sentence_says_in_words_what_changed_and_by_how_much():
+    from gnas_keras.evaluation import Evaluation
+    from gnas_keras.methods.gnas import RoundResult
+    from gnas_keras.reporting import round_sentence
+    from gnas_keras.tree import Routing
+
+    before = Routing.from_lists([[0], [0, 0], list(range(4))])
+    after = Routing.from_lists([[0], [0, 1], list(range(4))])
+    gains = {"layer1": np.array([0.0, 0.004])}
+    errors = {"layer1": np.array([np.nan, 0.001])}
+    result = RoundResult(3, after, True, 0.0961, {"layer1": np.zeros((1, 2))}, {},
+                         Evaluation(0.5, np.full(4, 0.875)), 1.0, gains, errors)
+    assert round_sentence(result, before, 16) == (
+        "round 3 of 16 done: 1 of 2 parents changed; best switch gained 0.4 % +- 0.1 %; "
+        "validation error 12.5 %, learning rate 0.0961")
+    unchanged = RoundResult(4, after, False, 0.09, {}, {}, Evaluation(0.5, np.full(4, 0.9)),
+                            1.0, {"layer1": np.array([0.0, 0.02])},
+                            {"layer1": np.array([np.nan, 0.03])})
+    assert round_sentence(unchanged, after, reward="log_likelihood").startswith(
+        "round 4 done: no parent of 2 changed; best candidate would have gained 0.020 nats "
+        "+- 0.030 nats;")
