@@ -189,7 +189,9 @@ class SearchReporter(SearchLogger):
             self.bar = None
 
     def warmup(self, step: int, steps: int, evaluation: Evaluation, elapsed: float) -> None:
-        bar = self._progress("warm-up", steps, self.bar.done if self.bar else 0)
+        # A new bar starts after this chunk (its pace counts from the next; a resumed
+        # warm-up's earlier steps do not count)
+        bar = self._progress("warm-up", steps, step)
         bar.update(step, f"train loss {evaluation.loss:.4f}")
         if step >= steps:
             self._end_bar()
@@ -224,7 +226,7 @@ class SearchReporter(SearchLogger):
 
     def trial(self, trial: int, trials: int, evaluation: Evaluation, best_error: float,
               elapsed: float, eta: float, train_loss: float = float("nan")) -> None:
-        bar = self._progress("random search", trials, trial - 1)
+        bar = self._progress("random search", trials, trial)  # paced from the next trial
         bar.update(trial, f"val error {100 * evaluation.mean_error:.1f} %, best "
                           f"{100 * best_error:.1f} %{_loss(train_loss)}")
         with self.writer.as_default():
