@@ -237,7 +237,8 @@ class SearchReporter(SearchLogger):
 
     def round(self, result: RoundResult) -> None:
         architecture = Architecture.from_space(self.space, result.routing)
-        before = self._tree if self._tree is not None or result.changed else result.routing
+        before = next((tree for tree in (result.start, self._tree) if tree is not None),
+                      None if result.changed else result.routing)
         self.out(round_sentence(result, before, self.max_rounds, self.reward))
         self._tree = result.routing
         with self.writer.as_default():

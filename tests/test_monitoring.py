@@ -4,6 +4,7 @@ F1 and balanced accuracy in the report, a model card beside the export; and the 
 behind them."""
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -41,8 +42,16 @@ def test_run_shows_attributes_losses_rewards_hparams_and_writes_a_model_card(syn
                        candidates=CandidateConfig(train_steps=1, val_batches=1,
                                                   warmup_steps=2, warmup_resample=1))
     config.methods["gnas"] = GnasConfig(max_rounds=1)
-    report = run(config, out=lambda line: None)
+    lines = []
+    report = run(config, out=lines.append)
     names = report["attribute_names"]
+    # The terminal: plain progress lines for every long phase, a round in words, no tree.
+    assert all(any(l.startswith(f"{phase}  [") for l in lines)
+               for phase in ("warm-up", "search", "fine-tune"))
+    assert any(re.fullmatch(r"round 1 of 1 done: (\d+ of 20 parents changed|no parent of 20 "
+                            r"changed).*validation error [\d.]+ %, learning rate .*", l)
+               for l in lines), lines
+    assert not any("\r" in l or "fc1[0] ->" in l for l in lines)
     assert 0.0 <= report["mean_f1"] <= 1.0 and 0.0 <= report["mean_balanced_accuracy"] <= 1.0
     assert set(report["test_f1"]) == set(names)
     assert set(report["decision_thresholds"]) == set(names)

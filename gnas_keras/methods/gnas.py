@@ -189,6 +189,7 @@ class RoundResult:
     switch_gains: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     switch_errors: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     restart: int = 0                  # 0: the first search, i: the i-th restart
+    start: Optional[Routing] = None   # the tree the round started from (not saved)
 
     def to_dict(self) -> Dict:
         arrays = lambda d: {k: v.tolist() for k, v in d.items()}  # noqa: E731
@@ -664,7 +665,7 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
         result = RoundResult(state.round, state.routing, changed, loop.learning_rate,
                              state.rewards, state.reward_errors, validation,
                              time.time() - start, state.switch_gains, state.switch_errors,
-                             state.restart)
+                             state.restart, state.round_start)
         state.results.append(result)
         logger.round(result)
         loop.set_learning_rate(loop.learning_rate * config.lr_decay)
