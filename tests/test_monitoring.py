@@ -141,3 +141,20 @@ def test_round_sentence_says_in_words_what_changed_and_by_how_much():
     assert round_sentence(unchanged, after, reward="log_likelihood").startswith(
         "round 4 done: no parent of 2 changed; best candidate would have gained 0.020 nats "
         "+- 0.030 nats;")
+
+
+def test_events_go_into_the_workdir_an_old_run_keeps_its_folder_and_restart_moves_them(
+        tmp_path):
+    from gnas_keras import workdir
+    from gnas_keras.reporting import event_dir
+
+    new, old = tmp_path / "new", tmp_path / "old"
+    (old / "tensorboard").mkdir(parents=True)
+    (old / "tensorboard" / "events.out.tfevents.1.host.1.0.v2").write_bytes(b"")
+    new.mkdir()
+    assert event_dir(str(new)) == str(new)
+    assert event_dir(str(old)) == str(old / "tensorboard")  # resumed: still one run
+    (new / "events.out.tfevents.2.host.2.0.v2").write_bytes(b"")
+    aside = workdir.move_aside(str(new))
+    assert os.listdir(aside) == ["events.out.tfevents.2.host.2.0.v2"]
+    assert not any(f.startswith("events") for f in os.listdir(new))
