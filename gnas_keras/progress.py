@@ -12,8 +12,8 @@ On a terminal the bar is redrawn in place on standard error::
 
 `Progress.write` prints a line above a live bar (the bar is cleared and redrawn), so other
 lines never run into it. When the lines do not go to a terminal (a log file, a pipe, a
-test's `out`), no carriage returns are written: a plain line goes to `out` each time another
-tenth of the phase is done, at least once a minute, and at the end.
+test's `out`), no carriage returns are written: a plain line goes to `out` at the first
+update, each time another tenth of the phase is done, at least once a minute, and at the end.
 
 Time left = elapsed / (units done in this process) * (units still to do): a resumed phase
 does not count the units done before it started. It is shown once a unit is done.
@@ -59,7 +59,7 @@ class Progress:
         self.first = self.done = done
         self.note = ""
         self.start = self._drawn = self._lined = clock()
-        self._tenth = self._tenths(done)
+        self._tenth = -1          # the first update writes a line: the phase has begun
         self._printed = done      # `done` when the last plain line was written
         self._drawn_done = -1     # `done` when the live bar was last drawn
         self.closed = False

@@ -227,7 +227,8 @@ class SearchReporter(SearchLogger):
     def trial(self, trial: int, trials: int, evaluation: Evaluation, best_error: float,
               elapsed: float, eta: float, train_loss: float = float("nan")) -> None:
         bar = self._progress("random search", trials, trial)  # paced from the next trial
-        bar.update(trial, f"val error {100 * evaluation.mean_error:.1f} %, best "
+        bar.update(trial, f"trial {trial} of {trials}: val error "
+                          f"{100 * evaluation.mean_error:.1f} %, best "
                           f"{100 * best_error:.1f} %{_loss(train_loss)}")
         with self.writer.as_default():
             scalar("candidate/mean_val_error", evaluation.mean_error, step=trial)

@@ -148,10 +148,10 @@ def test_killed_and_resumed_random_search_ends_like_an_uninterrupted_one(
     third trial), resumed by the same command, it ends its search with the identical tree,
     trials (each one's validation error) and weights."""
     flag_args = args(synthetic_dir, tmp_path / "run", "", *RANDOM)
-    run_and_kill(flag_args, "random trial 2/4")
+    run_and_kill(flag_args, "trial 2 of 4")
     resumed = run_and_kill(flag_args, "tree:")
     assert "resuming at phase search" in resumed
-    assert "random trial 1/4" not in resumed  # trials 1 and 2 are not redone
+    assert "trial 1 of 4" not in resumed  # trials 1 and 2 are not redone
     assert len(uninterrupted_random[0]["trials"]) == 4
     assert_same_search(searched(tmp_path / "run"), uninterrupted_random)
 

@@ -88,7 +88,7 @@ def test_search_end_to_end_with_a_flagfile(synthetic_dir, tmp_path):
         "--compare=shared,label_tree", "--compare_steps=2"]) + "\n")
     result = search(f"--flagfile={flagfile}")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "round 1 of 1, fc1 candidate 4 of 4" in result.stderr  # the search's progress
+    assert "round 1 of 1, fc1 candidate 1 of 4" in result.stderr  # the search's progress
     assert "left <=" in result.stderr and "\r" not in result.stderr  # plain lines in a pipe
     report = json.load(open(tmp_path / "run" / "report.json"))
     assert report["method"] == "gnas" and report["dataset"] == "synthetic"

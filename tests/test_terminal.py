@@ -34,8 +34,10 @@ def test_plain_lines_when_not_a_terminal_one_per_tenth_with_time_left():
         for step in range(1, 41):
             clock.now += 0.5          # 2 steps a second
             bar.update(step, note=f"train loss {1 / step:.2f}")
-    assert len(lines) == 10 and not any("\r" in line for line in lines)
-    assert lines[0] == ("fine-tune  [##------------------]  4/40  10 %  elapsed 0m02s  "
+    assert len(lines) == 11 and not any("\r" in line for line in lines)
+    assert lines[0].startswith("fine-tune  [--------------------]  1/40  2 %  elapsed 0m00s  "
+                               "left 0m20s")  # the first update: the phase has begun
+    assert lines[1] == ("fine-tune  [##------------------]  4/40  10 %  elapsed 0m02s  "
                         "left 0m18s  train loss 0.25")
     assert lines[-1].startswith("fine-tune  [####################]  40/40  100 %  "
                                 "elapsed 0m20s  left 0m00s")
