@@ -54,7 +54,10 @@ CLICK = """
 function click(label, root) {
   root = root || document;
   for (const el of root.querySelectorAll('*')) {
-    if (el.tagName === 'PAPER-CHECKBOX' && el.textContent.includes(label)) { el.click(); return true; }
+    if (el.tagName === 'PAPER-CHECKBOX' && el.textContent.includes(label)) {
+      el.click();
+      return true;
+    }
     if (el.shadowRoot && click(label, el.shadowRoot)) return true;
   }
   return false;
