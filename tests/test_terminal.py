@@ -102,3 +102,19 @@ def test_describe_prints_words_and_short_sizes():
     assert "exported full tree: 1.58 M parameters, 198 M MACs per image" in text
     assert "6.28e+57 possible trees" in text
     assert not any(len(word) > 20 for word in text.split())  # no 58-digit integer
+
+
+def test_screenshot_script_needs_chromium_and_says_so_in_one_line(tmp_path, capsys,
+                                                                   monkeypatch):
+    import importlib.util
+    import os
+    import sys
+    path = os.path.join(os.path.dirname(__file__), "..", "docs", "make_screenshots.py")
+    spec = importlib.util.spec_from_file_location("make_screenshots", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setattr(sys, "argv", ["make_screenshots", "--chromium=no-such-browser",
+                                      f"--logdir={tmp_path}"])
+    assert script.main() == 2
+    assert capsys.readouterr().err == ("--chromium: no-such-browser not found "
+                                       "(apt-get install chromium)\n")
