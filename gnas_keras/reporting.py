@@ -288,6 +288,9 @@ class SearchReporter(SearchLogger):
         self.out(line)
 
     def close(self) -> None:
+        """The search is over: its bar ends at 100 % (it may stop before its upper bound)."""
+        if self.bar is not None:
+            self.bar.total = max(self.bar.done, 1)
         self._end_bar()
         self.writer.close()
 
