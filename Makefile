@@ -1,23 +1,23 @@
 # Quick start: `make search` (virtualenv, install, GNAS on the built-in synthetic set), then
-# `make test`. Everything runs from this directory; PYTHONPATH makes the packages importable.
+# `make test`. The virtualenv holds the project installed in editable mode (pyproject.toml):
+# the console scripts gnas-search, gnas-convert, ... and `python -m flags.search` both work.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-export PYTHONPATH := $(CURDIR)
 
 .PHONY: search compare test clean
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
 # The main job: generates data/synthetic once, searches (GNAS with the GNAS+ options),
 # fine-tunes, tests, exports.
 # Run again, it resumes (or reprints a finished run); `make search ARGS=--restart` starts over.
 search: $(VENV)/.installed
-	$(PY) -m flags.search --flagfile=flagfiles/synthetic_plus.flags $(ARGS)
+	$(VENV)/bin/gnas-search --flagfile=flagfiles/synthetic_plus.flags $(ARGS)
 
 # The README's comparison: every method on the synthetic set with the same budget, then one
 # report (runs/compare/evaluation.md) with errors, AUC, ARI, parameters, MACs and latency.
@@ -26,10 +26,10 @@ COMPARE_METHODS := gnas random branching shared independent
 compare: $(VENV)/.installed
 	for m in $(COMPARE_METHODS); do \
 	  f=flagfiles/synthetic.flags; [ -f flagfiles/synthetic_$$m.flags ] && f=flagfiles/synthetic_$$m.flags; \
-	  $(PY) -m flags.search --flagfile=$$f --method=$$m --compare= \
+	  $(VENV)/bin/gnas-search --flagfile=$$f --method=$$m --compare= \
 	    --workdir=runs/compare/$$m --export_name=synthetic_$$m $(ARGS) || exit 1; \
 	done
-	$(PY) -m flags.evaluate --workdir=runs/compare
+	$(VENV)/bin/gnas-evaluate --workdir=runs/compare
 
 # Two worker processes (CI has 2 cores; most tests are single-threaded subprocess runs);
 # `--dist loadfile` keeps a file's tests, and its module fixtures, on one worker.

@@ -15,7 +15,7 @@ planted groups (synthetic set).
 
 from __future__ import annotations
 
-from flags import common  # noqa: F401  (first: quiets TensorFlow's start-up logging)
+from gnas_keras_flags import common  # noqa: F401  (first: quiets TensorFlow's start-up logging)
 
 import dataclasses
 import json
@@ -23,7 +23,7 @@ import json
 from absl import app, flags
 import numpy as np
 
-from flags import dataclass_flags
+from gnas_keras_flags import dataclass_flags
 from gnas_keras.architecture import Architecture
 from gnas_keras.config import RunConfig
 from gnas_keras.methods import REGISTRY

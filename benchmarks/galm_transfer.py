@@ -85,8 +85,8 @@ def reward_curve(report: dict, attributes, fifths: int = 5):
 
 
 def transfer(seeds):
-    from pipelines import records
-    from pipelines.subset import subset_attributes
+    from gnas_keras_pipelines import records
+    from gnas_keras_pipelines.subset import subset_attributes
     meta = records.read_metadata(FLAGS.data_dir)
     held_out = [g[-1] for g in meta.groups]
     kept = [n for n in meta.attribute_names if n not in held_out]

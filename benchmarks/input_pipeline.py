@@ -27,8 +27,8 @@ import tensorflow as tf  # noqa: E402
 
 from benchmarks import timing  # noqa: E402
 from benchmarks.train_step import random_batch, supernet_on_full_tree  # noqa: E402
-from pipelines import records  # noqa: E402
-from pipelines.input import make_dataset, preprocessing_for  # noqa: E402
+from gnas_keras_pipelines import records  # noqa: E402
+from gnas_keras_pipelines.input import make_dataset, preprocessing_for  # noqa: E402
 
 flags.DEFINE_integer("images", 1024, "Images in the generated training split.")
 flags.DEFINE_integer("batches", 12, "Batches pulled per timed tf.data sample.")

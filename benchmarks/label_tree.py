@@ -25,9 +25,9 @@ from gnas_keras.architecture import Architecture  # noqa: E402
 from gnas_keras.data import planted_groups  # noqa: E402
 from gnas_keras.space import get_space  # noqa: E402
 from gnas_keras.tree import adjusted_rand_index, correlation_routing  # noqa: E402
-from pipelines import input as data_input  # noqa: E402
-from pipelines import records  # noqa: E402
-from pipelines.convert_errors import ConversionError  # noqa: E402
+from gnas_keras_pipelines import input as data_input  # noqa: E402
+from gnas_keras_pipelines import records  # noqa: E402
+from gnas_keras_pipelines.convert_errors import ConversionError  # noqa: E402
 
 
 def label_tree_ari(labels: np.ndarray, space_name: str, groups) -> float:

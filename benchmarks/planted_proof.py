@@ -140,7 +140,7 @@ def main(argv=None) -> int:
     except RuntimeError:  # TensorFlow already started in this process (a test): keep its pools
         pass
 
-    from pipelines import records, synthetic
+    from gnas_keras_pipelines import records, synthetic
     if args.data_dir == "data/synthetic":
         synthetic.ensure_generated(args.data_dir)
     meta = records.read_metadata(args.data_dir)

@@ -13,7 +13,7 @@ Exit 2 with one line when Chromium or the log directory is missing.
 The committed docs/tensorboard_*.png (2026-12-04) show two small finished synthetic runs,
 made on 2 CPU cores with (``S`` = the small set and short schedule)::
 
-    python -c "from pipelines import synthetic; synthetic.generate('/tmp/synth', seed=0,
+    python -c "from gnas_keras_pipelines import synthetic; synthetic.generate('/tmp/synth', seed=0,
         sizes={'train': 512, 'validation': 256, 'test': 256}, num_shards=2)"
     S="--data_dir=/tmp/synth --export_dir=/tmp/saved --warmup_steps=100 --train_steps=5
        --val_batches=2 --finetune_steps=100 --compare=shared --compare_steps=20

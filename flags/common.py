@@ -106,7 +106,7 @@ if "tensorflow" not in sys.modules:
 from absl import app, flags, logging  # noqa: E402
 
 from gnas_keras.evaluation import WorkerLost  # noqa: E402  (no TensorFlow import)
-from pipelines.convert_errors import ConversionError  # noqa: E402  (no TensorFlow import)
+from gnas_keras_pipelines.convert_errors import ConversionError  # noqa: E402  (no TensorFlow import)
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
                PermissionError, FloatingPointError, ConversionError)
@@ -133,12 +133,40 @@ def generate_synthetic_if_wanted(config, enabled: bool) -> None:
 
     if enabled and (config.dataset == "synthetic" or (
             not config.dataset and config.data_dir == RunConfig().data_dir)):
-        from pipelines import synthetic
+        from gnas_keras_pipelines import synthetic
         synthetic.ensure_generated(config.data_dir)
 
 
-def parse_flags(argv):
-    """absl's parser (``--flagfile`` included), with a bad flag reported by `fail`."""
+HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort")
+
+
+def _own_module(module: str) -> bool:
+    """Flags this project defines: the binary's own (absl names a ``python -m`` binary's
+    module by its path) and the config sections (`dataclass_flags`: ``gnas_keras...``)."""
+    return module.startswith("gnas_keras") or module == (sys.argv[0] if sys.argv else "")
+
+
+def binary_help(doc: str = "") -> str:
+    """``--help``: the binary's docstring `doc`, then its own flags, one group per config
+    section. absl's own short help lists only flags defined in the main module, and ours are
+    derived from the config dataclasses elsewhere; ``--helpfull`` still lists absl's too."""
+    parts = [doc.strip()]
+    for module in flags.FLAGS.flags_by_module_dict():
+        if _own_module(module):
+            parts.append(flags.FLAGS.module_help(module))
+    parts.append("Try --helpfull to get a list of all flags.")
+    return "\n\n".join(p for p in parts if p)
+
+
+def parse_flags(argv, doc: str = ""):
+    """absl's parser (``--flagfile`` included), with a bad flag reported by `fail` and
+    ``--help`` answered by `binary_help` (exit 0)."""
+    if any(arg in HELP_FLAGS for arg in argv[1:]):
+        print(binary_help(doc), flush=True)
+        sys.exit(0)
+    if "--helpfull" in argv[1:]:  # absl's, but exit 0 like --help
+        print(f"{doc.strip()}\n\n{flags.FLAGS.get_help()}", flush=True)
+        sys.exit(0)
     try:
         return flags.FLAGS(argv)
     except flags.Error as err:
@@ -163,4 +191,5 @@ def run(main) -> None:
         except KeyboardInterrupt as err:
             interrupted(str(err))
 
-    app.run(guarded, flags_parser=parse_flags)
+    doc = getattr(sys.modules.get(main.__module__), "__doc__", None) or ""
+    app.run(guarded, flags_parser=lambda argv: parse_flags(argv, doc))

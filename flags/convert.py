@@ -18,11 +18,16 @@ from __future__ import annotations
 
 import os
 
-from flags import common  # first: quiets TensorFlow's start-up logging
+# Every image is decoded by TensorFlow (`convert_common.decode_pixels`); a broken one is
+# reported as one line naming the file, and TensorFlow's own native error log for it
+# ("Premature end of JPEG data") would only add a second, nameless line.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from absl import flags
+from gnas_keras_flags import common  # noqa: E402  (first: quiets TensorFlow's start-up logging)
 
-from pipelines import output_dir as output_dirs
+from absl import flags  # noqa: E402
+
+from gnas_keras_pipelines import output_dir as output_dirs  # noqa: E402
 
 DATASETS = ("celeba", "lfwa", "market1501", "awa2", "awa1", "apy", "sun", "folder")
 
@@ -61,6 +66,8 @@ flags.DEFINE_string("labels", None, "folder: the labels CSV ('image,<attribute n
 flags.DEFINE_enum("label_values", "auto", ("auto", "1/0/-1", "1/-1"), "folder: how the CSV "
                   "encodes labels (blank is always unknown): 1/0/-1 = yes/no/unknown, 1/-1 = "
                   "yes/no (CelebA), auto = 1/-1 unless a 0 occurs.")
+flags.DEFINE_boolean("allow_outside_source", False, "folder: read CSV image paths that are "
+                     "absolute or climb out of --source_dir (refused by default).")
 flags.DEFINE_float("folder_val_ratio", 0.1, "folder without a split column: fraction of "
                    "images for validation.", lower_bound=0.0, upper_bound=0.99)
 flags.DEFINE_float("folder_test_ratio", 0.1, "folder without a split column: fraction of "
@@ -76,11 +83,12 @@ def convert() -> object:
     # Checked before TensorFlow loads: a refused --output_dir fails at once.
     output_dirs.check_output_dir(output, FLAGS.overwrite, protected=[
         source, os.path.dirname(os.path.abspath(labels)) if labels else None])
-    if FLAGS.dataset != "folder" and (FLAGS.name or FLAGS.labels):
-        raise ValueError(f"--name and --labels are for --dataset=folder, not "
-                         f"--dataset={FLAGS.dataset}")
+    if FLAGS.dataset != "folder" and (FLAGS.name or FLAGS.labels or
+                                      FLAGS.allow_outside_source):
+        raise ValueError(f"--name, --labels and --allow_outside_source are for "
+                         f"--dataset=folder, not --dataset={FLAGS.dataset}")
     # Imported here so a bad flag fails fast, without loading TensorFlow.
-    from pipelines import apy, awa, celeba, folder, lfwa, market1501, sun
+    from gnas_keras_pipelines import apy, awa, celeba, folder, lfwa, market1501, sun
 
     shared = dict(overwrite=FLAGS.overwrite, skip_bad=FLAGS.skip_bad,
                   num_shards=FLAGS.num_shards)
@@ -102,7 +110,7 @@ def convert() -> object:
         "folder": lambda: folder.convert(
             source, output, name=FLAGS.name, labels=labels, label_values=FLAGS.label_values,
             val_ratio=FLAGS.folder_val_ratio, test_ratio=FLAGS.folder_test_ratio, seed=seed,
-            **shared),
+            allow_outside_source=FLAGS.allow_outside_source, **shared),
     }
     return calls[FLAGS.dataset]()
 
@@ -112,5 +120,10 @@ def main(argv):
     print(f"{metadata.name}: {metadata.split_sizes} -> {FLAGS.output_dir}")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script `gnas-convert` (`python -m flags.convert` in a checkout)."""
     common.run(main)
+
+
+if __name__ == "__main__":
+    cli()

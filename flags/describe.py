@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import sys
 
-from flags import common  # first: one-line errors, quiet start-up
+from gnas_keras_flags import common  # first: one-line errors, quiet start-up
 
 from absl import flags
 
@@ -63,5 +63,10 @@ def describe_text(d) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script `gnas-describe` (`python -m flags.describe` in a checkout)."""
     common.run(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -11,7 +11,7 @@ and the attribute groups at every layer.
 
 from __future__ import annotations
 
-from flags import common  # first: quiets TensorFlow's start-up logging
+from gnas_keras_flags import common  # first: quiets TensorFlow's start-up logging
 
 import os
 
@@ -42,5 +42,10 @@ def main(argv):
           flush=True)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script `gnas-evaluate` (`python -m flags.evaluate` in a checkout)."""
     common.run(main)
+
+
+if __name__ == "__main__":
+    cli()

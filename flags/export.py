@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from flags import common  # first: one-line errors, quiet start-up
+from gnas_keras_flags import common  # first: one-line errors, quiet start-up
 
 from absl import flags
 
@@ -68,5 +68,10 @@ def main(argv):
               f"{difference:.2e}")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script `gnas-export` (`python -m flags.export` in a checkout)."""
     common.run(main)
+
+
+if __name__ == "__main__":
+    cli()

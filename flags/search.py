@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import os
 
-from flags import common  # first: quiets TensorFlow's start-up logging
+from gnas_keras_flags import common  # first: quiets TensorFlow's start-up logging
 
 from absl import flags
 
-from flags import dataclass_flags
+from gnas_keras_flags import dataclass_flags
 from gnas_keras import units
 from gnas_keras.config import RunConfig
 from gnas_keras.methods import REGISTRY
@@ -66,5 +66,10 @@ def main(argv):
     print_summary(run(config), config.workdir)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script `gnas-search` (`python -m flags.search` in a checkout)."""
     common.run(main)
+
+
+if __name__ == "__main__":
+    cli()

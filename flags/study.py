@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from flags import common  # first: quiets TensorFlow's start-up logging
+from gnas_keras_flags import common  # first: quiets TensorFlow's start-up logging
 
 from absl import flags
 
-from flags import dataclass_flags
+from gnas_keras_flags import dataclass_flags
 from gnas_keras.config import RunConfig
 from gnas_keras.space import PRESETS
-from gnas_keras.study import RUN_FIELDS, StudyConfig
+from gnas_keras.study_config import RUN_FIELDS, StudyConfig
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("generate_synthetic", True,
@@ -61,5 +61,10 @@ def main(argv):
     print("\n".join(lines), flush=True)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script `gnas-study` (`python -m flags.study` in a checkout)."""
     common.run(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -3,7 +3,7 @@
 Every setting is written once, here or in a method's config dataclass
 (`gnas_keras.methods`): a field's default, its help text (``metadata["help"]``) and its
 allowed values (``metadata["choices"]``). ``flags/dataclass_flags.py`` derives the absl flags
-from these dataclasses. No TensorFlow is imported.
+from these dataclasses (`gnas_keras.settings.setting`). No TensorFlow is imported.
 """
 
 from __future__ import annotations
@@ -11,51 +11,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, Optional, Tuple
 
+from gnas_keras.methods import REGISTRY, default_configs, fixed_methods
+from gnas_keras.methods.gnas import layer_names
+from gnas_keras.settings import (BN_EPSILON, BN_MOMENTUM, CandidateConfig,  # noqa: F401
+                                 check_choices, setting)
+from gnas_keras.space import get_space
+
 STRATEGIES = ("default", "mirrored", "multiworker")
 ON_NAN = ("stop", "rollback")
-
-
-def setting(default: Any, help: str, choices: Optional[Tuple[str, ...]] = None,
-            **kwargs) -> Any:
-    """A dataclass field with its help text (and allowed values): the one place a setting
-    is written."""
-    metadata = {"help": help}
-    if choices is not None:
-        metadata["choices"] = tuple(choices)
-    if isinstance(default, (list, tuple, dict)):
-        return dataclasses.field(default_factory=lambda: type(default)(default),
-                                 metadata=metadata, **kwargs)
-    return dataclasses.field(default=default, metadata=metadata, **kwargs)
-
-
-@dataclasses.dataclass
-class CandidateConfig:
-    """How a candidate tree is scored on the shared supernet weights; used by every method
-    that searches on a supernet (GNAS, random search), so that equal settings give them
-    equal compute."""
-
-    train_steps: int = setting(400, "K: training batches per candidate (paper: 400 / 2000; "
-                                    "0 = weights frozen during the search, Fig. 4).")
-    val_batches: int = setting(5, "V: validation batches per candidate (paper: 1 / 5 / 20).")
-    warmup_steps: int = setting(0, "Steps on uniformly random trees before the search (not "
-                                   "in the paper's Alg. 1; every edge starts equally trained).")
-    warmup_resample: int = setting(20, "Warm-up: a new random tree every this many steps.")
-    fixed_val_batches: bool = setting(False, "Evaluate every candidate on the same V "
-                                             "validation batches (default: V random ones).")
-
-    def validate(self) -> None:
-        if self.val_batches <= 0:
-            raise ValueError(f"val_batches: must be > 0, got {self.val_batches}")
-        for name in ("train_steps", "warmup_steps"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
-        if self.warmup_resample <= 0:
-            raise ValueError(f"warmup_resample: must be > 0, got {self.warmup_resample}")
-
-
-def _default_method_configs() -> Dict[str, Any]:
-    from gnas_keras.methods import default_configs
-    return default_configs()
 
 
 @dataclasses.dataclass
@@ -73,6 +36,11 @@ class RunConfig:
                                               "several comma-separated folders are read as one "
                                               "dataset (attributes concatenated, each record's "
                                               "attributes from the other folders unknown).")
+    check_images: bool = setting(True, "Before the run, read every record of data_dir and "
+                                       "decode its image as training will, so that a "
+                                       "damaged shard or an image that does not decode is "
+                                       "named at once, not mid-search (one parallel pass; "
+                                       "minutes for CelebA). --nocheck_images skips it.")
     workdir: str = setting("runs/synthetic_gnas", "Run directory: TensorBoard, checkpoints, "
                                                   "tree.json, report.json.")
     export_dir: str = setting("saved_models", "SavedModel base directory ('' = no export).")
@@ -92,10 +60,10 @@ class RunConfig:
     weight_decay: float = setting(1e-4, "L2 on the weights the tree uses (paper: 1e-4).")
     dropout: float = setting(0.0, "Dropout rate after fc1 and fc2 (paper: 0.75 for LFWA and "
                                   "Market-1501).")
-    bn_momentum: float = setting(0.9, "Batch-norm moving-average momentum, Keras convention: "
+    bn_momentum: float = setting(BN_MOMENTUM, "Batch-norm moving-average momentum, Keras convention: "
                                       "0.9 = PyTorch's default momentum=0.1, what the paper's "
                                       "code used (Keras' own default is 0.99).")
-    bn_epsilon: float = setting(1e-5, "Batch-norm epsilon (PyTorch's default, as the paper; "
+    bn_epsilon: float = setting(BN_EPSILON, "Batch-norm epsilon (PyTorch's default, as the paper; "
                                       "Keras' is 1e-3).")
     image_height: int = setting(0, "Working height every image is resized to before "
                                    "cropping (0 = dataset default; one of height/width keeps "
@@ -106,7 +74,7 @@ class RunConfig:
     crop_width: int = setting(0, "Crop width (0 = dataset default).")
     flip: Optional[bool] = setting(None, "Random horizontal flip (None = dataset default).")
     candidates: CandidateConfig = dataclasses.field(default_factory=CandidateConfig)
-    methods: Dict[str, Any] = dataclasses.field(default_factory=_default_method_configs)
+    methods: Dict[str, Any] = dataclasses.field(default_factory=default_configs)
     finetune_steps: int = setting(1000, "Fine-tune steps on train+validation for the chosen "
                                         "tree.")
     finetune_lr: float = setting(0.0, "Fine-tune learning rate (0 = continue with the "
@@ -153,13 +121,9 @@ class RunConfig:
 
     def validate(self) -> None:
         """Raises ValueError naming the offending field (the binaries add the flag name)."""
-        from gnas_keras.methods import REGISTRY, fixed_methods
         if self.method not in REGISTRY:
             raise ValueError(f"method: {self.method!r} is not one of {tuple(REGISTRY)}")
-        if self.on_nan not in ON_NAN:
-            raise ValueError(f"on_nan: {self.on_nan!r} is not one of {ON_NAN}")
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy: {self.strategy!r} is not one of {STRATEGIES}")
+        check_choices(self)
         if self.jit_compile and self.strategy != "default":
             raise ValueError(f"jit_compile: XLA together with --strategy={self.strategy} is "
                              "broken in Keras (keras #19005); use one or the other")
@@ -190,13 +154,12 @@ class RunConfig:
         self.candidates.validate()
         only = getattr(self.method_config(), "search_only", "")
         if only:  # names checked before any work; the block counts are checked by the search
-            from gnas_keras.methods.gnas import layer_names
-            from gnas_keras.space import get_space
             searchable = [s.name for s in get_space(self.space).layers if s.searchable]
             for name in layer_names(only):
                 if name not in searchable:
                     raise ValueError(f"search_only: {name!r} is not a searchable layer of "
                                      f"space {self.space} ({', '.join(searchable)})")
         for name, section in self.methods.items():
+            check_choices(section)
             if hasattr(section, "validate"):
                 section.validate()

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 
-from gnas_keras.config import RunConfig
-from pipelines import input as data_input
-from pipelines import records
+from gnas_keras_pipelines import input as data_input
+from gnas_keras_pipelines import records
+
+if TYPE_CHECKING:
+    from gnas_keras.config import RunConfig
 
 
 def repeat_batches(dataset: tf.data.Dataset, fixed_batches: Optional[int] = None
@@ -45,7 +47,8 @@ class Data:
     @classmethod
     def load(cls, config: RunConfig) -> "Data":
         """Checks the dataset(s) before any work starts (`records.check_dataset`: metadata,
-        complete shard sets, record counts, the first record of every split) and builds the
+        complete shard sets, record counts, the first record of every split, and with
+        ``check_images`` every record decoded) and builds the
         preprocessing from the metadata plus the config's overrides.
 
         Raises:
@@ -53,7 +56,8 @@ class Data:
           ValueError: a config that does not fit the data (naming the field).
         """
         dirs = config.data_dirs
-        meta = records.check_dataset(dirs[0] if len(dirs) == 1 else list(dirs))
+        meta = records.check_dataset(dirs[0] if len(dirs) == 1 else list(dirs),
+                                     check_images=config.check_images)
         if config.dataset and meta.name != config.dataset:
             raise ValueError(f"dataset: {config.data_dir} holds dataset {meta.name!r}, "
                              f"not {config.dataset!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 from typing import Optional
 
 import numpy as np
@@ -33,6 +34,28 @@ class Evaluation:
     @property
     def errors(self) -> np.ndarray:
         return 1.0 - self.accuracy
+
+
+class Stream(enum.IntEnum):
+    """The first number of a segment's position (`segment_seed`, `Loop.restart`,
+    ``val_data(*position)``): which stream of data (or of fresh weights) the segment draws.
+    Names are per use; methods never run together, so two uses in different methods may share
+    a number (the values are those the methods always used: checkpoints stay valid)."""
+
+    WARMUP = 0            # supernet warm-up chunks (GNAS, random search)
+    CANDIDATE = 1         # GNAS: a candidate's K training and V validation batches
+    ROUND = 2             # GNAS: the round's tree on V validation batches
+    CHOSEN_TREE = 3       # GNAS+: the chosen tree's K steps after a layer
+    TRIAL = 3             # random search: a trial's training and validation batches
+    FINETUNE = 4          # fine-tune and from-scratch training chunks
+    FRESH_HEADS = 5       # GNAS+ fresh heads' initial weights
+    BRANCHING_ROUND = 5   # adaptive branching: a round's training
+    GALM_REWARDS = 5      # GALM: the validation stream of its rewards
+    BN_REFRESH = 6        # GNAS+ batch-norm refresh before scoring
+    GALM_PHASE = 6        # GALM: a phase's child training
+    RESTART_CHOICE = 7    # GNAS+: scoring the restarts' converged trees
+    GALM_FINAL = 9        # GALM: the final samples
+    STUDY_TRACE = 9       # the efficiency study's tracing evaluation
 
 
 def segment_seed(seed: int, *position: int) -> int:

@@ -83,7 +83,7 @@ def _load_report(path: str) -> Dict:
 
 def input_size(report: Dict):
     """(height, width) of the model input of a run, from its dataset and crop flags."""
-    from pipelines.input import preprocessing_for
+    from gnas_keras_pipelines.input import preprocessing_for
 
     if "input_shape" in report:  # any dataset: the run recorded its model input
         return tuple(report["input_shape"][:2])

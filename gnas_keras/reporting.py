@@ -157,7 +157,8 @@ def round_sentence(result: RoundResult, before: Optional[Routing], max_rounds: i
 
 class SearchReporter(SearchLogger):
     """Writes a search's progress to TensorBoard, and to `out` a progress bar for the warm-up
-    and the search with one sentence per round.
+    and the search with one sentence per round. Not on a terminal, the search writes one
+    line per candidate evaluation (or random trial), with its validation error.
 
     reward: the GNAS reward (``accuracy`` or ``log_likelihood``): the units of the reward
       pictures and of the round sentences.
@@ -175,12 +176,12 @@ class SearchReporter(SearchLogger):
         self._tree: Optional[Routing] = None  # the last round's tree: the next one's start
         self._estimated = False               # the search bar's total is estimated
 
-    def _progress(self, label: str, total: int, done: int, upper_bound: bool = False
+    def _progress(self, label: str, total: int, done: int, line_seconds: float = 60.0
                   ) -> Progress:
         """The bar of the current phase (a new one when the phase changes)."""
         if self.bar is None or self.bar.label != label or self.bar.total != total:
             self._end_bar()
-            self.bar = Progress(label, total, self.out, done=done, upper_bound=upper_bound)
+            self.bar = Progress(label, total, self.out, done=done, line_seconds=line_seconds)
         return self.bar
 
     def _end_bar(self) -> None:
@@ -210,7 +211,7 @@ class SearchReporter(SearchLogger):
         if bar is None:  # starts after this evaluation: its pace counts from the next one
             self._end_bar()
             bar = self.bar = Progress("search", done + num_candidates - candidate - 1,
-                                      self.out, done=done, upper_bound=True)
+                                      self.out, done=done, upper_bound=True, line_seconds=0)
             self._estimated = False
         elif (candidate == 0 or not self._estimated) and eta == eta and done > bar.first:
             pace = (bar.clock() - bar.start) / (done - bar.first)
@@ -226,7 +227,8 @@ class SearchReporter(SearchLogger):
 
     def trial(self, trial: int, trials: int, evaluation: Evaluation, best_error: float,
               elapsed: float, eta: float, train_loss: float = float("nan")) -> None:
-        bar = self._progress("random search", trials, trial)  # paced from the next trial
+        # Paced from the next trial; a plain line for every trial, as for every candidate
+        bar = self._progress("random search", trials, trial, line_seconds=0)
         bar.update(trial, f"trial {trial} of {trials}: val error "
                           f"{100 * evaluation.mean_error:.1f} %, best "
                           f"{100 * best_error:.1f} %{_loss(train_loss)}")

@@ -28,6 +28,7 @@ version, never another's), the decision thresholds chosen on the validation spli
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
 import re
 import shutil
@@ -52,7 +53,7 @@ from gnas_keras.data import Data, planted_groups
 from gnas_keras.evaluation import Evaluation, NumericalError, WorkerLost, segment_seed
 from gnas_keras.export import export_saved_model, find_owned_version
 from gnas_keras.io import write_json_atomic, write_text_atomic
-from gnas_keras.methods import Method, get_method, gnas
+from gnas_keras.methods import Method, get_method
 from gnas_keras.methods.base import SearchContext, SearchLogger, SearchResult
 from gnas_keras.models.base import AttributeModel, parameter_count
 from gnas_keras.reporting import SearchReporter, event_dir, scalar, terminal, write_hparams
@@ -61,12 +62,24 @@ from gnas_keras.training import (Loop, is_multi_worker, new_supernet, new_tree_n
                                  train_and_test, train_from_scratch)
 from gnas_keras.tree import adjusted_rand_index
 from gnas_keras.workdir import WorkdirLock, check_writable, move_aside
-from pipelines import records
-from pipelines.convert_errors import DatasetError
-from pipelines.input import shard_files
+from gnas_keras_pipelines import records
+from gnas_keras_pipelines.convert_errors import DatasetError
+from gnas_keras_pipelines.input import shard_files
+from gnas_keras_pipelines.output_dir import DatasetReadLock
 
 PREDICTIONS_FILE = "test_predictions.npz"
-PHASES = ("search", "finetune", "compare", "export", "done")
+
+
+class Phase(enum.StrEnum):
+    """Where a run is: search -> finetune -> compare -> export -> done (``state.json``)."""
+
+    SEARCH = "search"
+    FINETUNE = "finetune"
+    COMPARE = "compare"
+    EXPORT = "export"
+    DONE = "done"
+
+
 MAX_ROLLBACKS = 3
 
 
@@ -143,7 +156,7 @@ class RunState:
     """Where a run is; saved in ``state.json`` at every checkpoint.
 
     Attributes:
-      phase: one of `PHASES`.
+      phase: the `Phase` the run is in.
       rollbacks: NaN rollbacks so far (``on_nan="rollback"``).
       lr_scale: 0.5 ** rollbacks: what a method that sets its learning rate from the config
         (branching's schedule) multiplies it by, so a halving survives the next schedule step.
@@ -163,7 +176,7 @@ class RunState:
       report: report.json once written.
     """
 
-    phase: str = "search"
+    phase: Phase = Phase.SEARCH
     rollbacks: int = 0
     lr_scale: float = 1.0
     search: Optional[Dict] = None
@@ -185,11 +198,13 @@ class RunState:
     @classmethod
     def from_dict(cls, d: Dict) -> "RunState":
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        state = cls(**{k: v for k, v in d.items() if k in known})
+        state.phase = Phase(state.phase)
+        return state
 
     @property
     def resumed(self) -> bool:
-        return self.phase != "search" or self.search is not None
+        return self.phase != Phase.SEARCH or self.search is not None
 
 
 def _optimizers(objects: Dict) -> List:
@@ -311,7 +326,7 @@ class _Run:
         state.search_report = result.report
         state.search_seconds = time.time() - start
         state.search = None
-        state.phase, state.finetune_done = "finetune", 0
+        state.phase, state.finetune_done = Phase.FINETUNE, 0
         if result.model is None:
             state.finetune_model = "tree"
             model = new_tree_network(config, result.architecture, self.data.image_shape,
@@ -346,7 +361,7 @@ class _Run:
         probabilities, labels = loop.predict(self.data.test_whole)
         save_predictions(os.path.join(self.config.workdir, PREDICTIONS_FILE), probabilities,
                          labels, names)
-        state.phase, state.test = "compare", test.to_dict()
+        state.phase, state.test = Phase.COMPARE, test.to_dict()
         state.comparisons, state.finetune_done = {}, self.config.finetune_steps
         self.save(_objects(model))
 
@@ -370,7 +385,7 @@ class _Run:
                 "parameters": cost(tree, h, w).parameters,
                 "tree": [list(p) for p in tree.parents], **tree_summary(tree, self.meta)}
             self.save()
-        state.phase = "export"
+        state.phase = Phase.EXPORT
         self.save()
 
     # --- 4. export and report ----------------------------------------------------------------
@@ -446,7 +461,7 @@ class _Run:
             "mean_auc": test_metrics.get("mean_auc"), "parameters": size.parameters,
             "search_seconds": state.search_seconds},
             os.path.basename(os.path.abspath(config.workdir)))
-        state.phase = "done"
+        state.phase = Phase.DONE
         self.save()
 
     def decision_thresholds(self, model: AttributeModel) -> np.ndarray:
@@ -473,17 +488,17 @@ class _Run:
 
     def phases(self) -> Dict:
         state = self.state
-        model = self.search() if state.phase == "search" else None
+        model = self.search() if state.phase == Phase.SEARCH else None
         architecture = Architecture.from_dict(state.architecture, self.space)
         write_text_atomic(os.path.join(self.config.workdir, "tree.json"),
                           architecture.to_json(self.meta.attribute_names))
-        if state.phase in ("finetune", "export") and model is None:
+        if state.phase in (Phase.FINETUNE, Phase.EXPORT) and model is None:
             model = self.finetune_model()
-        if state.phase == "finetune":
+        if state.phase == Phase.FINETUNE:
             self.finetune(model, architecture)
-        if state.phase == "compare":
+        if state.phase == Phase.COMPARE:
             self.compare(architecture)
-        if state.phase == "export":
+        if state.phase == Phase.EXPORT:
             self.export(model or self.finetune_model(), architecture)
         return state.report
 
@@ -536,7 +551,8 @@ def run(config: RunConfig, out: Callable[[str], None] = terminal) -> Dict:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     os.makedirs(config.workdir, exist_ok=True)
-    with WorkdirLock(config.workdir, out), _CTRL_C:
+    # The read lock: `flags.convert --overwrite` does not replace data_dir under the run.
+    with WorkdirLock(config.workdir, out), _CTRL_C, DatasetReadLock(config.data_dirs):
         saver = RunCheckpoint(config.workdir, config.to_dict())
         if config.restart:
             aside = move_aside(config.workdir)
@@ -544,8 +560,11 @@ def run(config: RunConfig, out: Callable[[str], None] = terminal) -> Dict:
                 out(f"--restart: the previous run's outputs are now in {aside}")
         try:
             return _run_phases(config, data, method, space, saver, strategy, out)
-        except tf.errors.DataLossError as err:
-            raise corrupt_data_error(config, saver, err) from None
+        except DATA_ERRORS as err:
+            named = corrupt_data_error(config, saver, err)
+            if named is None:  # not the data's fault
+                raise
+            raise named from None
         except lost as err:
             raise worker_lost_error(saver, err) from None
         except KeyboardInterrupt:
@@ -580,22 +599,37 @@ def worker_lost_error(saver: RunCheckpoint, err: tf.errors.OpError) -> WorkerLos
     return WorkerLost(f"multi-worker run: {who}; {resume}")
 
 
+# What reading a converted dataset raises mid-run: a record whose CRC fails, an image that does
+# not decode, a shard that is gone (the dataset was replaced while the run read it).
+DATA_ERRORS = (tf.errors.DataLossError, tf.errors.InvalidArgumentError,
+               tf.errors.NotFoundError)
+
+
 def corrupt_data_error(config: RunConfig, saver: RunCheckpoint,
-                       err: tf.errors.DataLossError) -> DatasetError:
-    """TensorFlow's `DataLossError` from reading a record whose CRC fails (a byte flipped
-    after conversion: `check_dataset` walks only the record headers) as one `DatasetError`
-    naming the shard and record, found by reading the dataset once, and where the run
-    resumes after the shard is reconverted."""
-    found = records.find_corrupt_record(config.data_dirs)
+                       err: tf.errors.OpError) -> Optional[DatasetError]:
+    """One of `DATA_ERRORS` as one `DatasetError` naming the shard and record (found by
+    reading the dataset once, `records.find_bad_record`) or the shard that disappeared, and
+    where the run resumes; None when the data is not at fault (the error is re-raised)."""
     saved = saver.read_state()
     resume = (f"the last checkpoint ({saved['checkpoint']}, phase {saved.get('phase')}) is "
               "kept and the same command resumes from it"
               if saved and saved.get("checkpoint") else
               "no checkpoint yet: the same command starts over")
+    first = records.op_error_reason(err)
+    if isinstance(err, tf.errors.NotFoundError):
+        gone = first.rpartition("; ")[0]
+        if not any(gone.startswith(os.path.join(os.path.abspath(d), "")) or
+                   gone.startswith(os.path.join(d, "")) for d in config.data_dirs):
+            return None
+        return DatasetError(gone, None, "disappeared while the run read it (was the dataset "
+                            f"converted again with --overwrite?); {resume}", kind="bad_shard")
+    found = records.find_bad_record(config.data_dirs)
     hint = f"convert the dataset again; {resume}"
     if found is not None:
-        return DatasetError(found.path, None, f"{found.reason}; {hint}", kind="bad_shard")
-    first = str(err).strip().splitlines()[0] if str(err).strip() else "DataLossError"
+        return DatasetError(found.path, found.where, f"{found.reason}; {hint}",
+                            kind="bad_shard")
+    if not isinstance(err, tf.errors.DataLossError):
+        return None
     return DatasetError(",".join(config.data_dirs), None,
                         f"a record failed to read ({first}); {hint}", kind="bad_shard")
 
@@ -649,9 +683,8 @@ def _run_phases(config: RunConfig, data: Data, method: Method, space: SearchSpac
     h, w, _ = data.image_shape
     # `--space` describes what GNAS, random search and the fixed trees search; branching and
     # GALM build networks of their own (their flags say which).
-    # GNAS's --search_only leaves some searched layers out of a round
-    per_round = space.evaluations_per_round(n, gnas.searched_layers(
-        space, n, config.method_config().search_only) if config.method == "gnas" else None)
+    per_round = space.evaluations_per_round(
+        n, method.round_layers(space, n, config.method_config()))
     searched = (f"space {space.name}: {scientific(space.num_trees(n))} trees, "
                 f"{per_round} evaluations per round"
                 if method.uses_supernet or method.fixed else method.summary.rstrip("."))

@@ -44,9 +44,9 @@ import numpy as np
 import tensorflow as tf
 
 from gnas_keras.architecture import Architecture
-from gnas_keras.config import CandidateConfig, RunConfig, setting
+from gnas_keras.settings import CandidateConfig
 from gnas_keras.data import Data
-from gnas_keras.evaluation import segment_seed
+from gnas_keras.evaluation import Stream, segment_seed
 from gnas_keras.io import write_bytes_atomic, write_json_atomic
 from gnas_keras.methods import gnas, random_search
 from gnas_keras.methods.base import SearchLogger
@@ -54,69 +54,8 @@ from gnas_keras.methods.gnas import GnasConfig
 from gnas_keras.reporting import format_duration, terminal
 from gnas_keras.space import get_space
 from gnas_keras.training import Loop, new_supernet, train_from_scratch
+from gnas_keras.study_config import METHODS, SETTINGS, StudyConfig  # noqa: F401
 from gnas_keras.tree import Routing
-
-SETTINGS = ("random_init", "trained")
-METHODS = ("gnas", "random")
-
-
-# The run settings flags.study takes from `RunConfig` (the rest are the study's own).
-RUN_FIELDS = ("dataset", "data_dir", "space", "batch_size", "learning_rate", "momentum",
-              "weight_decay", "dropout", "bn_momentum", "bn_epsilon", "seed")
-
-
-@dataclasses.dataclass
-class StudyConfig:
-    """The study's budget; every field is a flag of ``flags.study``.
-
-    `run` supplies `RUN_FIELDS` (dataset, data, space, training batch size, optimizer and
-    batch-norm settings, seed); its ``workdir`` and ``eval_batch_size`` are the study's
-    `workdir` and `val_batch_size`, and it exports nothing.
-    """
-
-    run: RunConfig = dataclasses.field(default_factory=RunConfig)
-    workdir: str = setting("runs/study", "Output directory of the study.")
-    val_batch_size: int = setting(64, "Examples in one validation / test batch of the study "
-                                      "(the paper's mini-batch).")
-    val_batches: Tuple[int, ...] = setting((1, 5, 20), "V of GNAS-V and Random-V: validation "
-                                                       "batches per evaluation.")
-    max_rounds: int = setting(6, "GNAS round cap (weights frozen).")
-    patience: int = setting(2, "GNAS stops after this many unchanged rounds.")
-    random_trials: int = setting(0, "Random search trials (0 = GNAS's budget: max_rounds x "
-                                    "evaluations per round).")
-    heldout_batches: int = setting(4, "Validation batches kept apart to score every curve.")
-    settings: Tuple[str, ...] = setting(SETTINGS, f"Subset of {list(SETTINGS)}.")
-    supernet_steps: int = setting(300, "Steps of supernet training on random trees for the "
-                                       "'trained' setting.")
-    supernet_resample: int = setting(20, "New random tree every this many supernet steps.")
-    scratch_steps: int = setting(600, "Fig. 5: training steps from scratch per tree "
-                                      "(0 = skip).")
-    scratch_chunk: int = setting(100, "Fig. 5: test every this many steps.")
-    scratch_val_batches: int = setting(5, "Fig. 5: train the trees of GNAS-V and Random-V "
-                                          "with this V.")
-
-    def __post_init__(self):
-        self.run = dataclasses.replace(self.run, workdir=self.workdir, export_dir="",
-                                       eval_batch_size=self.val_batch_size)
-
-    def validate(self) -> None:
-        """Raises ValueError naming the offending field."""
-        self.run.validate()
-        if not self.val_batches or min(self.val_batches) < 1:
-            raise ValueError(f"val_batches: need values >= 1, got {list(self.val_batches)}")
-        for name in ("max_rounds", "patience", "heldout_batches", "supernet_resample",
-                     "scratch_chunk"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")
-        for name in ("random_trials", "supernet_steps", "scratch_steps"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
-        if not self.settings or any(s not in SETTINGS for s in self.settings):
-            raise ValueError(f"settings: must be a subset of {SETTINGS}, got "
-                             f"{list(self.settings)}")
-        if self.scratch_steps and self.scratch_val_batches not in self.val_batches:
-            raise ValueError(f"scratch_val_batches: {self.scratch_val_batches} is not one of "
-                             f"val_batches {list(self.val_batches)}")
 
 
 @dataclasses.dataclass
@@ -313,6 +252,41 @@ def plot_scratch(scratch: Dict[str, Dict], dataset: str) -> bytes:
     return _png(fig)
 
 
+def _write_pictures(workdir: str, curves: List[Curve], scratch: Dict[str, Dict],
+                    dataset: str) -> Optional[bytes]:
+    """``efficiency.png``, ``scratch.png`` (when there are scratch curves) and the same
+    curves and pictures in ``tensorboard/``; returns the scratch picture (None without)."""
+    efficiency_png = plot_efficiency(curves, dataset)
+    write_bytes_atomic(os.path.join(workdir, "efficiency.png"), efficiency_png)
+    scratch_png = plot_scratch(scratch, dataset) if scratch else None
+    if scratch_png:
+        write_bytes_atomic(os.path.join(workdir, "scratch.png"), scratch_png)
+    writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+    with writer.as_default():
+        tf.summary.image("study/efficiency", tf.image.decode_png(efficiency_png, 4)[None], 0)
+        if scratch_png:
+            tf.summary.image("study/scratch", tf.image.decode_png(scratch_png, 4)[None], 0)
+        for c in curves:
+            for t, e in zip(c.times, c.errors):
+                tf.summary.scalar(f"efficiency/{c.setting}/{c.label}", e,
+                                  step=int(round(1000 * t)))
+        for name, curve in scratch.items():
+            for s, e in zip(curve["steps"], curve["errors"]):
+                tf.summary.scalar(f"scratch/{name}", e, step=s)
+    writer.close()
+    return scratch_png
+
+
+def _print_ratios(found: List[Dict], out: Callable[[str], None]) -> None:
+    """One line per setting and V: when GNAS reached random search's final error."""
+    for r in found:
+        reached = "never" if r["ratio"] is None else \
+            f"{r['gnas_seconds_to_random_final_error']:.1f} s = {r['ratio']:.3f} of it"
+        out(f"{r['setting']}: Random-{r['val_batches']} ends at {r['random_final_error']:.4f} "
+            f"after {r['random_budget_seconds']:.1f} s; GNAS-{r['val_batches']} gets there: "
+            f"{reached}")
+
+
 def run_study(config: StudyConfig, out: Callable[[str], None] = terminal) -> Dict:
     """Runs the study (see the module docstring); returns study.json's content."""
     config.validate()
@@ -354,7 +328,7 @@ def run_study(config: StudyConfig, out: Callable[[str], None] = terminal) -> Dic
             train_supernet(loop, val_data, config)
             out(f"{setting}: supernet trained on random trees for {config.supernet_steps} "
                 f"steps in {format_duration(time.time() - start)}; weights now frozen")
-        loop.evaluate(val_data(9, 9), 1)  # traces the evaluation outside every search's clock
+        loop.evaluate(val_data(Stream.STUDY_TRACE, 9), 1)  # traces the evaluation outside every search's clock
         cache: Dict[Routing, float] = {}
         for v in config.val_batches:
             for method in METHODS:
@@ -365,12 +339,7 @@ def run_study(config: StudyConfig, out: Callable[[str], None] = terminal) -> Dic
                 out(f"{setting}: {curve.label:9s} {budget:7.1f} s, {len(points)} tree(s), "
                     f"held-out error {curve.errors[0]:.4f} -> {curve.final_error:.4f}")
     found = ratios(curves)
-    for r in found:
-        reached = "never" if r["ratio"] is None else \
-            f"{r['gnas_seconds_to_random_final_error']:.1f} s = {r['ratio']:.3f} of it"
-        out(f"{r['setting']}: Random-{r['val_batches']} ends at {r['random_final_error']:.4f} "
-            f"after {r['random_budget_seconds']:.1f} s; GNAS-{r['val_batches']} gets there: "
-            f"{reached}")
+    _print_ratios(found, out)
 
     scratch: Dict[str, Dict] = {}
     trees: Dict[str, list] = {}
@@ -382,24 +351,7 @@ def run_study(config: StudyConfig, out: Callable[[str], None] = terminal) -> Dic
                 scratch[c.label] = scratch_curve(Routing.from_lists(c.trees[-1]), data, config,
                                                  c.label, out)
 
-    efficiency_png = plot_efficiency(curves, data.meta.name)
-    write_bytes_atomic(os.path.join(workdir, "efficiency.png"), efficiency_png)
-    scratch_png = plot_scratch(scratch, data.meta.name) if scratch else None
-    if scratch_png:
-        write_bytes_atomic(os.path.join(workdir, "scratch.png"), scratch_png)
-    writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
-    with writer.as_default():
-        tf.summary.image("study/efficiency", tf.image.decode_png(efficiency_png, 4)[None], 0)
-        if scratch_png:
-            tf.summary.image("study/scratch", tf.image.decode_png(scratch_png, 4)[None], 0)
-        for c in curves:
-            for t, e in zip(c.times, c.errors):
-                tf.summary.scalar(f"efficiency/{c.setting}/{c.label}", e,
-                                  step=int(round(1000 * t)))
-        for name, curve in scratch.items():
-            for s, e in zip(curve["steps"], curve["errors"]):
-                tf.summary.scalar(f"scratch/{name}", e, step=s)
-    writer.close()
+    scratch_png = _write_pictures(workdir, curves, scratch, data.meta.name)
     result = {
         "dataset": data.meta.name, "space": space.name,
         "config": {**dataclasses.asdict(config), "run": run_config.to_dict()},

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from gnas_keras.architecture import Architecture
-from gnas_keras.evaluation import Evaluation, check_finite, segment_seed
+from gnas_keras.evaluation import Evaluation, Stream, check_finite, segment_seed
 from gnas_keras.models.base import AttributeModel
 from gnas_keras.models.supernet import Supernet, build_supernet
 from gnas_keras.models.tree_net import TreeNetwork, build_tree_network
@@ -235,7 +235,7 @@ def train_and_test(model: AttributeModel, data: "Data", steps: int, config: "Run
     chunk = chunk_steps or max(1, -(-steps // 5))
     with Progress(label, steps, out, done=done) as bar:
         while done < steps:
-            loop.restart(4, done)
+            loop.restart(Stream.FINETUNE, done)
             n = min(chunk, steps - done)
             # A live bar moves every step; plain lines come after each chunk, with its loss.
             steps_done = itertools.count(done + 1)

@@ -26,9 +26,9 @@ import dataclasses
 import os
 from typing import Dict, List, Tuple
 
-from pipelines import convert_common as common
-from pipelines import records
-from pipelines.convert_errors import ConversionError
+from gnas_keras_pipelines import convert_common as common
+from gnas_keras_pipelines import records
+from gnas_keras_pipelines.convert_errors import ConversionError
 
 NAME = "apy"
 DEFAULT_VAL_RATIO = 0.1

@@ -29,9 +29,9 @@ from __future__ import annotations
 import os
 from typing import Dict, List
 
-from pipelines import convert_common as common
-from pipelines import records
-from pipelines.convert_errors import ConversionError
+from gnas_keras_pipelines import convert_common as common
+from gnas_keras_pipelines import records
+from gnas_keras_pipelines.convert_errors import ConversionError
 
 DEFAULT_VAL_RATIO = 0.1
 ROOTS = {"awa2": ["", "Animals_with_Attributes2"], "awa1": ["", "Animals_with_Attributes"]}

@@ -30,9 +30,9 @@ from __future__ import annotations
 import os
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from pipelines import convert_common as common
-from pipelines import records
-from pipelines.convert_errors import ConversionError
+from gnas_keras_pipelines import convert_common as common
+from gnas_keras_pipelines import records
+from gnas_keras_pipelines.convert_errors import ConversionError
 
 NAME = "celeba"
 NUM_ATTRIBUTES = 40

@@ -20,14 +20,15 @@ import sys
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
+import tensorflow as tf
 from PIL import Image
 
 from gnas_keras.progress import Progress
-from pipelines import records
-from pipelines import text
-from pipelines.convert_errors import ConversionError
+from gnas_keras_pipelines import records
+from gnas_keras_pipelines import text
+from gnas_keras_pipelines.convert_errors import ConversionError
 
-# Re-encoded images (other formats, CMYK JPEGs, crops) use this JPEG quality.
+# Crops are stored as JPEG of this quality.
 JPEG_QUALITY = 95
 
 # Default number of train shards; smaller splits get proportionally fewer (at least one).
@@ -150,35 +151,80 @@ class EncodedImage:
     reencoded: bool = False
 
 
-def _open_checked(data: bytes, path: str, where=None) -> Image.Image:
-    """Fully decodes `data` (so truncated files fail here, not during training)."""
+# Formats TensorFlow's `decode_image` reads (the input pipeline and the export's bytes
+# signature), by their leading bytes. WebP's "RIFF" is followed by a size, then "WEBP".
+_TF_FORMATS = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"),
+               (b"GIF89a", "GIF"), (b"BM", "BMP"))
+
+
+def tf_format(data: bytes) -> Optional[str]:
+    """``JPEG``, ``PNG``, ``GIF``, ``BMP`` or ``WEBP`` when TensorFlow decodes `data`'s
+    format, else None (TIFF, ...)."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return next((name for magic, name in _TF_FORMATS if data.startswith(magic)), None)
+
+
+def decode_pixels(data: bytes, path: str, where=None) -> np.ndarray:
+    """The RGB pixels of encoded image `data`, uint8 [height, width, 3], as training and
+    serving see them.
+
+    Formats TensorFlow reads (`tf_format`) are decoded by `records.decode_image`, the decoder
+    of the input pipeline and of the export's bytes signature, and must decode completely: a
+    JPEG missing its last bytes (which PIL accepts) fails here, not mid-search. Other formats
+    (TIFF, ...) are decoded by PIL, which serving never meets: the converter stores them
+    re-encoded. 16-bit images keep their range (the high byte, as TensorFlow reduces a
+    16-bit PNG), never clipped at 255; alpha is dropped, as TensorFlow drops it.
+
+    Raises:
+      ConversionError: kind ``bad_image``, naming `path`.
+    """
+    if tf_format(data):
+        try:
+            return records.decode_image(data).numpy()
+        except tf.errors.OpError as err:
+            raise ConversionError(path, where, f"unreadable or truncated image "
+                                  f"({records.op_error_reason(err)})", kind="bad_image") from None
     try:
         image = Image.open(io.BytesIO(data))
         image.load()
+        return _rgb8(image)
     except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, ...
         raise ConversionError(path, where, f"unreadable or truncated image ({err})",
                               kind="bad_image") from None
-    return image
 
 
-def _encode_jpeg(image: Image.Image) -> bytes:
+def _rgb8(image: Image.Image) -> np.ndarray:
+    """PIL `image` as uint8 RGB; 16- and 32-bit integer grey is scaled (>> 8), not clipped as
+    PIL's ``convert("RGB")`` clips it."""
+    if image.mode.startswith("I"):
+        grey = np.asarray(image).astype(np.int64)
+        grey = (np.clip(grey, 0, 65535) >> 8).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    return np.asarray(image.convert("RGB"))
+
+
+def _encode(pixels: np.ndarray, fmt: str) -> bytes:
     out = io.BytesIO()
-    # 4:4:4 chroma: crops are small and colour edges matter more than a few bytes.
-    image.convert("RGB").save(out, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
+    # JPEG with 4:4:4 chroma: crops are small and colour edges matter more than a few bytes.
+    options = {"quality": JPEG_QUALITY, "subsampling": 0} if fmt == "JPEG" else {}
+    Image.fromarray(pixels, "RGB").save(out, format=fmt, **options)
     return out.getvalue()
 
 
 def check_image(data: bytes, path: str, where=None) -> EncodedImage:
-    """Validates encoded image bytes; keeps them unchanged when TF can decode them to RGB.
+    """Decodes `data` completely (`decode_pixels`) and returns the bytes to store.
 
-    JPEG and PNG in grayscale or RGB are kept byte for byte. Anything else (CMYK JPEGs, GIF,
-    BMP, PNG with alpha) is re-encoded as an RGB JPEG so `tf.io.decode_image(channels=3)` in
-    the input pipeline never meets a format it cannot handle.
+    JPEG and PNG (any mode: 16-bit, palette, alpha, CMYK, progressive) are kept byte for
+    byte, so training decodes exactly what serving decodes from the same file. GIF, BMP and
+    WebP are stored as a PNG of the pixels TensorFlow decodes from them (lossless: the same
+    pixels again); other formats as a PNG of PIL's pixels.
     """
-    image = _open_checked(data, path, where)
-    if image.format in ("JPEG", "PNG") and image.mode in ("L", "RGB"):
-        return EncodedImage(data, image.height, image.width)
-    return EncodedImage(_encode_jpeg(image), image.height, image.width, reencoded=True)
+    pixels = decode_pixels(data, path, where)
+    height, width = pixels.shape[:2]
+    if tf_format(data) in ("JPEG", "PNG"):
+        return EncodedImage(data, height, width)
+    return EncodedImage(_encode(pixels, "PNG"), height, width, reencoded=True)
 
 
 def read_file_bytes(path: str) -> bytes:
@@ -192,16 +238,17 @@ def read_file_bytes(path: str) -> bytes:
                               kind="bad_image") from None
 
 
-def crop_image(image: Image.Image, box: Tuple[int, int, int, int], path: str) -> EncodedImage:
-    """Crops ``box = (left, top, right, bottom)`` (0-based pixels, right/bottom exclusive),
-    clipped to the image, and encodes it as JPEG."""
+def crop_image(pixels: np.ndarray, box: Tuple[int, int, int, int], path: str) -> EncodedImage:
+    """Crops ``box = (left, top, right, bottom)`` (0-based pixels, right/bottom exclusive)
+    out of `pixels` (`decode_pixels`), clipped to the image, and encodes it as JPEG."""
+    height, width = pixels.shape[:2]
     left, top = max(0, box[0]), max(0, box[1])
-    right, bottom = min(image.width, box[2]), min(image.height, box[3])
+    right, bottom = min(width, box[2]), min(height, box[3])
     if right <= left or bottom <= top:
-        raise ConversionError(path, None, f"box {box} lies outside the {image.width}x"
-                              f"{image.height} image", kind="box_outside_image")
-    crop = image.crop((left, top, right, bottom))
-    return EncodedImage(_encode_jpeg(crop), crop.height, crop.width)
+        raise ConversionError(path, None, f"box {box} lies outside the {width}x{height} "
+                              "image", kind="box_outside_image")
+    crop = np.ascontiguousarray(pixels[top:bottom, left:right])
+    return EncodedImage(_encode(crop, "JPEG"), bottom - top, right - left)
 
 
 # ----------------------------------------------------------------------------- items
@@ -235,7 +282,7 @@ class _Loader:
     on consecutive lines."""
 
     def __init__(self):
-        self._cached: Tuple[str, Optional[Image.Image]] = ("", None)
+        self._cached: Tuple[str, Optional[np.ndarray]] = ("", None)
 
     def load(self, item: Item) -> EncodedImage:
         if item.box is None:
@@ -243,7 +290,7 @@ class _Loader:
             return check_image(data, item.path or item.key)
         if self._cached[0] != item.path:
             self._cached = ("", None)
-            image = _open_checked(read_file_bytes(item.path), item.path)
+            image = decode_pixels(read_file_bytes(item.path), item.path)
             self._cached = (item.path, image)
         return crop_image(self._cached[1], item.box, item.path)
 

@@ -8,7 +8,10 @@ CRLF line ends, as Excel writes it)::
     faces/0002.jpg,-1,1,0,test
 
 - The first column is the image path relative to the images folder (``--source_dir``); its
-  header is free (``image`` by convention). Each image is listed once.
+  header is free (``image`` by convention). Each image is listed once. A path that is
+  absolute or climbs out of the folder (``../../e/alpha.png``) is refused, naming the line,
+  unless `allow_outside_source` (``--allow_outside_source``) says the table may point
+  anywhere. The check is on the path as written: links inside the folder are followed.
 - A column headed ``split`` (any position after the first, any letter case) assigns the row
   to ``train``, ``validation`` or ``test``. Without it the images are split at random with
   `seed`: ``round(test_ratio * n)`` to test, ``round(val_ratio * n)`` to validation, the rest
@@ -33,10 +36,10 @@ import re
 import sys
 from typing import Dict, List, Optional, Tuple
 
-from pipelines import convert_common as common
-from pipelines import records
-from pipelines import text
-from pipelines.convert_errors import ConversionError
+from gnas_keras_pipelines import convert_common as common
+from gnas_keras_pipelines import records
+from gnas_keras_pipelines import text
+from gnas_keras_pipelines.convert_errors import ConversionError
 
 LABELS_FILE = "labels.csv"
 LABEL_VALUES = ("auto", "1/0/-1", "1/-1")
@@ -65,7 +68,7 @@ def convert(source_dir: str, output_dir: str, *, name: str, labels: Optional[str
             label_values: str = "auto", overwrite: bool = False, skip_bad: bool = False,
             num_shards: int = common.DEFAULT_NUM_SHARDS,
             val_ratio: float = DEFAULT_VAL_RATIO, test_ratio: float = DEFAULT_TEST_RATIO,
-            seed: int = 0) -> records.Metadata:
+            seed: int = 0, allow_outside_source: bool = False) -> records.Metadata:
     """Converts the images of `source_dir` labelled by the CSV `labels` (default
     ``<source_dir>/labels.csv``); see the module docstring for the table."""
     name = check_name(name)
@@ -85,9 +88,11 @@ def convert(source_dir: str, output_dir: str, *, name: str, labels: Optional[str
         print(f"[{name}] {os.path.basename(labels_path)}: values read as {encoding} "
               f"({'a 0 occurs' if table.has_zero else 'no 0 occurs'}; blank = unknown)",
               file=sys.stderr)
-    rows = []
+    rows, paths = [], {}
     for row in table.rows:
         try:
+            paths[row.image] = image_path(source_dir, row.image, allow_outside_source,
+                                          (labels_path, row.line))
             rows.append((row, _encode(row, table, encoding, labels_path)))
         except ConversionError as err:
             skips.handle(err)
@@ -99,8 +104,7 @@ def convert(source_dir: str, output_dir: str, *, name: str, labels: Optional[str
     else:
         assignment = {r.image: r.split for r, _ in rows}
         split_info = {"split": "column"}
-    items = [common.Item(assignment[row.image], row.image, values,
-                         path=os.path.join(source_dir, row.image),
+    items = [common.Item(assignment[row.image], row.image, values, path=paths[row.image],
                          where=(labels_path, row.line))
              for row, values in rows]
     sizes = {s: sum(i.split == s for i in items) for s in records.SPLITS}
@@ -110,7 +114,23 @@ def convert(source_dir: str, output_dir: str, *, name: str, labels: Optional[str
         num_shards=num_shards, overwrite=overwrite,
         protected=[os.path.dirname(labels_path)],
         extra={"format": "folder", "labels_file": labels_path, "label_values": encoding,
-               **split_info})
+               **split_info, **({"allow_outside_source": True} if allow_outside_source
+                                else {})})
+
+
+def image_path(source_dir: str, image: str, allow_outside: bool, where: Tuple[str, int]
+               ) -> str:
+    """The file a table's image path names: `image` joined to the absolute `source_dir` and
+    normalised. Outside `source_dir` (absolute, or climbing out with ``..``) is a
+    `ConversionError` at `where` (the table's file and line) unless `allow_outside`."""
+    path = os.path.normpath(os.path.join(source_dir, image))
+    if allow_outside or path.startswith(os.path.join(source_dir, "")):
+        return path
+    how = "is absolute" if os.path.isabs(image) else "climbs out of it"
+    raise ConversionError(where[0], where[1], f"image path {image!r} {how}: image paths are "
+                          f"relative to --source_dir {source_dir}; pass "
+                          "--allow_outside_source to read images outside it",
+                          kind="outside_source")
 
 
 class Row:

@@ -22,7 +22,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 import tensorflow as tf
 
-from pipelines import records
+from gnas_keras_pipelines import records
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +134,7 @@ def _decode(serialized, num_attributes: int, prep: Preprocessing, before: int = 
     """Parses and resizes one record. Labels get `before` and `after` unknowns (-1) around
     them: the attributes of the other datasets of a combination."""
     parsed = tf.io.parse_single_example(serialized, records.feature_spec(num_attributes))
-    image = tf.io.decode_image(parsed["image"], channels=3, expand_animations=False)
+    image = records.decode_image(parsed["image"])
     image = tf.image.resize(tf.cast(image, tf.float32), [prep.height, prep.width])
     labels = tf.cast(parsed["attributes"], tf.int32)
     if before or after:

@@ -20,10 +20,10 @@ from __future__ import annotations
 import os
 from typing import List
 
-from pipelines import convert_common as common
-from pipelines import matfile
-from pipelines import records
-from pipelines.convert_errors import ConversionError
+from gnas_keras_pipelines import convert_common as common
+from gnas_keras_pipelines import matfile
+from gnas_keras_pipelines import records
+from gnas_keras_pipelines.convert_errors import ConversionError
 
 NAME = "lfwa"
 DEFAULT_NUM_TRAIN = 5000

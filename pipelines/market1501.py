@@ -34,10 +34,10 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from pipelines import convert_common as common
-from pipelines import matfile
-from pipelines import records
-from pipelines.convert_errors import ConversionError
+from gnas_keras_pipelines import convert_common as common
+from gnas_keras_pipelines import matfile
+from gnas_keras_pipelines import records
+from gnas_keras_pipelines.convert_errors import ConversionError
 
 NAME = "market1501"
 DEFAULT_VAL_IDENTITIES = 75

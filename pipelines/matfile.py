@@ -21,8 +21,8 @@ import h5py
 import numpy as np
 import scipy.io
 
-from pipelines import text
-from pipelines.convert_errors import ConversionError
+from gnas_keras_pipelines import text
+from gnas_keras_pipelines.convert_errors import ConversionError
 
 
 def load_mat(path: str, required: Sequence[str] = ()) -> Dict[str, Any]:

@@ -20,18 +20,20 @@ Each record is a `tf.train.Example` with
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import tensorflow as tf
 
-from pipelines import output_dir as output_dirs
-from pipelines.convert_errors import DatasetError
+from gnas_keras_pipelines import output_dir as output_dirs
+from gnas_keras_pipelines.convert_errors import ConversionError, DatasetError
 
 METADATA_FILE = "metadata.json"
 SPLITS = ("train", "validation", "test")
@@ -162,24 +164,41 @@ def _reason(err: Exception) -> str:
     return str(text).splitlines()[0] if str(text) else type(err).__name__
 
 
+def op_error_reason(err: Exception) -> str:
+    """The first line of a TensorFlow error without its ``{{function_node ...}}`` prefix."""
+    return re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", _reason(err))
+
+
+def decode_image(data: tf.Tensor) -> tf.Tensor:
+    """Encoded image bytes (JPEG, PNG, GIF, BMP, WebP) -> uint8 [height, width, 3]: the one
+    decoder of converted records, used by the converters (`convert_common.decode_pixels`),
+    `check_dataset`, the input pipeline and the export's bytes signature, so that every one of
+    them sees the same pixels (16-bit PNG reduced to 8 bits, alpha dropped, palettes
+    expanded, the first frame of a GIF)."""
+    return tf.io.decode_image(data, channels=3, expand_animations=False)
+
+
 def shard_pattern(data_dir: str, split: str) -> str:
     return os.path.join(data_dir, f"{split}-*-of-*.tfrecord")
 
 
-def check_dataset(data_dir: Union[str, Sequence[str]], splits: Sequence[str] = SPLITS
-                  ) -> Metadata:
+def check_dataset(data_dir: Union[str, Sequence[str]], splits: Sequence[str] = SPLITS,
+                  check_images: bool = True) -> Metadata:
     """Checks a converted dataset before any work starts; returns its metadata.
 
     `data_dir` may be a list of two or more folders read as one dataset: each is checked and
     the result is their `combine_metadata`.
 
-    A quick pass that reads no image data beyond one record per split: `metadata.json` must
-    be valid (`read_metadata`); every split in `splits` must have its complete shard set
-    (``train-00000-of-00008`` ... ``train-00007-of-00008``); the record headers of every shard
-    are walked (lengths only) so that a truncated or overwritten shard is found here rather
-    than mid-run, and the record counts must equal ``split_sizes``; the first record of each
-    split must parse with ``len(attribute_names)`` attributes in {-1, 0, 1} and hold an image
-    that decodes to 3 channels.
+    A quick pass first: `metadata.json` must be valid (`read_metadata`); every split in
+    `splits` must have its complete shard set (``train-00000-of-00008`` ...
+    ``train-00007-of-00008``); the record headers of every shard are walked (lengths only) so
+    that a truncated or overwritten shard is found here rather than mid-run, and the record
+    counts must equal ``split_sizes``; the first record of each split must parse with
+    ``len(attribute_names)`` attributes in {-1, 0, 1} and hold an image that decodes to 3
+    channels. Then, with `check_images` (``--check_images``, on by default), every record is
+    read and its image decoded as training will (`find_bad_record`): a byte flipped inside a
+    shard or an image that does not decode is named here, not an hour into the search. It
+    costs one parallel read of the dataset (CelebA: minutes; ``--nocheck_images`` skips it).
 
     Raises:
       DatasetError: naming `metadata.json` and the key, or the shard (and record number).
@@ -187,8 +206,9 @@ def check_dataset(data_dir: Union[str, Sequence[str]], splits: Sequence[str] = S
     if not isinstance(data_dir, str):
         data_dirs = list(data_dir)
         if len(data_dirs) == 1:
-            return check_dataset(data_dirs[0], splits)
-        return combine_metadata([check_dataset(d, splits) for d in data_dirs], data_dirs)
+            return check_dataset(data_dirs[0], splits, check_images)
+        return combine_metadata([check_dataset(d, splits, check_images) for d in data_dirs],
+                                data_dirs)
     meta = read_metadata(data_dir)
     meta_path = os.path.join(data_dir, METADATA_FILE)
     for split in splits:
@@ -207,6 +227,9 @@ def check_dataset(data_dir: Union[str, Sequence[str]], splits: Sequence[str] = S
                                kind="bad_shard")
         if first is not None:
             _check_record(first[0], first[1], meta)
+    bad = find_bad_record([data_dir], splits) if check_images else None
+    if bad is not None:
+        raise bad
     return meta
 
 
@@ -277,36 +300,73 @@ def _walk(path: str, size: int, read):
     return count, first
 
 
-def find_corrupt_record(data_dirs: Sequence[str], splits: Sequence[str] = SPLITS
-                        ) -> Optional[DatasetError]:
-    """Reads every record of every shard, checking its CRCs, and returns a `DatasetError`
-    naming the first shard and record that fails, or None if all read cleanly.
+def find_bad_record(data_dirs: Sequence[str], splits: Sequence[str] = SPLITS
+                    ) -> Optional[DatasetError]:
+    """Reads every record of every shard as training does, checking its CRCs, its features
+    and that its image decodes (`decode_image`), and returns a `DatasetError` naming the first
+    shard and record that fails, or None if all read cleanly.
 
-    `check_dataset` walks only the length headers (seconds for CelebA); a byte flipped inside
-    a record's data passes it and shows up mid-run as TensorFlow's `DataLossError` ("corrupted
-    record at N", no file name). The run calls this after such an error to say which shard
-    to reconvert; it reads the whole dataset once.
+    `check_dataset` calls it before a run (``--check_images``); the run calls it after a
+    reading error mid-run (TensorFlow's `DataLossError` "corrupted record at N" or an
+    `InvalidArgumentError` from the decoder, neither naming a file) to say which shard to
+    reconvert. One parallel pass over the dataset; a failing shard is read again record by
+    record to name the record.
     """
     for data_dir in data_dirs:
-        for split in splits:
-            if not tf.io.gfile.glob(shard_pattern(data_dir, split)):
-                continue
-            for path in shard_set(data_dir, split):
-                index = 0
-                try:
-                    for _ in tf.data.TFRecordDataset(path):
-                        index += 1
-                except (tf.errors.DataLossError, tf.errors.OpError) as err:
-                    found = re.search(r"corrupted record at \d+", str(err))
-                    why = (f"{found.group(0).replace('at', 'at byte')}, its checksum fails"
-                           if found else _reason(err))
-                    return DatasetError(path, None, f"record {index + 1} is corrupted ({why})",
-                                        kind="bad_shard")
+        meta = read_metadata(data_dir)
+        paths = [path for split in splits if tf.io.gfile.glob(shard_pattern(data_dir, split))
+                 for path in shard_set(data_dir, split)]
+        try:
+            for _ in _decoded_records(paths, meta.num_attributes):
+                pass
+        except tf.errors.OpError as err:
+            for path in paths:  # which shard: read them one record at a time
+                found = _name_bad_record(path, meta)
+                if found is not None:
+                    return found
+            return DatasetError(data_dir, None, f"a record does not read as training reads "
+                                f"it ({op_error_reason(err)})", kind="bad_shard")
     return None
 
 
-def _check_record(path: str, data: bytes, meta: Metadata) -> None:
-    where = "record 1"
+def _decoded_records(paths: Sequence[str], num_attributes: int) -> tf.data.Dataset:
+    """The records of the shards `paths`, one after the other, parsed and decoded in
+    parallel, in batches (fewer Python steps); an element is the batch's image shapes. One
+    pipeline for all the shards: building one costs more than reading a small shard."""
+    def decoded(serialized):
+        parsed = tf.io.parse_single_example(serialized, feature_spec(num_attributes))
+        attributes = parsed["attributes"]
+        tf.debugging.assert_less_equal(tf.abs(attributes), tf.constant(1, tf.int64),
+                                       "attribute values must be -1, 0 or 1")
+        return tf.shape(decode_image(parsed["image"]))
+
+    return tf.data.TFRecordDataset(list(paths)).map(
+        decoded, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(256)
+
+
+def _name_bad_record(path: str, meta: Metadata) -> Optional[DatasetError]:
+    """Reads shard `path` one record at a time; the error of its first bad record (numbered
+    from 1), or None."""
+    number = 0
+    try:
+        for data in tf.data.TFRecordDataset(path).as_numpy_iterator():
+            number += 1
+            _check_record(path, data, meta, number)
+    except DatasetError as found:
+        return found
+    except tf.errors.OpError as err:
+        found = re.search(r"corrupted record at \d+", str(err))
+        why = (f"{found.group(0).replace('at', 'at byte')}, its checksum fails" if found
+               else op_error_reason(err))
+        return DatasetError(path, None, f"record {number + 1} is corrupted ({why})",
+                            kind="bad_shard")
+    return None
+
+
+def _check_record(path: str, data: bytes, meta: Metadata, number: int = 1) -> None:
+    """Checks record `number` (from 1) of shard `path`: an Example with `meta`'s attribute
+    count, values in {-1, 0, 1}, and an image that decodes to a non-empty RGB image."""
+    where = f"record {number}"
     try:
         example = tf.train.Example.FromString(data)
     except Exception:  # protobuf's DecodeError
@@ -324,10 +384,9 @@ def _check_record(path: str, data: bytes, meta: Metadata) -> None:
         raise DatasetError(path, where, f"attribute value {bad[0]} is not -1, 0 or 1",
                            kind="bad_shard")
     try:
-        image = tf.io.decode_image(feature["image"].bytes_list.value[0], channels=3,
-                                   expand_animations=False)
+        image = decode_image(feature["image"].bytes_list.value[0])
     except tf.errors.OpError as err:
-        raise DatasetError(path, where, f"image does not decode ({_reason(err)})",
+        raise DatasetError(path, where, f"image does not decode ({op_error_reason(err)})",
                            kind="bad_shard") from None
     if min(image.shape[:2]) < 1:
         raise DatasetError(path, where, f"image has shape {tuple(image.shape)}",
@@ -424,8 +483,17 @@ class DatasetWriter:
     directory beside `output_dir`; `finish` renames it into place. If the block raises or
     `finish` is never called, the temporary directory is removed and `output_dir` is left as
     it was. An existing `output_dir` is replaced only when `overwrite` is true and it holds a
-    converted dataset (see `pipelines.output_dir`); the old copy is renamed aside, the new one
-    renamed in, then the old one removed.
+    converted dataset and nothing else (see `pipelines.output_dir`); the old copy is renamed
+    aside, the new one renamed in, then the old one's files removed. A link is resolved and
+    its target replaced.
+
+    The writer holds `output_dir`'s `OutputLock` from start to end, so two converts into one
+    folder cannot interleave; `output_dir` is checked again under the lock just before the
+    swap (another process may have made it meanwhile). A dataset that a run reads
+    (`output_dir.DatasetReadLock`) is not replaced (`output_dir.no_readers`). An
+    operating-system error while writing (read-only file system, full disk, no permission,
+    a file where a folder belongs) is one `ConversionError` naming `output_dir`, with
+    nothing left behind.
     """
 
     def __init__(self, output_dir: str, shards: Dict[str, int], overwrite: bool = False,
@@ -433,11 +501,28 @@ class DatasetWriter:
         """See the class docstring; `protected` folders (the source) are never replaced and
         never removed: `output_dir` may not be one of them or above one of them (checked by
         `pipelines.output_dir.check_output_dir`, with `overwrite`)."""
+        self.shown, self.overwrite, self.protected = output_dir, overwrite, protected
         self.output_dir = output_dirs.check_output_dir(output_dir, overwrite, protected)
-        parent = os.path.dirname(self.output_dir)
+        self.tmp_dir: Optional[str] = None
+        self.counts = {split: 0 for split in shards}
+        self._writers: Dict[str, List[tf.io.TFRecordWriter]] = {}
+        self._lock: Optional[output_dirs.OutputLock] = None
+        self._done = False
+        try:
+            with self._os_errors():
+                self._start(shards)
+        except BaseException:
+            self._discard()
+            raise
+
+    def _start(self, shards: Dict[str, int]) -> None:
+        parent, base = os.path.split(self.output_dir)
         os.makedirs(parent, exist_ok=True)
-        base = os.path.basename(self.output_dir)
-        # Leftovers of an interrupted earlier run are never complete: start clean.
+        self._lock = output_dirs.OutputLock(self.output_dir, self.shown).acquire()
+        with output_dirs.no_readers(self.output_dir, self.shown):
+            pass  # say so now, not after the whole conversion
+        # Under the lock no other convert writes here: a temporary folder is a leftover of
+        # an interrupted run, never complete. Start clean.
         for name in os.listdir(parent):
             if name.startswith(f".{base}.tmp-"):
                 shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
@@ -445,39 +530,69 @@ class DatasetWriter:
         # mkdtemp makes the folder 0700; a dataset is shared like any other output, so it
         # gets the mode a plain mkdir would give it under the user's umask.
         os.chmod(self.tmp_dir, 0o777 & ~_umask())
-        self.counts = {split: 0 for split in shards}
-        self._writers = {
-            split: [tf.io.TFRecordWriter(os.path.join(
+        for split, n in shards.items():
+            self._writers[split] = [tf.io.TFRecordWriter(os.path.join(
                 self.tmp_dir, f"{split}-{i:05d}-of-{n:05d}.tfrecord")) for i in range(n)]
-            for split, n in shards.items()
-        }
-        self._done = False
 
     def add(self, split: str, image_bytes: bytes, attributes: Sequence[int], key: str = ""):
         writers = self._writers[split]
-        writers[self.counts[split] % len(writers)].write(
-            make_example(image_bytes, attributes, key))
+        record = make_example(image_bytes, attributes, key)
+        with self._os_errors():
+            writers[self.counts[split] % len(writers)].write(record)
         self.counts[split] += 1
 
     def finish(self, metadata: Metadata) -> None:
+        with self._os_errors():
+            for writers in self._writers.values():
+                for w in writers:
+                    w.close()
+            metadata.split_sizes = dict(self.counts)
+            with open(os.path.join(self.tmp_dir, METADATA_FILE), "w") as f:
+                f.write(metadata.to_json())
+            # Made meanwhile by another process (not a convert: those wait for the lock)?
+            output_dirs.check_output_dir(self.shown, self.overwrite, self.protected)
+            with output_dirs.no_readers(self.output_dir, self.shown):
+                _swap_into_place(self.tmp_dir, self.output_dir)
+        self._done = True
+        self._release()
+
+    @contextlib.contextmanager
+    def _os_errors(self):
+        """OSError and TensorFlow's file errors -> one `ConversionError` naming output_dir."""
+        try:
+            yield
+        except ConversionError:
+            raise
+        except (OSError, tf.errors.OpError) as err:
+            reason = getattr(err, "strerror", None) or op_error_reason(err).rpartition("; ")[2]
+            raise ConversionError(self.shown, None, f"cannot write the converted dataset "
+                                  f"({reason}); nothing was written, and what was there is "
+                                  "unchanged", kind="write_failed") from None
+
+    def _discard(self) -> None:
+        """Removes the temporary folder; never raises (a full disk fails the writers' final
+        flush again: that must not keep the folder)."""
         for writers in self._writers.values():
             for w in writers:
-                w.close()
-        metadata.split_sizes = dict(self.counts)
-        with open(os.path.join(self.tmp_dir, METADATA_FILE), "w") as f:
-            f.write(metadata.to_json())
-        _swap_into_place(self.tmp_dir, self.output_dir)
-        self._done = True
+                try:
+                    w.close()
+                except Exception:  # noqa: BLE001 - the write error is already reported
+                    pass
+        if self.tmp_dir:
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> "DatasetWriter":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if not self._done:
-            for writers in self._writers.values():
-                for w in writers:
-                    w.close()
-            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+            self._discard()
 
 
 def _umask() -> int:
@@ -502,4 +617,12 @@ def _swap_into_place(new_dir: str, output_dir: str) -> None:
     except BaseException:
         os.rename(old_dir, output_dir)
         raise
-    shutil.rmtree(old_dir, ignore_errors=True)
+    # The dataset's own files only: anything that appeared there since the check is kept.
+    for entry in os.scandir(old_dir):
+        if output_dirs.DATASET_FILE.match(entry.name) and not entry.is_dir():
+            os.unlink(entry.path)
+    try:
+        os.rmdir(old_dir)
+    except OSError:
+        print(f"{output_dir}: replaced; {old_dir} keeps what the old folder held besides the "
+              "dataset", file=sys.stderr)

@@ -1,6 +1,6 @@
 """A converted dataset restricted to some of its attributes (same images, same splits).
 
-    from pipelines.subset import subset_attributes
+    from gnas_keras_pipelines.subset import subset_attributes
     subset_attributes("data/synthetic", "data/synthetic_12", ["colour_rule_1", ...])
 
 Used to hold attributes out, e.g. GALM's transfer experiment (search 12 attributes, then add
@@ -18,7 +18,7 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from pipelines import records
+from gnas_keras_pipelines import records
 
 
 def subset_attributes(data_dir: str, output_dir: str, names: Sequence[str],

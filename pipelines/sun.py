@@ -27,10 +27,10 @@ import os
 
 import numpy as np
 
-from pipelines import convert_common as common
-from pipelines import matfile
-from pipelines import records
-from pipelines.convert_errors import ConversionError
+from gnas_keras_pipelines import convert_common as common
+from gnas_keras_pipelines import matfile
+from gnas_keras_pipelines import records
+from gnas_keras_pipelines.convert_errors import ConversionError
 
 NAME = "sun"
 DEFAULT_THRESHOLD = 0.5

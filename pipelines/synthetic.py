@@ -47,7 +47,7 @@ from typing import Dict, List
 import numpy as np
 import tensorflow as tf
 
-from pipelines import records
+from gnas_keras_pipelines import records
 
 GENERATOR_VERSION = 3  # in metadata.extra; `ensure_generated` regenerates older sets
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Iterator, List, Tuple
 
-from pipelines.convert_errors import ConversionError
+from gnas_keras_pipelines.convert_errors import ConversionError
 
 BOM = "\ufeff"
 

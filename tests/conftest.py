@@ -24,7 +24,7 @@ SMALL_SYNTHETIC = {"train": 384, "validation": 128, "test": 128}
 @pytest.fixture(scope="session")
 def synthetic_dir(tmp_path_factory):
     """A small synthetic dataset, generated once per test session."""
-    from pipelines import synthetic
+    from gnas_keras_pipelines import synthetic
     path = str(tmp_path_factory.mktemp("data") / "synthetic")
     synthetic.generate(path, seed=0, sizes=SMALL_SYNTHETIC, num_shards=2)
     return path

@@ -17,7 +17,7 @@ import scipy.io
 import tensorflow as tf
 from PIL import Image
 
-from pipelines import records
+from gnas_keras_pipelines import records
 
 CELEBA_ATTRIBUTES = (
     "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose "
@@ -475,7 +475,7 @@ def conversion_error(fn, *fragments: str):
     """Runs `fn`, expects a ConversionError whose message contains every fragment."""
     import pytest
 
-    from pipelines.convert_errors import ConversionError
+    from gnas_keras_pipelines.convert_errors import ConversionError
 
     with pytest.raises(ConversionError) as info:
         fn()

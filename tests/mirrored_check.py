@@ -60,7 +60,7 @@ def run_check(method: str):
     from gnas_keras.config import CandidateConfig, RunConfig
     from gnas_keras.methods.gnas import GnasConfig
     from gnas_keras.run import run
-    from pipelines import synthetic
+    from gnas_keras_pipelines import synthetic
 
     with tempfile.TemporaryDirectory() as tmp:
         synthetic.generate(os.path.join(tmp, "data"), seed=0,

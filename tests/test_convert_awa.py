@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from pipelines import awa
+from gnas_keras_pipelines import awa
 from tests import fixtures_datasets as fx
 
 

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from pipelines import celeba, input as pipeline_input, records
+from gnas_keras_pipelines import celeba, input as pipeline_input, records
 from tests import fixtures_datasets as fx
 
 

@@ -6,8 +6,8 @@ import sys
 
 from absl.testing import flagsaver
 
-from flags import convert
-from pipelines import input as pipeline_input, records
+from gnas_keras_flags import convert
+from gnas_keras_pipelines import input as pipeline_input, records
 from tests import fixtures_datasets as fx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,3 +54,15 @@ def test_flags_reach_the_converter(tmp_path):
     assert records.read_metadata(str(tmp_path / "out")) == meta
     assert (meta.extra["threshold"], meta.extra["split_seed"], meta.extra["val_ratio"],
             meta.extra["test_ratio"], meta.extra["num_shards"]) == (0.6, 4, 0.2, 0.3, 2)
+
+
+def test_allow_outside_source_reaches_the_folder_converter(tmp_path):
+    fx.make_folder(str(tmp_path), ["a.jpg,1,0,1", "../b.jpg,0,1,1"])
+    fx.write_jpeg(str(tmp_path / "b.jpg"))
+    args = dict(dataset="folder", name="mine", source_dir=str(tmp_path / "images"),
+                labels=str(tmp_path / "labels.csv"), output_dir=str(tmp_path / "out"),
+                folder_val_ratio=0.0, folder_test_ratio=0.0)
+    with flagsaver.flagsaver(**args):
+        fx.conversion_error(convert.convert, "labels.csv:3: image path '../b.jpg' climbs out")
+    with flagsaver.flagsaver(allow_outside_source=True, **args):
+        assert convert.convert().split_sizes["train"] == 2

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from pipelines import folder, records
+from gnas_keras_pipelines import folder, records
 from tests import fixtures_datasets as fx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -147,7 +147,7 @@ def test_interrupted_conversion_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_converted_folder_feeds_the_input_pipeline_with_a_resize(tmp_path):
-    from pipelines import input as pipeline_input
+    from gnas_keras_pipelines import input as pipeline_input
 
     fx.make_folder(str(tmp_path), [f"{i}.jpg,{i % 2},,1" for i in range(8)], size=(40, 30))
     _convert(tmp_path, val_ratio=0.25, test_ratio=0.25)
@@ -160,3 +160,29 @@ def test_converted_folder_feeds_the_input_pipeline_with_a_resize(tmp_path):
         str(tmp_path / "out"), "train", 2, training=True, prep=prep, seed=0)))
     assert images.shape == (2, 14, 10, 3)
     assert labels.numpy()[:, 1].tolist() == [-1, -1]  # the blank column stays unknown
+
+
+def test_image_paths_outside_the_source_folder_are_refused(tmp_path):
+    """Issue 30, case 4: the table may not read files outside --source_dir unless asked."""
+    fx.make_folder(str(tmp_path), ["a.jpg,1,0,1", "sub/b.jpg,0,1,1"])
+    fx.write_jpeg(str(tmp_path / "e" / "alpha.jpg"))
+    labels = tmp_path / "labels.csv"
+    base = labels.read_text()
+    for row, how in [("../e/alpha.jpg,1,1,1", "'../e/alpha.jpg' climbs out of it"),
+                     (f"{tmp_path / 'e' / 'alpha.jpg'},1,1,1", "is absolute"),
+                     ("sub/../../e/alpha.jpg,1,1,1", "climbs out of it")]:
+        labels.write_text(base + row + "\n")
+        fx.conversion_error(lambda: _convert(tmp_path), f"labels.csv:4: image path ", how,
+                            f"relative to --source_dir {tmp_path / 'images'}; pass "
+                            "--allow_outside_source")
+        assert not os.path.exists(tmp_path / "out")
+    meta = _convert(tmp_path, skip_bad=True, val_ratio=0.0, test_ratio=0.0)
+    assert meta.skipped == {"outside_source": 1} and meta.split_sizes["train"] == 2
+    meta = _convert(tmp_path, allow_outside_source=True, overwrite=True, val_ratio=0.0,
+                    test_ratio=0.0)
+    assert meta.split_sizes["train"] == 3 and meta.extra["allow_outside_source"] is True
+    # Inside after normalisation is inside.
+    labels.write_text(base + "sub/../a2.jpg,1,1,1\n")
+    fx.write_jpeg(str(tmp_path / "images" / "a2.jpg"))
+    assert _convert(tmp_path, overwrite=True, val_ratio=0.0,
+                    test_ratio=0.0).split_sizes["train"] == 3

@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from pipelines import apy, awa, celeba, convert_common, folder, lfwa, market1501, records, sun
-from pipelines.convert_errors import ConversionError
+from gnas_keras_pipelines import apy, awa, celeba, convert_common, folder, lfwa, market1501, records, sun
+from gnas_keras_pipelines.convert_errors import ConversionError
 from tests import fixtures_datasets as fx
 
 MUTATIONS_PER_CONVERTER = 40
@@ -107,3 +107,48 @@ def test_mutated_annotations_give_success_or_one_line(tmp_path, monkeypatch, nam
             with open(os.path.join(src, target), "wb") as f:
                 f.write(originals[target])
     assert outcomes["error"] > 0  # the mutations do reach the readers
+
+
+def test_mutated_images_and_csv_of_the_folder_converter(tmp_path):
+    """The folder converter for real (images read, records written): seeded truncations and
+    byte flips of its images (JPEG, PNG, 16-bit PNG, GIF) and of its CSV end in a dataset
+    whose every record decodes as training decodes it, or in one `ConversionError` line;
+    nothing is left beside the output folder either way."""
+    src = tmp_path / "src"
+    _folder_source(str(src))
+    images = src / "images"
+    rng_pixels = np.random.default_rng(0).integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    extra = {"e.png": (rng_pixels, "PNG"), "f.png": (np.uint16(rng_pixels[..., 0]) * 257,
+                                                     "PNG"), "g.gif": (rng_pixels, "GIF")}
+    for name, (pixels, fmt) in extra.items():
+        image = fx.Image.fromarray(pixels)
+        image.save(images / name, format=fmt)
+    with open(src / "labels.csv", "a") as f:
+        f.write("".join(f"{name},1,0,1,train\n" for name in extra))
+    targets = ["labels.csv"] + [f"images/{n}" for n in sorted(os.listdir(images))]
+    originals = {t: (src / t).read_bytes() for t in targets}
+    out = str(tmp_path / "out")
+
+    def convert(trial):
+        return folder.convert(str(images), out, name="mine", labels=str(src / "labels.csv"),
+                              num_shards=1, overwrite=True, skip_bad=bool(trial % 2))
+
+    convert(0)
+    rng = np.random.default_rng(99)
+    outcomes = {"converted": 0, "error": 0}
+    for trial in range(MUTATIONS_PER_CONVERTER):
+        target = targets[rng.integers(len(targets))]
+        (src / target).write_bytes(_mutate(originals[target], rng))
+        try:
+            convert(trial)
+            records.check_dataset(out)  # every record written decodes
+            outcomes["converted"] += 1
+        except ConversionError as err:
+            assert str(err) and "\n" not in str(err), (trial, str(err))
+            outcomes["error"] += 1
+        except Exception as err:  # noqa: BLE001 - the point of the test
+            pytest.fail(f"folder, trial {trial}, {target}: {type(err).__name__}: {err}")
+        finally:
+            (src / target).write_bytes(originals[target])
+        assert sorted(os.listdir(tmp_path)) == ["out", "src"], trial
+    assert outcomes["error"] > 0 and outcomes["converted"] > 0, outcomes

@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from pipelines import lfwa
+from gnas_keras_pipelines import lfwa
 from tests import fixtures_datasets as fx
 
 
@@ -36,7 +36,7 @@ def test_interrupted_conversion_leaves_nothing(tmp_path, monkeypatch):
 
 def _rewrite(src, flavour, file_name, **changes):
     """Rewrites one fixture .mat file with some variables changed."""
-    from pipelines import matfile
+    from gnas_keras_pipelines import matfile
     path = os.path.join(src, file_name)
     variables = matfile.load_mat(path)
     variables.update(changes)

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import scipy.io
 
-from pipelines import market1501
+from gnas_keras_pipelines import market1501
 from tests import fixtures_datasets as fx
 
 

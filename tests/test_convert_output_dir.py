@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pipelines import celeba, records
+from gnas_keras_pipelines import celeba, records
 from tests import fixtures_datasets as fx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -103,8 +103,9 @@ def test_overwrite_replaces_a_dataset_atomically(data, tmp_path, monkeypatch):
         return real_rename(src, dst)
 
     monkeypatch.setattr(os, "rename", failing_rename)
-    with pytest.raises(OSError, match="simulated"):
-        celeba.convert(str(data / "celeba"), out, num_shards=2, overwrite=True)
+    fx.conversion_error(lambda: celeba.convert(str(data / "celeba"), out, num_shards=2,
+                                               overwrite=True),
+                        "out: cannot write the converted dataset (simulated failure)")
     monkeypatch.setattr(os, "rename", real_rename)
     assert _tree(out) == old
     assert sorted(os.listdir(tmp_path)) == ["data", "out"]

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from pipelines import sun
+from gnas_keras_pipelines import sun
 from tests import fixtures_datasets as fx
 
 

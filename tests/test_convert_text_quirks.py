@@ -6,7 +6,7 @@ import os
 import numpy as np
 import scipy.io
 
-from pipelines import apy, awa, celeba, folder, lfwa, market1501, records, sun
+from gnas_keras_pipelines import apy, awa, celeba, folder, lfwa, market1501, records, sun
 from tests import fixtures_datasets as fx
 
 

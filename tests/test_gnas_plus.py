@@ -308,7 +308,7 @@ def test_the_label_correlation_tree_cuts_one_dendrogram_per_layer():
     majority, 0.5): the tiny space's fc1 gets one conv3 block per group; in a space with 2
     blocks below 4, two groups share each of them, and every block reads the block below
     that holds its attributes."""
-    from pipelines import synthetic
+    from gnas_keras_pipelines import synthetic
     labels = synthetic.attributes_from_states(np.random.default_rng(0).integers(0, 8, (500, 4)))
     planted = [g for g in range(4) for _ in range(4)]
     tiny = correlation_routing(get_space("tiny"), 16, labels)

@@ -4,8 +4,8 @@ and several converted datasets read as one (labels of the other datasets unknown
 import numpy as np
 import pytest
 
-from pipelines import input as pipeline_input
-from pipelines import records
+from gnas_keras_pipelines import input as pipeline_input
+from gnas_keras_pipelines import records
 from tests.fixtures_datasets import write_tiny
 
 

@@ -169,7 +169,7 @@ def test_sharded_evaluation_counts_every_test_pair_once(two_workers, synthetic_d
 
 
 def test_file_shards_are_disjoint_and_cover_the_split(synthetic_dir):
-    from pipelines import input as data_input
+    from gnas_keras_pipelines import input as data_input
     prep = data_input.preprocessing_for("synthetic")
 
     def labels(shard):

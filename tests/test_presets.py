@@ -164,7 +164,7 @@ FLAGFILES = {
 
 PARSE = """
 import json, sys
-from flags import search
+from gnas_keras_flags import search
 configs = {}
 for path in sys.argv[1:]:
     search.FLAGS.unparse_flags()

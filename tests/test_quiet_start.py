@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from flags.common import without_startup_noise
+from gnas_keras_flags.common import without_startup_noise
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -46,7 +46,7 @@ def test_native_writes_during_the_import_are_filtered_and_restored():
     # Writes straight to file descriptor 2, as TensorFlow's C++ logging does.
     script = (
         "import os, sys\n"
-        "from flags.common import stderr_filtered_by_log_level\n"
+        "from gnas_keras_flags.common import stderr_filtered_by_log_level\n"
         "with stderr_filtered_by_log_level():\n"
         "    os.write(2, b'kept inside\\n')\n"
         "    os.write(2, b'I0000 00:00:1.5    7 port.cc:153] noise\\n')\n"

@@ -5,9 +5,10 @@ import json
 import os
 
 import pytest
+import tensorflow as tf
 
-from pipelines import records
-from pipelines.convert_errors import ConversionError, DatasetError
+from gnas_keras_pipelines import records
+from gnas_keras_pipelines.convert_errors import ConversionError, DatasetError
 from tests import fixtures_datasets as fx
 
 LABELS = [[1, 0, -1], [0, 1, 1], [1, 1, 0], [0, 0, 1], [1, 0, 0]]
@@ -107,3 +108,50 @@ def test_every_folder_of_a_combination_is_checked(data, tmp_path):
     os.remove(os.path.join(other, "test-00000-of-00001.tfrecord"))
     with pytest.raises(DatasetError, match=r"other/test-\*-of-\*.tfrecord: no shards for split"):
         records.check_dataset([data, other])
+
+
+def _write_with_image(path, images, attributes=None):
+    """A converted dataset whose train split holds `images` (encoded bytes) in one shard;
+    the other splits one good record each."""
+    with records.DatasetWriter(path, {s: 1 for s in records.SPLITS}) as writer:
+        for i, data in enumerate(images):
+            writer.add("train", data, (attributes or {}).get(i, [1, 0]), key=f"train/{i}")
+        for split in ("validation", "test"):
+            writer.add(split, images[0], [0, 1], key=split)
+        writer.finish(records.Metadata("bad", "test", ["a", "b"], {}, 12, 10))
+
+
+def test_an_image_that_does_not_decode_in_record_2_is_named(tmp_path):
+    jpeg = fx.write_jpeg(str(tmp_path / "a.jpg"))
+    path = str(tmp_path / "data")
+    _write_with_image(path, [jpeg, jpeg[:-2], jpeg])  # record 2 misses its end of image
+    shard = os.path.join(path, "train-00000-of-00001.tfrecord")
+    message = _error(path, f"{shard}:record 2: image does not decode (")
+    assert "function_node" not in message
+    # The quick pass alone (--nocheck_images) does not see it: it reads record 1 only.
+    assert records.check_dataset(path, check_images=False).split_sizes["train"] == 3
+
+
+def test_an_attribute_value_outside_the_encoding_in_record_3_is_named(tmp_path):
+    jpeg = fx.write_jpeg(str(tmp_path / "a.jpg"))
+    path = str(tmp_path / "data")
+    _write_with_image(path, [jpeg] * 4)
+    # make_example refuses such values; write the record by hand as a foreign tool might.
+    shard = os.path.join(path, "train-00000-of-00001.tfrecord")
+    recs = [r.numpy() for r in tf.data.TFRecordDataset(shard)]
+    example = tf.train.Example.FromString(recs[2])
+    example.features.feature["attributes"].int64_list.value[:] = [1, 2]
+    recs[2] = example.SerializeToString()
+    with tf.io.TFRecordWriter(shard) as w:
+        for r in recs:
+            w.write(r)
+    _error(path, f"{shard}:record 3: attribute value 2 is not -1, 0 or 1")
+
+
+def test_a_byte_flipped_inside_a_record_is_named_before_the_run(data):
+    from tests.test_run_safety import _flip_a_byte_inside_record
+
+    shard = os.path.join(data, "train-00001-of-00002.tfrecord")
+    _flip_a_byte_inside_record(shard, 1)
+    _error(data, f"{shard}: record 2 is corrupted (corrupted record at byte ")
+    records.check_dataset(data, check_images=False)

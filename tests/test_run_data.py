@@ -14,7 +14,7 @@ from gnas_keras.config import CandidateConfig, RunConfig
 from gnas_keras.data import Data
 from gnas_keras.methods.gnas import GnasConfig
 from gnas_keras.models.base import masked_cross_entropy
-from pipelines import records
+from gnas_keras_pipelines import records
 from tests import fixtures_datasets as fx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -14,7 +14,7 @@ from PIL import Image
 
 from gnas_keras import export as export_module
 from gnas_keras.export import export_saved_model, find_owned_version
-from pipelines.input import Preprocessing
+from gnas_keras_pipelines.input import Preprocessing
 from tests.test_export import NAMES, trained_supernet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines import records
-from pipelines.subset import subset_attributes
+from gnas_keras_pipelines import records
+from gnas_keras_pipelines.subset import subset_attributes
 
 
 def labels_by_key(data_dir, split):

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from pipelines import records, synthetic
+from gnas_keras_pipelines import records, synthetic
 
 SIZES = {"train": 64, "validation": 16, "test": 16}
 

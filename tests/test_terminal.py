@@ -95,7 +95,7 @@ def test_bytes_and_durations():
 
 
 def test_describe_prints_words_and_short_sizes():
-    from flags.describe import describe_text
+    from gnas_keras_flags.describe import describe_text
     from gnas_keras import cost
     from gnas_keras.space import get_space
     text = describe_text(cost.describe(get_space("shallow_thin"), 40, 192, 168).to_dict())

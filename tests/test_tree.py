@@ -96,7 +96,7 @@ def test_planted_routing_gives_each_group_its_own_branch():
 
 
 def test_the_label_tree_baseline_is_the_label_correlation_tree():
-    from pipelines import synthetic
+    from gnas_keras_pipelines import synthetic
     from gnas_keras.tree import correlation_routing, routing_for
     labels = synthetic.attributes_from_states(np.random.default_rng(2).integers(0, 8, (400, 4)))
     r = routing_for("label_tree", TINY, 16, labels=labels)

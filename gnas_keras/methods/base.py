@@ -19,17 +19,19 @@ what an uninterrupted search gives (data streams are seeded by position,
 from __future__ import annotations
 
 import dataclasses
+import enum
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 
 from gnas_keras.architecture import Architecture
-from gnas_keras.evaluation import Evaluation, check_finite
+from gnas_keras.evaluation import Evaluation, Stream, check_finite
 from gnas_keras.tree import Routing, random_routing
 
 if TYPE_CHECKING:  # TensorFlow only when a run starts
-    from gnas_keras.config import CandidateConfig, RunConfig
+    from gnas_keras.config import RunConfig
+    from gnas_keras.settings import CandidateConfig
     from gnas_keras.models.base import AttributeModel
     from gnas_keras.models.supernet import Supernet
     from gnas_keras.space import SearchSpace
@@ -144,6 +146,9 @@ class Method:
         search as ``context.trackables``. A trackable's attributes may be reassigned during
         the search (a grown model): every checkpoint saves what they hold then.
       summary: one line for ``--helpfull`` and the README.
+      round_layers: ``round_layers(space, num_attributes, method_config)``: the searched
+        layers one round evaluates (None: all of the space's; GNAS's ``search_only`` names
+        fewer), for the run's start-up line.
     """
 
     name: str
@@ -153,6 +158,8 @@ class Method:
     fixed: bool = False
     trackables: Callable[[SearchContext], Dict[str, Any]] = lambda context: {}
     summary: str = ""
+    round_layers: Callable[[Any, int, Any], Optional[List[int]]] = (
+        lambda space, num_attributes, method_config: None)
 
 
 def warmup_chunk(loop: "Loop", candidates: "CandidateConfig", rng: np.random.Generator,
@@ -164,12 +171,23 @@ def warmup_chunk(loop: "Loop", candidates: "CandidateConfig", rng: np.random.Gen
     start from equally trained weights."""
     model = loop.model
     model.set_routing(routing or random_routing(model.space, model.num_attributes, rng))
-    loop.restart(0, done)
+    loop.restart(Stream.WARMUP, done)
     steps = min(candidates.warmup_resample, candidates.warmup_steps - done)
     evaluation = loop.train(steps)
     check_finite(evaluation, f"warm-up step {done}")
     logger.warmup(done + steps, candidates.warmup_steps, evaluation, time.time() - start)
     return done + steps
+
+
+class Boundary(enum.StrEnum):
+    """Where a method hands its state to ``checkpoint(state, boundary)``: after a warm-up
+    chunk, a candidate (or trial), a layer, a round. The run writes a checkpoint at every
+    boundary but a candidate, and at every ``checkpoint_every``-th candidate."""
+
+    WARMUP = "warmup"
+    CANDIDATE = "candidate"
+    LAYER = "layer"
+    ROUND = "round"
 
 
 def resume(state, rng: np.random.Generator, checkpoint: Optional[Callable[[Any, str], None]]

@@ -55,15 +55,15 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from gnas_keras.architecture import Architecture, BlockSpec
-from gnas_keras.config import setting
-from gnas_keras.evaluation import check_finite
+from gnas_keras.settings import setting
+from gnas_keras.evaluation import Evaluation, Stream, check_finite
 from gnas_keras.methods import branching_ops as ops
-from gnas_keras.methods.base import Method, SearchContext, SearchResult
+from gnas_keras.methods.base import Boundary, Method, SearchContext, SearchResult
 
 if TYPE_CHECKING:
     from gnas_keras.models.tree_net import TreeNetwork
@@ -99,8 +99,6 @@ class BranchingConfig:
                                  "network from by SOMP (Alg. 2); '' = random initialisation.")
 
     def validate(self) -> None:
-        if self.thin_layout not in LAYOUTS:
-            raise ValueError(f"thin_layout: {self.thin_layout!r} is not one of {LAYOUTS}")
         for name in ("omega", "iterations_per_round"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
@@ -302,6 +300,17 @@ class BranchingState:
     def keep_affinity(self, accumulator: ops.TaskAffinity) -> None:
         self.affinity = {k: np.asarray(v).tolist() for k, v in accumulator.arrays().items()}
 
+    def end_round(self, round_: int, finished: bool, architecture: Architecture,
+                  accumulator: ops.TaskAffinity, rng: np.random.Generator,
+                  start: float) -> None:
+        """Records a finished widening round: the (possibly widened) architecture, the
+        affinity so far, the generator state and the elapsed time."""
+        self.rounds_done, self.finished = round_, finished
+        self.architecture = architecture.to_dict()
+        self.keep_affinity(accumulator)
+        self.rng_state = rng.bit_generator.state
+        self.elapsed = time.time() - start
+
 
 def round_report(round_: int, layer_name: str, pools_above: int, branch_tasks,
                  selection: ops.WidthSelection, affinity: np.ndarray, train_loss: float,
@@ -350,6 +359,25 @@ def _trackables(context: SearchContext) -> Dict[str, Any]:
     return {"branching": holder}
 
 
+def _train_round(loop: "Loop", config: BranchingConfig, steps_before: int, round_: int,
+                 base_lr: float, on_step: Callable) -> Evaluation:
+    """One round's ``iterations_per_round`` training steps (TrainAndGetAffinity), in chunks
+    that end where the step schedule drops the learning rate; `on_step` collects the
+    affinity. Returns the last chunk's training `Evaluation`."""
+    loop.restart(Stream.BRANCHING_ROUND, round_)
+    done = 0
+    while done < config.iterations_per_round:
+        step = steps_before + done
+        loop.set_learning_rate(learning_rate_at(step, base_lr, config))
+        chunk = config.iterations_per_round - done
+        if config.lr_drop_every:
+            chunk = min(chunk, config.lr_drop_every - step % config.lr_drop_every)
+        train = loop.train(chunk, on_step)
+        check_finite(train, f"branching round {round_} step {step}")
+        done += chunk
+    return train
+
+
 def search(context: SearchContext) -> SearchResult:
     """Algorithm 1 on the network held by ``context.trackables["branching"]``."""
     from gnas_keras.training import Loop
@@ -394,19 +422,8 @@ def search(context: SearchContext) -> SearchResult:
         architecture = model.architecture
 
         # Train and collect the affinity (TrainAndGetAffinity).
-        loop.restart(5, round_)
-        done = 0
-        while done < config.iterations_per_round:
-            step = state.steps + done
-            lr = learning_rate_at(step, base_lr, config)
-            loop.set_learning_rate(lr)
-            chunk = config.iterations_per_round - done
-            if config.lr_drop_every:
-                chunk = min(chunk, config.lr_drop_every - step % config.lr_drop_every)
-            train = loop.train(chunk, on_step)
-            check_finite(train, f"branching round {round_} step {step}")
-            done += chunk
-        state.steps += done
+        train = _train_round(loop, config, state.steps, round_, base_lr, on_step)
+        state.steps += config.iterations_per_round
 
         # FindNumberBranches (Eq. 7-11).
         branch_tasks = [sorted(d) for d in architecture.descendants()[layer + 1]]
@@ -425,13 +442,9 @@ def search(context: SearchContext) -> SearchResult:
             model = widen(model, layer, selection.chosen.labels, context.strategy)
             holder.model, holder.optimizer = model, model.optimizer
             loop = make_loop(model)
-        state.rounds_done = round_
-        state.finished = d == 1 or round_ >= cap
-        state.architecture = model.architecture.to_dict()
-        state.keep_affinity(accumulator)
-        state.rng_state = rng.bit_generator.state
-        state.elapsed = time.time() - start
-        context.checkpoint(state, "round")
+        state.end_round(round_, d == 1 or round_ >= cap, model.architecture, accumulator, rng,
+                        start)
+        context.checkpoint(state, Boundary.ROUND)
         logger.architecture(round_, model.architecture,
                             f"widening round {round_}/{cap} at {architecture.layer_names[layer]}:"
                             f" {len(branch_tasks)} branches -> {d} (train loss {train.loss:.4f},"

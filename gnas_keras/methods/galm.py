@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 import numpy as np
 
 from gnas_keras.architecture import Architecture, BlockSpec
-from gnas_keras.config import setting
+from gnas_keras.settings import setting
 from gnas_keras.evaluation import check_finite, segment_seed
 from gnas_keras.methods import galm_space as gs
 from gnas_keras.methods.base import Method, SearchContext, SearchResult

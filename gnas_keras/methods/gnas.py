@@ -77,12 +77,12 @@ from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 
-from gnas_keras import probe
 from gnas_keras.architecture import Architecture
-from gnas_keras.config import CandidateConfig, setting
-from gnas_keras.evaluation import Evaluation, check_finite, segment_seed
-from gnas_keras.methods.base import (Method, SearchContext, SearchLogger, SearchResult,
-                                     resume, warmup_chunk)
+from gnas_keras.settings import CandidateConfig, setting
+from gnas_keras.evaluation import Evaluation, Stream, check_finite, segment_seed
+from gnas_keras.methods.base import (Boundary, Method, SearchContext, SearchLogger,
+                                     SearchResult, resume, warmup_chunk)
+from gnas_keras.space import SearchSpace
 from gnas_keras.tree import (Routing, adjusted_rand_index, correlation_routing,
                              independent_routing, random_routing)
 
@@ -92,7 +92,43 @@ if TYPE_CHECKING:
 
 CANDIDATE_TRAINING = ("all", "above")
 REWARDS = ("accuracy", "log_likelihood")
-INITIAL_TREES = ("random", "label_correlation")
+
+
+# GNAS+'s options as small objects, each with one job: where the rounds start (`StartTree`),
+# how a candidate parent is scored (`TrainedScorer`, `ProbeScorer`) and how a child's parent
+# is chosen from the scores (`ParentChoice`). A new start, scorer or rule is one class here
+# and one entry in its table, not a new branch in `search`.
+
+
+@dataclasses.dataclass
+class StartTree:
+    """Algorithm 1's initialization: `draw(rng)` gives the tree the first round starts from
+    (`initial_routing`: the searched layers' parents drawn, the others the widest)."""
+
+    space: SearchSpace
+    num_attributes: int
+    layers: List[int]
+    training_labels: Optional[Callable[[], np.ndarray]] = None
+    logger: SearchLogger = dataclasses.field(default_factory=SearchLogger)
+
+    def draw(self, rng: np.random.Generator) -> Routing:
+        return initial_routing(self.space, self.num_attributes, self.layers, rng)
+
+
+class LabelCorrelationStart(StartTree):
+    """GNAS+ ``initial_tree=label_correlation``: the attributes clustered by their training
+    labels' correlation (`tree.correlation_routing`); draws nothing from `rng`."""
+
+    def draw(self, rng: np.random.Generator) -> Routing:
+        if self.training_labels is None:
+            raise ValueError("initial_tree: label_correlation needs the training labels")
+        labels = self.training_labels()
+        self.logger.progress(f"initial tree from the label correlations of {len(labels)} "
+                             "training examples")
+        return initial_routing(self.space, self.num_attributes, self.layers, rng, labels)
+
+
+START_TREES = {"random": StartTree, "label_correlation": LabelCorrelationStart}
 
 
 @dataclasses.dataclass
@@ -143,7 +179,7 @@ class GnasConfig:
         "random", "The tree the rounds start from: random (Algorithm 1) or label_correlation "
                   "(attributes clustered by their training labels' correlation, one cut of "
                   "the dendrogram per layer; gnas_keras.tree.correlation_routing).",
-        choices=INITIAL_TREES)
+        choices=tuple(START_TREES))
     warmup_initial_tree: bool = setting(
         False, "The warm-up (warmup_steps) trains the initial tree, drawn before it, instead "
                "of uniformly random trees, so that its blocks have learned their attributes "
@@ -155,11 +191,6 @@ class GnasConfig:
                 raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")
         if not 0.0 < self.lr_decay <= 1.0:
             raise ValueError(f"lr_decay: must be in (0, 1], got {self.lr_decay}")
-        if self.candidate_training not in CANDIDATE_TRAINING:
-            raise ValueError(f"candidate_training: {self.candidate_training!r} is not one of "
-                             f"{CANDIDATE_TRAINING}")
-        if self.reward not in REWARDS:
-            raise ValueError(f"reward: {self.reward!r} is not one of {REWARDS}")
         if self.fresh_heads and self.candidate_training != "above":
             raise ValueError("fresh_heads: needs candidate_training=above (otherwise the "
                              "search would erase the weights it keeps)")
@@ -265,6 +296,26 @@ class SearchState:
                 "switch_errors": arrays(self.switch_errors),
                 "scores": [_encode(x) for x in self.scores],
                 "results": [r.to_dict() for r in self.results]}
+
+    def begin_layer(self, name: str, shape: tuple) -> None:
+        """A layer's first candidate: its rows of rewards start empty (NaN), [B_{l-1}, B_l]."""
+        self.rewards[name] = np.full(shape, np.nan)
+        self.reward_errors[name] = np.full(shape, np.nan)
+        self.scores = []
+
+    def record(self, name: str, b: int, scores: np.ndarray) -> None:
+        """Candidate parent `b`'s per-example scores [examples, B_l] (`example_scores`): its
+        row of Eq. 5's rewards and their standard errors; the position moves on."""
+        self.scores.append(scores)
+        self.rewards[name][b] = scores.mean(axis=0)
+        self.reward_errors[name][b] = np.std(scores, axis=0, ddof=1) / np.sqrt(len(scores))
+        self.evaluations += 1
+        self.candidate += 1
+
+    def next_round(self) -> None:
+        self.round, self.layer, self.round_start = self.round + 1, 0, self.routing
+        self.rewards, self.reward_errors = {}, {}
+        self.switch_gains, self.switch_errors = {}, {}
 
     @classmethod
     def from_dict(cls, d: Dict) -> "SearchState":
@@ -425,14 +476,14 @@ def _train_and_predict(loop: "Loop", val_data: Callable[..., Iterator],
                 model.reinitialize_active(upper, heads)
     train_loss = float("nan")
     if candidates.train_steps:                                         # 0: frozen (Fig. 4)
-        loop.restart(1, *position)
+        loop.restart(Stream.CANDIDATE, *position)
         trained = loop.train(candidates.train_steps)
         check_finite(trained, where)
         train_loss = trained.loss
     if config.bn_refresh:
-        loop.restart(6, *position)
+        loop.restart(Stream.BN_REFRESH, *position)
         loop.refresh_batch_norm(config.bn_refresh)
-    probabilities, labels = loop.predict_batches(val_data(1, *position),
+    probabilities, labels = loop.predict_batches(val_data(Stream.CANDIDATE, *position),
                                                  candidates.val_batches)
     return probabilities, labels, train_loss
 
@@ -452,6 +503,9 @@ class ProbeFeatures:
     def probe(self, parent: int, steps: int, rng: np.random.Generator):
         """Fresh heads on `parent`'s features: (probabilities, labels) on the validation
         examples, and NaN for the training loss (as `_train_and_predict` returns)."""
+        # Imported here, not at the top: the method registry imports this module when the
+        # binaries define their flags, before TensorFlow should register its own.
+        from gnas_keras import probe
         probabilities = probe.fit_heads(self.train[parent], self.train_labels,
                                         self.validation[parent], self.hidden, steps, rng)
         return probabilities, self.validation_labels, float("nan")
@@ -469,12 +523,12 @@ def probe_features(loop: "Loop", val_data: Callable[..., Iterator],
     model.set_routing(routing)
     saved = model.snapshot()
     if config.bn_refresh:
-        loop.restart(6, *position)
+        loop.restart(Stream.BN_REFRESH, *position)
         loop.refresh_batch_norm(config.bn_refresh)
-    loop.restart(1, *position)
+    loop.restart(Stream.CANDIDATE, *position)
     train, train_labels = loop.block_outputs(layer - 1, candidates.train_steps)
     validation, validation_labels = loop.block_outputs(
-        layer - 1, candidates.val_batches, val_data(1, *position))
+        layer - 1, candidates.val_batches, val_data(Stream.CANDIDATE, *position))
     model.restore(saved)
     hidden = tuple(spec.channels for spec in model.space.layers[layer:-1])
     return ProbeFeatures(position, hidden, train, train_labels, validation, validation_labels)
@@ -519,7 +573,8 @@ def choose_restart(loop: "Loop", val_data: Callable[..., Iterator], ends: List[R
     for end in ends:  # position (7,): batches no candidate of the search used
         probabilities, labels, _ = _train_and_predict(
             loop, val_data, candidates, config, end.routing, layer, layer,
-            np.random.default_rng(segment_seed(seed, 7)), (7,), f"restart {end.restart}'s tree")
+            np.random.default_rng(segment_seed(seed, Stream.RESTART_CHOICE)),
+            (Stream.RESTART_CHOICE,), f"restart {end.restart}'s tree")
         columns.append(example_scores(everything, probabilities, labels, config.reward)[:, 0])
         model.restore(saved)
     means = [float(c.mean()) for c in columns]
@@ -532,172 +587,251 @@ def choose_restart(loop: "Loop", val_data: Callable[..., Iterator], ends: List[R
             for i, end in enumerate(ends)]
 
 
+# How a candidate parent is scored (`TrainedScorer`, `ProbeScorer`) and how a child's parent
+# is chosen (`ParentChoice`): one class each (see `StartTree`).
+
+
+@dataclasses.dataclass
+class TrainedScorer:
+    """Algorithm 1's candidate scoring: the tree with every child of layer `l` under parent
+    `b` trains K steps, then predicts V validation batches (`_train_and_predict`). With
+    ``candidate_training=above`` the weights are restored afterwards, so every candidate
+    starts from the same weights."""
+
+    loop: "Loop"
+    val_data: Callable[..., Iterator]
+    candidates: CandidateConfig
+    config: GnasConfig
+    seed: int
+
+    def for_layer(self, routing: Routing, l: int, position: tuple) -> "TrainedScorer":
+        self.routing, self.l, self.position = routing, l, position
+        self.descendants = routing.descendants()
+        return self
+
+    def score(self, b: int):
+        """(probabilities [examples, N], labels [examples, N], training loss) of candidate
+        parent `b`."""
+        model, config, l = self.loop.model, self.config, self.l
+        above = config.candidate_training == "above"
+        saved = model.snapshot() if above else None
+        dead = not self.descendants[l - 1][b]                      # no attribute reads b now
+        name = model.space.layers[l].name
+        out = _train_and_predict(
+            self.loop, self.val_data, self.candidates, config,
+            self.routing.with_layer(l, [b] * len(self.routing.parents[l])),  # all children -> b
+            l, l - 1 if config.train_dead_parents and dead else l,
+            np.random.default_rng(segment_seed(self.seed, Stream.FRESH_HEADS, *self.position, b)), self.position,
+            f"round {self.position[0]} layer {name} candidate {b}")
+        if above:
+            model.restore(saved)
+        return out
+
+
+@dataclasses.dataclass
+class ProbeScorer(TrainedScorer):
+    """GNAS+ ``probe_steps``: fresh heads trained to convergence on the frozen features of
+    every candidate parent (`probe_features`, computed once per layer and position, so a
+    resumed search computes the same ones)."""
+
+    def for_layer(self, routing: Routing, l: int, position: tuple) -> "ProbeScorer":
+        self.features = probe_features(self.loop, self.val_data, self.candidates, self.config,
+                                       routing, l, position)
+        self.position = position
+        return self
+
+    def score(self, b: int):
+        heads = np.random.default_rng(segment_seed(self.seed, Stream.FRESH_HEADS, *self.position, b))
+        return self.features.probe(b, self.config.probe_steps, heads)
+
+
+@dataclasses.dataclass
+class ParentChoice:
+    """Eq. 6: every child takes the candidate parent with the highest reward; with GNAS+'s
+    ``hysteresis`` z > 0 only when it beats the current parent by more than z paired standard
+    errors (`best_parents`)."""
+
+    hysteresis: float = 0.0
+
+    def choose(self, rewards: np.ndarray, current: tuple, scores: List[np.ndarray]):
+        """(parents, gains over the current parents, their paired standard errors)."""
+        return best_parents(rewards, current, scores, self.hysteresis)
+
+
+@dataclasses.dataclass
+class _Clock:
+    """Time left, from the mean time per candidate since this process's rounds began."""
+
+    start: float            # the search's start (earlier by the time before a resume)
+    total: int              # candidate evaluations over all rounds and restarts
+    done_before: int
+    began: float = dataclasses.field(default_factory=time.time)
+
+    def eta(self, done: int) -> float:
+        per_candidate = (time.time() - self.began) / max(done - self.done_before, 1)
+        return per_candidate * (self.total - done)
+
+
 def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: CandidateConfig,
            config: GnasConfig, rng: np.random.Generator, logger: Optional[SearchLogger] = None,
            state: Optional[SearchState] = None,
            checkpoint: Optional[Callable[[SearchState, str], None]] = None, seed: int = 0,
            training_labels: Optional[Callable[[], np.ndarray]] = None) -> List[RoundResult]:
     """Runs Algorithm 1 (with the GNAS+ options of `config`) on `loop.model`; returns one
-    `RoundResult` per round.
+    `RoundResult` per round. The model's routing is left at the final tree.
 
     Args:
       loop: the trainer; `loop.restart(*position)` reseeds its training stream.
       val_data: position -> an endless iterator of validation batches for that position.
       candidates: K (train_steps), V (val_batches) and the warm-up.
       rng: draws the warm-up trees and the initial tree; its state is part of the state.
-      state: where to continue (from `checkpoint`); None starts a new search.
-      checkpoint: called as checkpoint(state, boundary) after every warm-up chunk
-        ("warmup"), candidate ("candidate"), layer ("layer") and round ("round"), with the
-        model's weights consistent with `state`.
+      state: where to continue (from `checkpoint`); None starts a new search. The loops
+        below start at its (round, layer, candidate): that is all resuming is.
+      checkpoint: called as checkpoint(state, boundary) after every warm-up chunk,
+        candidate, layer and round (`Boundary`), the model's weights consistent with `state`.
       seed: the run seed (fresh heads draw their weights from it and the position).
       training_labels: () -> every training label, int [examples, N] (for
         ``initial_tree=label_correlation``).
-    The model's routing is left at the final tree.
     """
     model, logger = loop.model, logger or SearchLogger()
     space, n = model.space, model.num_attributes
     layers = list(reversed(searched_layers(space, n, config.search_only)))  # top first
     counts = space.block_counts(n)
-    max_rounds = config.max_rounds * (config.restarts + 1)  # over all restarts
-    total = max_rounds * space.evaluations_per_round(n, layers)
-    k, v = candidates.train_steps, candidates.val_batches
-    above = config.candidate_training == "above"
-    probing = probed_layers(space, n, layers, config)
-    if any(probing.values()) and not k:
+    scorers = _scorers(loop, val_data, candidates, config, layers, seed)
+    choice = ParentChoice(config.hysteresis)
+    max_rounds = config.max_rounds * (config.restarts + 1)      # over all restarts
+    state = state or SearchState(rng_state=rng.bit_generator.state)
+    start, save = resume(state, rng, checkpoint)
+    start_tree = START_TREES[config.initial_tree](space, n, layers, training_labels, logger)
+    _initialize(loop, candidates, config, state, start_tree, rng, logger, start, save)
+    clock = _Clock(start, max_rounds * space.evaluations_per_round(n, layers),
+                   state.evaluations)
+
+    while not state.finished:                                  # for each round
+        for i in range(state.layer, len(layers)):              #   for each searched layer l
+            l, position = layers[i], (state.round, i)          #   (top first)
+            name, num_parents = space.layers[l].name, counts[l - 1]
+            if state.candidate == 0:
+                state.begin_layer(name, (num_parents, counts[l]))
+            descendants = state.routing.descendants()[l]       # I_j: not changed by l's parents
+            scorer = scorers[l].for_layer(state.routing, l, position)
+            for b in range(state.candidate, num_parents):      #     for each parent block b
+                probabilities, labels, train_loss = scorer.score(b)
+                state.record(name, b, example_scores(descendants, probabilities, labels,
+                                                     config.reward))              # Eq. 5
+                logger.candidate(state.round, max_rounds, name, b, num_parents,
+                                 _evaluation(probabilities, labels), time.time() - start,
+                                 clock.eta(state.evaluations), state.evaluations, train_loss)
+                if state.candidate < num_parents:
+                    save(Boundary.CANDIDATE)
+            parents, state.switch_gains[name], state.switch_errors[name] = choice.choose(
+                state.rewards[name], state.routing.parents[l], state.scores)      # Eq. 6
+            state.routing, state.scores = state.routing.with_layer(l, parents), []
+            _train_chosen_tree(loop, candidates, config, state.routing, position, name)
+            state.layer, state.candidate = i + 1, 0
+            if state.layer < len(layers):
+                save(Boundary.LAYER)
+        _end_round(loop, val_data, candidates, config, state, layers, rng, logger, start,
+                   seed)
+        save(Boundary.ROUND)
+    model.set_routing(state.routing)
+    return state.results
+
+
+def _scorers(loop: "Loop", val_data: Callable[..., Iterator], candidates: CandidateConfig,
+             config: GnasConfig, layers: List[int], seed: int) -> Dict[int, TrainedScorer]:
+    """The scorer of each searched layer: probes where ``probe_steps`` applies
+    (`probed_layers`), K training steps elsewhere."""
+    model = loop.model
+    probing = probed_layers(model.space, model.num_attributes, layers, config)
+    if any(probing.values()) and not candidates.train_steps:
         raise ValueError("probe_steps: needs train_steps > 0 (the probes train on the K "
                          "training batches)")
-    features: Optional[ProbeFeatures] = None  # the probed layer's, recomputed after a resume
-    if state is None:
-        state = SearchState(rng_state=rng.bit_generator.state)
-    start, save = resume(state, rng, checkpoint)
+    return {l: (ProbeScorer if probing[l] else TrainedScorer)(loop, val_data, candidates,
+                                                              config, seed)
+            for l in layers}
 
-    def draw_initial() -> Routing:
-        labels = None
-        if config.initial_tree == "label_correlation":
-            if training_labels is None:
-                raise ValueError("initial_tree: label_correlation needs the training labels")
-            labels = training_labels()
-            logger.progress(f"initial tree from the label correlations of {len(labels)} "
-                            "training examples")
-        return initial_routing(space, n, layers, rng, labels)
 
-    # 0. Optional warm-up (not in Algorithm 1; see module doc): on uniformly random trees,
-    # or with warmup_initial_tree on the initial tree, drawn first.
+def _initialize(loop: "Loop", candidates: CandidateConfig, config: GnasConfig,
+                state: SearchState, start_tree: StartTree, rng: np.random.Generator,
+                logger: SearchLogger, start: float, save: Callable[[str], None]) -> None:
+    """The optional warm-up (not in Algorithm 1; module doc), on uniformly random trees or,
+    with ``warmup_initial_tree``, on the initial tree, drawn first; then Algorithm 1's
+    initialization: the first round's tree (the weights are random from the model's
+    creation). Each step is skipped when `state` has done it."""
     if config.warmup_initial_tree and state.initial is None:
-        state.initial = draw_initial()
-        save("warmup")
+        state.initial = start_tree.draw(rng)
+        save(Boundary.WARMUP)
     while state.warmup_done < candidates.warmup_steps:
         state.warmup_done = warmup_chunk(
             loop, candidates, rng, state.warmup_done, logger, start,
             state.initial if config.warmup_initial_tree else None)
-        save("warmup")
-
-    # 1. Initialization: a random tree (the weights are random from the model's creation),
-    # or GNAS+'s initial_tree.
+        save(Boundary.WARMUP)
     if state.routing is None:
-        state.initial = state.initial or draw_initial()
+        state.initial = state.initial or start_tree.draw(rng)
         state.routing = state.round_start = state.initial
-    rounds_start, evaluations_before = time.time(), state.evaluations
 
-    # 2. Updating: one candidate per iteration, at the position the state holds.
-    while not state.finished:
-        l = layers[state.layer]
-        name, b = space.layers[l].name, state.candidate
-        # Every candidate of this layer trains on the same batches and is scored on the same
-        # validation examples: the rewards differ by the candidate, not by the data.
-        position = (state.round, state.layer)
-        if b == 0:
-            state.rewards[name] = np.full((counts[l - 1], counts[l]), np.nan)
-            state.reward_errors[name] = np.full((counts[l - 1], counts[l]), np.nan)
-            state.scores = []
-        tree_descendants = state.routing.descendants()
-        descendants = tree_descendants[l]             # I_j: unchanged by layer l's parents
-        if probing[l]:  # fresh heads trained to convergence on the frozen features
-            if features is None or features.position != position:
-                features = probe_features(loop, val_data, candidates, config,
-                                          state.routing, l, position)
-            heads = np.random.default_rng(segment_seed(seed, 5, *position, b))
-            probabilities, labels, train_loss = features.probe(b, config.probe_steps, heads)
-        else:
-            saved = model.snapshot() if above else None
-            dead = not tree_descendants[l - 1][b]     # no attribute reads b now
-            probabilities, labels, train_loss = _train_and_predict(
-                loop, val_data, candidates, config,
-                state.routing.with_layer(l, [b] * counts[l]),              # all children -> b
-                l, l - 1 if config.train_dead_parents and dead else l,
-                np.random.default_rng(segment_seed(seed, 5, *position, b)), position,
-                f"round {state.round} layer {name} candidate {b}")
-            if above:
-                model.restore(saved)
-        scores = example_scores(descendants, probabilities, labels, config.reward)
-        state.scores.append(scores)
-        state.rewards[name][b] = scores.mean(axis=0)                                # Eq. 5
-        state.reward_errors[name][b] = np.std(scores, axis=0, ddof=1) / np.sqrt(len(scores))
-        state.evaluations += 1
-        state.candidate += 1
-        per_candidate = (time.time() - rounds_start) / (state.evaluations - evaluations_before)
-        logger.candidate(state.round, max_rounds, name, b, counts[l - 1],
-                         _evaluation(probabilities, labels), time.time() - start,
-                         per_candidate * (total - state.evaluations), state.evaluations,
-                         train_loss)
-        if state.candidate < counts[l - 1]:
-            save("candidate")
-            continue
 
-        # Layer done: every child gets its best parent (Eq. 6).
-        parents, state.switch_gains[name], state.switch_errors[name] = best_parents(
-            state.rewards[name], state.routing.parents[l], state.scores, config.hysteresis)
-        state.routing = state.routing.with_layer(l, parents)
-        state.scores = []
-        if above and k:  # the chosen tree trains: the layers below learn from the new parents
-            model.set_routing(state.routing)
-            loop.restart(3, *position)
-            check_finite(loop.train(k), f"round {state.round} layer {name} chosen tree")
-        state.layer, state.candidate = state.layer + 1, 0
-        if state.layer < len(layers):
-            save("layer")
-            continue
+def _train_chosen_tree(loop: "Loop", candidates: CandidateConfig, config: GnasConfig,
+                       routing: Routing, position: tuple, name: str) -> None:
+    """With ``candidate_training=above`` (GNAS+): the layer's chosen tree trains K steps, so
+    the layers below learn from the new parents (candidates' own steps were undone)."""
+    if config.candidate_training == "above" and candidates.train_steps:
+        loop.model.set_routing(routing)
+        loop.restart(Stream.CHOSEN_TREE, *position)
+        check_finite(loop.train(candidates.train_steps),
+                     f"round {position[0]} layer {name} chosen tree")
 
-        # Round done.
-        model.set_routing(state.routing)
-        validation = loop.evaluate(val_data(2, state.round), v)
-        changed = state.routing != state.round_start
-        result = RoundResult(state.round, state.routing, changed, loop.learning_rate,
-                             state.rewards, state.reward_errors, validation,
-                             time.time() - start, state.switch_gains, state.switch_errors,
-                             state.restart, state.round_start)
-        state.results.append(result)
-        logger.round(result)
-        loop.set_learning_rate(loop.learning_rate * config.lr_decay)
-        state.unchanged = 0 if changed else state.unchanged + 1
-        converged = (state.unchanged >= config.patience
-                     or state.round - state.restart_round + 1 >= config.max_rounds)
-        if converged and state.restart < config.restarts:
-            # Greedy updates stop at a local optimum of the tree; a restart climbs again from
-            # another random tree (the weights, trained meanwhile, are kept).
-            state.restart, state.restart_round, state.unchanged = (
-                state.restart + 1, state.round + 1, 0)
-            state.routing = restart_routing(space, n, state.routing, layers, rng)
-            logger.progress(f"restart {state.restart} of {config.restarts} from a random tree "
-                            f"at round {state.round + 1}")
-        elif converged:
-            if config.restarts:
-                ends = [r for r, after in zip(state.results, state.results[1:] + [None])
-                        if after is None or after.restart != r.restart]  # each one's last
-                state.selection = choose_restart(loop, val_data, ends, candidates, config,
-                                                 min(layers), seed)
-                chosen = next(row for row in state.selection if row["chosen"])
-                state.routing = Routing.from_lists(chosen["tree"])
-                logger.progress(f"kept restart {chosen['restart']}'s tree (round "
-                                f"{chosen['round']}): mean validation reward "
-                                + ", ".join(f"{row['reward']:.4f}" for row in state.selection))
-            state.finished = True
-        state.round, state.layer, state.round_start = state.round + 1, 0, state.routing
-        state.rewards, state.reward_errors = {}, {}
-        state.switch_gains, state.switch_errors = {}, {}
-        save("round")
+
+def _end_round(loop: "Loop", val_data: Callable[..., Iterator], candidates: CandidateConfig,
+               config: GnasConfig, state: SearchState, layers: List[int],
+               rng: np.random.Generator, logger: SearchLogger, start: float, seed: int) -> None:
+    """A round's end: the tree on V validation batches, the learning rate decayed, and the
+    stopping rule (``patience`` unchanged rounds or ``max_rounds``). GNAS+ ``restarts``: a
+    converged search climbs again from a new random tree (the weights, trained meanwhile,
+    are kept), and after the last one the best converged tree is kept (`choose_restart`)."""
+    model = loop.model
     model.set_routing(state.routing)
-    return state.results
+    validation = loop.evaluate(val_data(Stream.ROUND, state.round), candidates.val_batches)
+    changed = state.routing != state.round_start
+    result = RoundResult(state.round, state.routing, changed, loop.learning_rate,
+                         state.rewards, state.reward_errors, validation, time.time() - start,
+                         state.switch_gains, state.switch_errors, state.restart,
+                         state.round_start)
+    state.results.append(result)
+    logger.round(result)
+    loop.set_learning_rate(loop.learning_rate * config.lr_decay)
+    state.unchanged = 0 if changed else state.unchanged + 1
+    converged = (state.unchanged >= config.patience
+                 or state.round - state.restart_round + 1 >= config.max_rounds)
+    if converged and state.restart < config.restarts:
+        state.restart, state.restart_round, state.unchanged = (
+            state.restart + 1, state.round + 1, 0)
+        state.routing = restart_routing(model.space, model.num_attributes, state.routing,
+                                        layers, rng)
+        logger.progress(f"restart {state.restart} of {config.restarts} from a random tree "
+                        f"at round {state.round + 1}")
+    elif converged:
+        if config.restarts:
+            _keep_best_restart(loop, val_data, candidates, config, state, min(layers), seed,
+                               logger)
+        state.finished = True
+    state.next_round()
+
+
+def _keep_best_restart(loop: "Loop", val_data: Callable[..., Iterator],
+                       candidates: CandidateConfig, config: GnasConfig, state: SearchState,
+                       layer: int, seed: int, logger: SearchLogger) -> None:
+    """After the last restart: every restart's converged tree (its last round) is scored
+    (`choose_restart`) and the best one becomes the search's tree."""
+    ends = [r for r, after in zip(state.results, state.results[1:] + [None])
+            if after is None or after.restart != r.restart]
+    state.selection = choose_restart(loop, val_data, ends, candidates, config, layer, seed)
+    chosen = next(row for row in state.selection if row["chosen"])
+    state.routing = Routing.from_lists(chosen["tree"])
+    logger.progress(f"kept restart {chosen['restart']}'s tree (round {chosen['round']}): "
+                    "mean validation reward "
+                    + ", ".join(f"{row['reward']:.4f}" for row in state.selection))
 
 
 def _evaluation(probabilities: np.ndarray, labels: np.ndarray) -> Evaluation:
@@ -750,4 +884,6 @@ def _search(context: SearchContext) -> SearchResult:
 
 METHOD = Method("gnas", _search, GnasConfig, uses_supernet=True,
                 summary="GNAS (Huang et al. 2018): greedy layer-wise parent updates on "
-                        "shared weights.")
+                        "shared weights.",
+                round_layers=lambda space, n, config: searched_layers(space, n,
+                                                                      config.search_only))

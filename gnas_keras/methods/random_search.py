@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional
 import numpy as np
 
 from gnas_keras.architecture import Architecture
-from gnas_keras.config import CandidateConfig, setting
-from gnas_keras.evaluation import check_finite
+from gnas_keras.settings import CandidateConfig, setting
+from gnas_keras.evaluation import Stream, check_finite
 from gnas_keras.methods.base import (Method, SearchContext, SearchLogger, SearchResult,
                                      resume, warmup_chunk)
 from gnas_keras.tree import Routing, random_routing
@@ -113,11 +113,11 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
         model.set_routing(routing)
         train_loss = float("nan")
         if candidates.train_steps:
-            loop.restart(3, trial)
+            loop.restart(Stream.TRIAL, trial)
             trained = loop.train(candidates.train_steps)
             check_finite(trained, f"random trial {trial}")
             train_loss = trained.loss
-        evaluation = loop.evaluate(val_data(3, trial), candidates.val_batches)
+        evaluation = loop.evaluate(val_data(Stream.TRIAL, trial), candidates.val_batches)
         best = state.results[-1] if state.results else None
         if best is None or evaluation.mean_error < best.best_error:
             best_routing, best_error = routing, evaluation.mean_error

@@ -32,14 +32,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from gnas_keras.settings import BN_EPSILON, BN_MOMENTUM
 from gnas_keras.models.base import (AttributeModel, compile_model, normalize_images,
                                     precision)
 from gnas_keras.space import SearchSpace
 from gnas_keras.tree import Routing, fixed_parents
 
-# Keras' BatchNormalization defaults (PyTorch's are momentum 0.9 in Keras terms, eps 1e-5).
-BN_EPSILON = 1e-3
-BN_MOMENTUM = 0.99
 
 
 @tf.function(jit_compile=True)

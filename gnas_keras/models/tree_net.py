@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from gnas_keras.architecture import Architecture, BlockSpec
+from gnas_keras.settings import BN_EPSILON, BN_MOMENTUM
 from gnas_keras.models.base import (AttributeModel, compile_model, normalize_images,
                                     precision)
 
@@ -96,8 +97,8 @@ class TreeNetwork(AttributeModel):
     """
 
     def __init__(self, architecture: Architecture, image_shape, dropout: float = 0.0,
-                 weight_decay: float = 1e-4, bn_momentum: float = 0.99,
-                 bn_epsilon: float = 1e-3, **kwargs):
+                 weight_decay: float = 1e-4, bn_momentum: float = BN_MOMENTUM,
+                 bn_epsilon: float = BN_EPSILON, **kwargs):
         architecture.validate()
         blocks: Dict[str, List[keras.layers.Layer]] = {}
 
