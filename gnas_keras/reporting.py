@@ -174,7 +174,6 @@ class SearchReporter(SearchLogger):
         self.bar: Optional[Progress] = None
         self.max_rounds = 0
         self._tree: Optional[Routing] = None  # the last round's tree: the next one's start
-        self._estimated = False               # the search bar's total is estimated
 
     def _progress(self, label: str, total: int, done: int, line_seconds: float = 60.0
                   ) -> Progress:
@@ -201,22 +200,17 @@ class SearchReporter(SearchLogger):
 
     def candidate(self, round_: int, max_rounds: int, layer: str, candidate: int,
                   num_candidates: int, evaluation: Evaluation, elapsed: float, eta: float,
-                  done: int, train_loss: float = float("nan")) -> None:
-        # The search's total evaluations: those done plus those the caller's time left
-        # (`eta`) leaves at this process's pace, re-estimated at each layer's first
-        # candidate (and until there is an estimate) so that it holds still within a layer.
-        # Rounds may stop early (patience): an upper bound.
+                  done: int, train_loss: float = float("nan"), total: int = 0) -> None:
+        # The search's evaluations if it runs every round (an upper bound: it may stop
+        # early); without `total`, those to the end of this layer.
         self.max_rounds = max_rounds
         bar = self.bar if self.bar is not None and self.bar.label == "search" else None
         if bar is None:  # starts after this evaluation: its pace counts from the next one
             self._end_bar()
-            bar = self.bar = Progress("search", done + num_candidates - candidate - 1,
+            bar = self.bar = Progress("search", total or done + num_candidates - candidate - 1,
                                       self.out, done=done, upper_bound=True, line_seconds=0)
-            self._estimated = False
-        elif (candidate == 0 or not self._estimated) and eta == eta and done > bar.first:
-            pace = (bar.clock() - bar.start) / (done - bar.first)
-            bar.total = done + (int(round(eta / pace)) if pace > 0 else 0)
-            self._estimated = True
+        elif not total and done > bar.total:
+            bar.total = done + num_candidates - candidate - 1
         bar.update(done, f"round {round_} of {max_rounds}, {layer} candidate {candidate + 1} "
                          f"of {num_candidates}{_loss(train_loss)}, val error "
                          f"{100 * evaluation.mean_error:.1f} %")

@@ -721,7 +721,8 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
                                                      config.reward))              # Eq. 5
                 logger.candidate(state.round, max_rounds, name, b, num_parents,
                                  _evaluation(probabilities, labels), time.time() - start,
-                                 clock.eta(state.evaluations), state.evaluations, train_loss)
+                                 clock.eta(state.evaluations), state.evaluations, train_loss,
+                                 clock.total)
                 if state.candidate < num_parents:
                     save(Boundary.CANDIDATE)
             parents, state.switch_gains[name], state.switch_errors[name] = choice.choose(
