@@ -24,7 +24,7 @@ from absl import app, flags
 import numpy as np
 
 from gnas_keras_flags import dataclass_flags
-from gnas_keras.architecture import Architecture
+from gnas_keras.space.architecture import Architecture
 from gnas_keras.config import RunConfig
 from gnas_keras.methods import REGISTRY
 
@@ -46,9 +46,9 @@ def shuffled(architecture: Architecture, seed: int) -> Architecture:
 
 
 def main(argv):
-    from gnas_keras.data import Data, planted_groups
-    from gnas_keras.training import train_from_scratch
-    from gnas_keras.tree import adjusted_rand_index
+    from gnas_keras.training.data import Data, planted_groups
+    from gnas_keras.training.loop import train_from_scratch
+    from gnas_keras.space.tree import adjusted_rand_index
 
     config = dataclass_flags.build(RunConfig)
     with open(FLAGS.report) as f:

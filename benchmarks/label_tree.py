@@ -1,7 +1,7 @@
 """The sceptic's baseline for a planted grouping: how much of it do the labels alone give?
 
 Clusters the attributes by the correlation of their training labels (no image is read:
-`gnas_keras.tree.correlation_routing`, what GNAS+'s ``--initial_tree=label_correlation``
+`gnas_keras.space.tree.correlation_routing`, what GNAS+'s ``--initial_tree=label_correlation``
 starts from) and prints the ARI of that grouping to the dataset's planted groups, from every
 training label and from random subsets of a few sizes (mean and smallest ARI over
 ``--draws`` subsets each):
@@ -21,10 +21,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from gnas_keras.architecture import Architecture  # noqa: E402
-from gnas_keras.data import planted_groups  # noqa: E402
-from gnas_keras.space import get_space  # noqa: E402
-from gnas_keras.tree import adjusted_rand_index, correlation_routing  # noqa: E402
+from gnas_keras.space.architecture import Architecture  # noqa: E402
+from gnas_keras.training.data import planted_groups  # noqa: E402
+from gnas_keras.space.search_space import get_space  # noqa: E402
+from gnas_keras.space.tree import adjusted_rand_index, correlation_routing  # noqa: E402
 from gnas_keras_pipelines import input as data_input  # noqa: E402
 from gnas_keras_pipelines import records  # noqa: E402
 from gnas_keras_pipelines.convert_errors import ConversionError  # noqa: E402

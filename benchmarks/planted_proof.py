@@ -28,7 +28,7 @@ ends with the part-1 verdict (`verdict`); 45 trainings of 2-3.5 minutes each on 
 core. To use two cores, run two processes with ``--trees`` naming disjoint trees and their
 own ``--output``, then ``--reuse`` both files in a last run, which only prints.
 
-Each tree is trained by the library itself (`gnas_keras.training.train_from_scratch`: the
+Each tree is trained by the library itself (`gnas_keras.training.loop.train_from_scratch`: the
 core's `TreeNetwork` of the architecture, the run's optimizer and batch-norm settings, on
 train+validation) and tested on the test split, exactly as a run's ``--compare`` does.
 """
@@ -56,12 +56,12 @@ def train_tree_from_scratch(parents_per_layer: Sequence[Sequence[int]], data, st
     batches); returns its per-attribute test error [N] (running batch-norm statistics).
 
     parents_per_layer: the routing, ``parents[l][j]`` = parent block in layer l - 1 of block
-      j of layer l (``parents[0] == [0]``), as `gnas_keras.tree.Routing.parents`.
+      j of layer l (``parents[0] == [0]``), as `gnas_keras.space.tree.Routing.parents`.
     """
-    from gnas_keras.architecture import Architecture
-    from gnas_keras.space import get_space
-    from gnas_keras.training import train_from_scratch
-    from gnas_keras.tree import Routing
+    from gnas_keras.space.architecture import Architecture
+    from gnas_keras.space.search_space import get_space
+    from gnas_keras.training.loop import train_from_scratch
+    from gnas_keras.space.tree import Routing
 
     architecture = Architecture.from_space(get_space(config.space),
                                            Routing.from_lists(parents_per_layer))
@@ -152,7 +152,7 @@ def main(argv=None) -> int:
     groups = [index[a] for a in meta.attribute_names]
     group_names = meta.extra.get("group_names", [str(g) for g in range(len(meta.groups))])
     from gnas_keras.config import RunConfig
-    from gnas_keras.data import Data
+    from gnas_keras.training.data import Data
     # The library's defaults (SGD, Nesterov momentum 0.9, lr 0.1, L2 1e-4, batch norm with
     # PyTorch's momentum and epsilon), batch 64 as flagfiles/synthetic.flags.
     config = RunConfig(data_dir=args.data_dir, space="tiny", batch_size=64,

@@ -105,7 +105,7 @@ if "tensorflow" not in sys.modules:
 
 from absl import app, flags, logging  # noqa: E402
 
-from gnas_keras.evaluation import WorkerLost  # noqa: E402  (no TensorFlow import)
+from gnas_keras.training.evaluation import WorkerLost  # noqa: E402  (no TensorFlow import)
 from gnas_keras_pipelines.convert_errors import ConversionError  # noqa: E402  (no TensorFlow import)
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,

@@ -3,7 +3,7 @@ r"""What a search space costs, as JSON, before any data or GPU is involved.
     python -m flags.describe --space=shallow_thin --num_attributes=40 \
         --image_height=192 --image_width=168
 
-Prints `gnas_keras.cost.Cost`: the exported full tree's parameters (BN folded), the
+Prints `gnas_keras.space.cost.Cost`: the exported full tree's parameters (BN folded), the
 supernet's trainable parameters, multiply-accumulates per image, the number of possible trees
 and the candidate evaluations per GNAS round, plus a per-layer breakdown. On a terminal in
 words with short sizes ("6.41 M parameters", "4.31e+68 trees"); into a pipe or a file as JSON
@@ -21,8 +21,10 @@ from gnas_keras_flags import common  # first: one-line errors, quiet start-up
 
 from absl import flags
 
-from gnas_keras import cost, units
-from gnas_keras.space import PRESETS, get_space
+from gnas_keras.space import cost
+
+from gnas_keras.reporting import units
+from gnas_keras.space.search_space import PRESETS, get_space
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("space", "shallow_thin", sorted(PRESETS), "Search space preset.")

@@ -1,4 +1,4 @@
-r"""A readable report of every run under a workdir (`gnas_keras.evaluation_report`).
+r"""A readable report of every run under a workdir (`gnas_keras.reporting.evaluation_report`).
 
     python -m flags.evaluate --workdir=runs/synthetic
 
@@ -28,8 +28,8 @@ def main(argv):
         raise ValueError("--workdir is required")
     if FLAGS.latency_repeats < 1:
         raise ValueError(f"latency_repeats: must be > 0, got {FLAGS.latency_repeats}")
-    from gnas_keras import evaluation_report  # imports TensorFlow: after the cheap checks
-    from gnas_keras.reporting import terminal
+    from gnas_keras.reporting import evaluation_report  # imports TensorFlow: after the cheap checks
+    from gnas_keras.reporting.reporter import terminal
 
     result = evaluation_report.evaluate(FLAGS.workdir, FLAGS.latency, FLAGS.latency_repeats,
                                         out=terminal)

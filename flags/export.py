@@ -3,7 +3,7 @@ them against it.
 
     python -m flags.export --saved_model=saved_models/synthetic_gnas_plus/1
 
-Converts the export's ``serving_default`` signature (`gnas_keras.export.write_litert`,
+Converts the export's ``serving_default`` signature (`gnas_keras.export.saved_model.write_litert`,
 `write_onnx`) to ``model.tflite`` and ``model.onnx`` beside the SavedModel (TF Serving
 ignores them; or into ``--output_dir``), then runs each on random images beside the SavedModel
 and prints the largest absolute difference of their probabilities; above ``--tolerance`` the
@@ -18,7 +18,7 @@ from gnas_keras_flags import common  # first: one-line errors, quiet start-up
 
 from absl import flags
 
-from gnas_keras import units
+from gnas_keras.reporting import units
 
 FORMATS = ("litert", "onnx")
 
@@ -35,7 +35,7 @@ def main(argv):
     del argv
     import numpy as np
 
-    from gnas_keras import export
+    from gnas_keras.export import saved_model as export
 
     unknown = sorted(set(FLAGS.formats) - set(FORMATS))
     if unknown or not FLAGS.formats:

@@ -18,10 +18,10 @@ from gnas_keras_flags import common  # first: quiets TensorFlow's start-up loggi
 from absl import flags
 
 from gnas_keras_flags import dataclass_flags
-from gnas_keras import units
+from gnas_keras.reporting import units
 from gnas_keras.config import RunConfig
 from gnas_keras.methods import REGISTRY
-from gnas_keras.space import PRESETS
+from gnas_keras.space.search_space import PRESETS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("generate_synthetic", True,

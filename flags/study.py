@@ -20,7 +20,7 @@ from absl import flags
 
 from gnas_keras_flags import dataclass_flags
 from gnas_keras.config import RunConfig
-from gnas_keras.space import PRESETS
+from gnas_keras.space.search_space import PRESETS
 from gnas_keras.study_config import RUN_FIELDS, StudyConfig
 
 FLAGS = flags.FLAGS

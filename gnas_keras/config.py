@@ -15,7 +15,7 @@ from gnas_keras.methods import REGISTRY, default_configs, fixed_methods
 from gnas_keras.methods.gnas import layer_names
 from gnas_keras.settings import (BN_EPSILON, BN_MOMENTUM, CandidateConfig,  # noqa: F401
                                  check_choices, setting)
-from gnas_keras.space import get_space
+from gnas_keras.space.search_space import get_space
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 ON_NAN = ("stop", "rollback")
@@ -45,12 +45,12 @@ class RunConfig:
                                                   "tree.json, report.json.")
     export_dir: str = setting("saved_models", "SavedModel base directory ('' = no export).")
     export_name: str = setting("", "Model name under export_dir (default <dataset>_<method>).")
-    export_fused: bool = setting(True, "Export the fused graph (gnas_keras.fused: sibling "
+    export_fused: bool = setting(True, "Export the fused graph (gnas_keras.models.fused: sibling "
                                        "blocks as one convolution, per-attribute fc layers "
                                        "as one batched matmul; the same function, fewer "
                                        "ops) instead of one layer per block.")
     method: str = setting("gnas", "Search method or fixed tree (gnas_keras.methods).")
-    space: str = setting("tiny", "Search space preset (gnas_keras.space).")
+    space: str = setting("tiny", "Search space preset (gnas_keras.space.search_space).")
     num_attributes: int = setting(0, "Expected number of attributes (0 = whatever the data "
                                      "has); a flagfile pointed at other data fails early.")
     batch_size: int = setting(64, "Global training batch size (all replicas together).")

@@ -25,7 +25,7 @@ import sys
 import time
 from typing import Callable, Optional, TextIO
 
-from gnas_keras.units import duration
+from gnas_keras.reporting.units import duration
 
 
 class Progress:

@@ -17,13 +17,13 @@ Every tag carries a description (TensorBoard shows it beside the chart):
   per run, at step 0: read them in the HParams tab or the Text tab's ``final`` table);
 - Images: ``rewards/<layer>`` (the reward matrix of each searched layer and round: candidate
   parent block (rows) -> child block (columns), both named by the attributes below them, the
-  colour bar in the reward's units) and ``tree_image`` (the `gnas_keras.draw` picture);
+  colour bar in the reward's units) and ``tree_image`` (the `gnas_keras.reporting.draw` picture);
 - Text: ``tree`` (after every round), ``final`` (the test metrics as a table) and ``settings``
   (every setting of the run);
 - HParams: the run's method, dataset, seed and a few settings (`HPARAMS`) against the final
   metrics (`METRICS`, mean test error first), one row per run.
 
-The terminal: a progress bar for the warm-up and the search (`gnas_keras.progress`), and one
+The terminal: a progress bar for the warm-up and the search (`gnas_keras.reporting.progress`), and one
 sentence per round (`round_sentence`).
 """
 
@@ -36,15 +36,15 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from gnas_keras import draw
-from gnas_keras.architecture import Architecture
-from gnas_keras.evaluation import Evaluation
+from gnas_keras.reporting import draw
+from gnas_keras.space.architecture import Architecture
+from gnas_keras.training.evaluation import Evaluation
 from gnas_keras.methods.base import SearchLogger
 from gnas_keras.methods.gnas import RoundResult
-from gnas_keras.progress import Progress
-from gnas_keras.space import SearchSpace
-from gnas_keras.tree import Routing
-from gnas_keras.units import duration as format_duration
+from gnas_keras.reporting.progress import Progress
+from gnas_keras.space.search_space import SearchSpace
+from gnas_keras.space.tree import Routing
+from gnas_keras.reporting.units import duration as format_duration
 
 # Lines for a person: above a live progress bar when one is drawn (standard error).
 terminal = Progress.write

@@ -18,17 +18,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gnas_keras.architecture import Architecture
-from gnas_keras.evaluation import Evaluation, Stream, check_finite, segment_seed
+from gnas_keras.space.architecture import Architecture
+from gnas_keras.training.evaluation import Evaluation, Stream, check_finite, segment_seed
 from gnas_keras.models.base import AttributeModel
 from gnas_keras.models.supernet import Supernet, build_supernet
 from gnas_keras.models.tree_net import TreeNetwork, build_tree_network
-from gnas_keras.progress import Progress
-from gnas_keras.space import SearchSpace
+from gnas_keras.reporting.progress import Progress
+from gnas_keras.space.search_space import SearchSpace
 
 if TYPE_CHECKING:
     from gnas_keras.config import RunConfig
-    from gnas_keras.data import Data
+    from gnas_keras.training.data import Data
 
 
 class Loop:

@@ -9,7 +9,7 @@ No TensorFlow: `flags.describe` and the progress bar use these before (or withou
 
 from __future__ import annotations
 
-from gnas_keras.space import scientific
+from gnas_keras.space.search_space import scientific
 
 # k, M, G, T: the SI prefixes for counts (parameters, MACs); beyond 1e15 scientific notation.
 _PREFIXES = ("", " k", " M", " G", " T")
@@ -25,7 +25,7 @@ def duration(seconds: float) -> str:
 
 def count(n: int) -> str:
     """A count with three significant digits and an SI prefix (``11.9 k``, ``2.31 G``); a
-    count of 1e15 or more in scientific notation (`gnas_keras.space.scientific`: exact for
+    count of 1e15 or more in scientific notation (`gnas_keras.space.search_space.scientific`: exact for
     integers of any size, such as the number of trees of a space)."""
     n = int(n)
     if n < 1000:

@@ -28,7 +28,7 @@ REPLACED_DIR = ".replaced"
 # What a run writes into its workdir (see `gnas_keras.run`).
 RUN_OUTPUTS = ("checkpoints", "tensorboard", "report.json", "tree.json",
                "test_predictions.npz", "tree.svg", "tree.png")
-EVENTS_PREFIX = "events.out.tfevents."  # `gnas_keras.reporting.event_dir`
+EVENTS_PREFIX = "events.out.tfevents."  # `gnas_keras.reporting.reporter.event_dir`
 
 
 def check_writable(path: str, flag: str) -> None:

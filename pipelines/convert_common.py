@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from gnas_keras.progress import Progress
+from gnas_keras.reporting.progress import Progress
 from gnas_keras_pipelines import records
 from gnas_keras_pipelines import text
 from gnas_keras_pipelines.convert_errors import ConversionError

@@ -19,9 +19,9 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import keras  # noqa: E402
 
 from gnas_keras.models.supernet import build_supernet  # noqa: E402
-from gnas_keras.space import get_space  # noqa: E402
-from gnas_keras.training import Loop  # noqa: E402
-from gnas_keras.tree import random_routing  # noqa: E402
+from gnas_keras.space.search_space import get_space  # noqa: E402
+from gnas_keras.training.loop import Loop  # noqa: E402
+from gnas_keras.space.tree import random_routing  # noqa: E402
 
 
 

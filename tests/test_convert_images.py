@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from gnas_keras import export
+from gnas_keras.export import saved_model as export
 from gnas_keras_pipelines import folder
 from gnas_keras_pipelines import input as pipeline_input
 from gnas_keras_pipelines.convert_errors import ConversionError

@@ -12,7 +12,7 @@ import tensorflow as tf
 from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from gnas_keras import metrics
+from gnas_keras.training import metrics
 from gnas_keras.config import CandidateConfig, RunConfig
 from gnas_keras.methods.gnas import GnasConfig
 
@@ -110,7 +110,7 @@ def test_run_shows_attributes_losses_rewards_hparams_and_writes_a_model_card(syn
     ("combined", ("sun", "apy"), None),
 ])
 def test_model_card_says_what_to_check_when_images_may_show_people(dataset, parts, section):
-    from gnas_keras.model_card import model_card
+    from gnas_keras.export.model_card import model_card
     card = model_card(name="m", dataset=dataset, data_dirs=["d"], split_sizes={"test": 1},
                       attribute_names=["a"], method="gnas", space="tiny", tree_text="t",
                       input_description="x", test_error={"a": 0.1}, test_f1=None,
@@ -121,10 +121,10 @@ def test_model_card_says_what_to_check_when_images_may_show_people(dataset, part
 
 
 def test_round_sentence_says_in_words_what_changed_and_by_how_much():
-    from gnas_keras.evaluation import Evaluation
+    from gnas_keras.training.evaluation import Evaluation
     from gnas_keras.methods.gnas import RoundResult
-    from gnas_keras.reporting import round_sentence
-    from gnas_keras.tree import Routing
+    from gnas_keras.reporting.reporter import round_sentence
+    from gnas_keras.space.tree import Routing
 
     before = Routing.from_lists([[0], [0, 0], list(range(4))])
     after = Routing.from_lists([[0], [0, 1], list(range(4))])
@@ -146,7 +146,7 @@ def test_round_sentence_says_in_words_what_changed_and_by_how_much():
 def test_events_go_into_the_workdir_an_old_run_keeps_its_folder_and_restart_moves_them(
         tmp_path):
     from gnas_keras import workdir
-    from gnas_keras.reporting import event_dir
+    from gnas_keras.reporting.reporter import event_dir
 
     new, old = tmp_path / "new", tmp_path / "old"
     (old / "tensorboard").mkdir(parents=True)

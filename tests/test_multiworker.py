@@ -155,7 +155,7 @@ def test_chief_alone_writes_run_directory_checkpoints_and_export(two_workers):
 def test_sharded_evaluation_counts_every_test_pair_once(two_workers, synthetic_dir):
     base, _, _, _ = two_workers
     from gnas_keras.config import RunConfig
-    from gnas_keras.data import Data
+    from gnas_keras.training.data import Data
     data = Data.load(RunConfig(data_dir=synthetic_dir))
     labels = np.concatenate([y.numpy() for _, y in data.test])
     with open(base / "run" / "report.json") as f:

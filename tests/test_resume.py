@@ -184,9 +184,9 @@ def test_nan_stops_keeps_the_last_good_checkpoint_and_records_where(
         synthetic_dir, tmp_path, monkeypatch):
     from gnas_keras import run as run_module
     from gnas_keras.config import CandidateConfig, RunConfig
-    from gnas_keras.evaluation import Evaluation, NumericalError
+    from gnas_keras.training.evaluation import Evaluation, NumericalError
     from gnas_keras.methods.gnas import GnasConfig
-    from gnas_keras.training import Loop
+    from gnas_keras.training.loop import Loop
 
     config = RunConfig(data_dir=synthetic_dir, workdir=str(tmp_path / "run"), export_dir="",
                        batch_size=16, eval_batch_size=64, finetune_steps=2,
@@ -219,9 +219,9 @@ def test_rollback_halves_the_learning_rate_and_continues(synthetic_dir, tmp_path
                                                          monkeypatch):
     from gnas_keras import run as run_module
     from gnas_keras.config import CandidateConfig, RunConfig
-    from gnas_keras.evaluation import Evaluation
+    from gnas_keras.training.evaluation import Evaluation
     from gnas_keras.methods.gnas import GnasConfig
-    from gnas_keras.training import Loop
+    from gnas_keras.training.loop import Loop
 
     config = RunConfig(data_dir=synthetic_dir, workdir=str(tmp_path / "run"), export_dir="",
                        batch_size=16, eval_batch_size=64, finetune_steps=2, on_nan="rollback",
@@ -261,9 +261,9 @@ def test_rollback_reaches_a_method_with_its_own_holder_and_schedule(synthetic_di
     and sets its learning rate from the config every chunk: the halving must reach both."""
     from gnas_keras import run as run_module
     from gnas_keras.config import RunConfig
-    from gnas_keras.evaluation import Evaluation
+    from gnas_keras.training.evaluation import Evaluation
     from gnas_keras.methods.branching import BranchingConfig
-    from gnas_keras.training import Loop
+    from gnas_keras.training.loop import Loop
 
     config = RunConfig(data_dir=synthetic_dir, workdir=str(tmp_path / "run"), export_dir="",
                        method="branching", batch_size=16, eval_batch_size=64, finetune_steps=2,

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from gnas_keras.config import CandidateConfig, RunConfig
-from gnas_keras.data import Data
+from gnas_keras.training.data import Data
 from gnas_keras.methods.gnas import GnasConfig
 from gnas_keras.models.base import masked_cross_entropy
 from gnas_keras_pipelines import records

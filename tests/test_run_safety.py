@@ -14,8 +14,12 @@ import sys
 
 import pytest
 
-from gnas_keras import checkpoint, cost, evaluation_report, io, workdir
-from gnas_keras.space import get_space, scientific
+from gnas_keras import checkpoint, io, workdir
+
+from gnas_keras.space import cost
+
+from gnas_keras.reporting import evaluation_report
+from gnas_keras.space.search_space import get_space, scientific
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": ROOT}

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gnas_keras import export as export_module
-from gnas_keras.export import export_saved_model, find_owned_version
+from gnas_keras.export import saved_model as export_module
+from gnas_keras.export.saved_model import export_saved_model, find_owned_version
 from gnas_keras_pipelines.input import Preprocessing
 from tests.test_export import NAMES, trained_supernet
 

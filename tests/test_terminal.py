@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from gnas_keras import units
-from gnas_keras.progress import Progress
+from gnas_keras.reporting import units
+from gnas_keras.reporting.progress import Progress
 
 
 class FakeTerminal(io.StringIO):
@@ -96,8 +96,8 @@ def test_bytes_and_durations():
 
 def test_describe_prints_words_and_short_sizes():
     from gnas_keras_flags.describe import describe_text
-    from gnas_keras import cost
-    from gnas_keras.space import get_space
+    from gnas_keras.space import cost
+    from gnas_keras.space.search_space import get_space
     text = describe_text(cost.describe(get_space("shallow_thin"), 40, 192, 168).to_dict())
     assert "exported full tree: 1.58 M parameters, 198 M MACs per image" in text
     assert "6.28e+57 possible trees" in text

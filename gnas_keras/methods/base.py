@@ -25,21 +25,21 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 
-from gnas_keras.architecture import Architecture
-from gnas_keras.evaluation import Evaluation, Stream, check_finite
-from gnas_keras.tree import Routing, random_routing
+from gnas_keras.space.architecture import Architecture
+from gnas_keras.training.evaluation import Evaluation, Stream, check_finite
+from gnas_keras.space.tree import Routing, random_routing
 
 if TYPE_CHECKING:  # TensorFlow only when a run starts
     from gnas_keras.config import RunConfig
     from gnas_keras.settings import CandidateConfig
     from gnas_keras.models.base import AttributeModel
     from gnas_keras.models.supernet import Supernet
-    from gnas_keras.space import SearchSpace
-    from gnas_keras.training import Loop
+    from gnas_keras.space.search_space import SearchSpace
+    from gnas_keras.training.loop import Loop
 
 
 class SearchLogger:
-    """Progress events of a search; the default ignores them (`gnas_keras.reporting` writes
+    """Progress events of a search; the default ignores them (`gnas_keras.reporting.reporter` writes
     them to the terminal and TensorBoard)."""
 
     def warmup(self, step: int, steps: int, evaluation: Evaluation, elapsed: float) -> None:

@@ -59,9 +59,9 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 
 import numpy as np
 
-from gnas_keras.architecture import Architecture, BlockSpec
+from gnas_keras.space.architecture import Architecture, BlockSpec
 from gnas_keras.settings import setting
-from gnas_keras.evaluation import Evaluation, Stream, check_finite
+from gnas_keras.training.evaluation import Evaluation, Stream, check_finite
 from gnas_keras.methods import branching_ops as ops
 from gnas_keras.methods.base import Boundary, Method, SearchContext, SearchResult
 
@@ -337,7 +337,7 @@ def learning_rate_at(step: int, base: float, config: BranchingConfig) -> float:
 
 
 def _new_model(context: SearchContext, architecture: Architecture) -> "TreeNetwork":
-    from gnas_keras.training import new_tree_network
+    from gnas_keras.training.loop import new_tree_network
     return new_tree_network(context.config, architecture, context.image_shape,
                             context.config.seed, context.strategy)
 
@@ -380,7 +380,7 @@ def _train_round(loop: "Loop", config: BranchingConfig, steps_before: int, round
 
 def search(context: SearchContext) -> SearchResult:
     """Algorithm 1 on the network held by ``context.trackables["branching"]``."""
-    from gnas_keras.training import Loop
+    from gnas_keras.training.loop import Loop
 
     config: BranchingConfig = context.method_config
     holder = context.trackables["branching"]

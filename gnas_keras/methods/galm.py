@@ -23,7 +23,7 @@ default a `TreeNetwork` holding the child's weights of the chosen options
 (`GalmChild.block_weights`; it computes what the child computes, tested), as GNAS fine-tunes
 its supernet's weights; ``galm_finetune_from_child=False``: fresh weights.
 
-The child network (`GalmChild`) follows the core's block semantics (`gnas_keras.architecture`)
+The child network (`GalmChild`) follows the core's block semantics (`gnas_keras.space.architecture`)
 so that what is searched is what is exported: a conv block is conv (SAME, no bias) -> BN ->
 ReLU -> 2x2 max-pool (the paper's order is ReLU, pool, BN; the core's order is kept, one
 convention for every method), skip inputs are max-pooled to the block's *input* resolution
@@ -58,9 +58,9 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from gnas_keras.architecture import Architecture, BlockSpec
+from gnas_keras.space.architecture import Architecture, BlockSpec
 from gnas_keras.settings import setting
-from gnas_keras.evaluation import check_finite, segment_seed
+from gnas_keras.training.evaluation import check_finite, segment_seed
 from gnas_keras.methods import galm_space as gs
 from gnas_keras.methods.base import Method, SearchContext, SearchResult
 
@@ -575,7 +575,7 @@ def _reward(loop, iterator, count: int, attribute: int, kind: str) -> float:
     if kind == "accuracy":
         accuracy = loop.evaluate(iterator, count).accuracy[attribute]
         return float(0.0 if np.isnan(accuracy) else accuracy)
-    from gnas_keras.metrics import auc
+    from gnas_keras.training.metrics import auc
     import tensorflow as tf
     scores, labels = [], []
     for _ in range(count):
@@ -587,8 +587,8 @@ def _reward(loop, iterator, count: int, attribute: int, kind: str) -> float:
 
 
 def _search(context: SearchContext) -> SearchResult:
-    from gnas_keras.reporting import format_duration
-    from gnas_keras.training import Loop
+    from gnas_keras.reporting.reporter import format_duration
+    from gnas_keras.training.loop import Loop
     config, run = context.method_config, context.config
     objects = _BUILT.pop(id(context))
     space, child, controller = objects.space, objects.child, objects.controller
@@ -720,7 +720,7 @@ def _finish(context, objects: _Objects, loop, val, count, state: GalmState) -> S
     model = None
     if config.galm_finetune_from_child:
         from gnas_keras.models.tree_net import copy_weights
-        from gnas_keras.training import new_tree_network
+        from gnas_keras.training.loop import new_tree_network
         model = new_tree_network(context.config, architecture, context.image_shape,
                                  context.config.seed, context.strategy)
         copy_weights(child.block_weights(choices), model)

@@ -41,7 +41,7 @@ reads trains too (its features are stale, frozen it could never win a child back
 ``reward=log_likelihood``; ``hysteresis``: a parent changes only on a gain beyond z paired
 standard errors; ``bn_refresh``: batch-norm statistics of the candidate's own tree;
 ``probe_steps``: a searched fc layer's fresh heads train to convergence on the frozen block
-features instead of K SGD steps (`gnas_keras.probe`: after K = 40 steps fresh heads read
+features instead of K SGD steps (`gnas_keras.models.probe`: after K = 40 steps fresh heads read
 only what a block encodes linearly); ``search_only``: only the named layers are searched
 (the others keep the widest parents, block j under block j mod B, `initial_routing`);
 ``restarts``: after convergence the search starts again from a new random tree (on the
@@ -77,17 +77,17 @@ from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 
-from gnas_keras.architecture import Architecture
+from gnas_keras.space.architecture import Architecture
 from gnas_keras.settings import CandidateConfig, setting
-from gnas_keras.evaluation import Evaluation, Stream, check_finite, segment_seed
+from gnas_keras.training.evaluation import Evaluation, Stream, check_finite, segment_seed
 from gnas_keras.methods.base import (Boundary, Method, SearchContext, SearchLogger,
                                      SearchResult, resume, warmup_chunk)
-from gnas_keras.space import SearchSpace
-from gnas_keras.tree import (Routing, adjusted_rand_index, correlation_routing,
+from gnas_keras.space.search_space import SearchSpace
+from gnas_keras.space.tree import (Routing, adjusted_rand_index, correlation_routing,
                              independent_routing, random_routing)
 
 if TYPE_CHECKING:
-    from gnas_keras.training import Loop
+    from gnas_keras.training.loop import Loop
 
 
 CANDIDATE_TRAINING = ("all", "above")
@@ -168,7 +168,7 @@ class GnasConfig:
     probe_steps: int = setting(
         0, "With candidate_training=above and fresh_heads, for a searched fc layer: the "
            "fresh heads of a candidate train to convergence (this many full-batch Adam steps "
-           "on the frozen features of the K training batches, gnas_keras.probe) instead of K "
+           "on the frozen features of the K training batches, gnas_keras.models.probe) instead of K "
            "SGD steps; 0: K SGD steps.")
     restarts: int = setting(
         0, "After the search converges (patience or max_rounds rounds), start it again this "
@@ -178,7 +178,7 @@ class GnasConfig:
     initial_tree: str = setting(
         "random", "The tree the rounds start from: random (Algorithm 1) or label_correlation "
                   "(attributes clustered by their training labels' correlation, one cut of "
-                  "the dendrogram per layer; gnas_keras.tree.correlation_routing).",
+                  "the dendrogram per layer; gnas_keras.space.tree.correlation_routing).",
         choices=tuple(START_TREES))
     warmup_initial_tree: bool = setting(
         False, "The warm-up (warmup_steps) trains the initial tree, drawn before it, instead "
@@ -505,7 +505,7 @@ class ProbeFeatures:
         examples, and NaN for the training loss (as `_train_and_predict` returns)."""
         # Imported here, not at the top: the method registry imports this module when the
         # binaries define their flags, before TensorFlow should register its own.
-        from gnas_keras import probe
+        from gnas_keras.models import probe
         probabilities = probe.fit_heads(self.train[parent], self.train_labels,
                                         self.validation[parent], self.hidden, steps, rng)
         return probabilities, self.validation_labels, float("nan")

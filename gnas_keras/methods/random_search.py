@@ -25,15 +25,15 @@ from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 
-from gnas_keras.architecture import Architecture
+from gnas_keras.space.architecture import Architecture
 from gnas_keras.settings import CandidateConfig, setting
-from gnas_keras.evaluation import Stream, check_finite
+from gnas_keras.training.evaluation import Stream, check_finite
 from gnas_keras.methods.base import (Method, SearchContext, SearchLogger, SearchResult,
                                      resume, warmup_chunk)
-from gnas_keras.tree import Routing, random_routing
+from gnas_keras.space.tree import Routing, random_routing
 
 if TYPE_CHECKING:
-    from gnas_keras.training import Loop
+    from gnas_keras.training.loop import Loop
 
 
 @dataclasses.dataclass

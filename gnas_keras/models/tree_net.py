@@ -9,7 +9,7 @@ Per block (Keras layer names ``<layer>_<block>``):
 - conv: ``Conv2D`` (SAME, no bias) -> ``BatchNormalization`` (``<name>_bn``) -> ReLU ->
   the block's pool (2x2/2 max, none, or global average);
 - fc: ``Dense`` (with bias), then ReLU and dropout unless it is a logits block.
-A block's input is its parent's output concatenated with its skips (`gnas_keras.architecture`
+A block's input is its parent's output concatenated with its skips (`gnas_keras.space.architecture`
 says how skips are resized). `build_graph` wires this for any block maker: the exporter uses
 it with BN folded into the convolution.
 
@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gnas_keras.architecture import Architecture, BlockSpec
+from gnas_keras.space.architecture import Architecture, BlockSpec
 from gnas_keras.settings import BN_EPSILON, BN_MOMENTUM
 from gnas_keras.models.base import (AttributeModel, compile_model, normalize_images,
                                     precision)
