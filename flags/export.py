@@ -18,6 +18,8 @@ from gnas_keras_flags import common  # first: one-line errors, quiet start-up
 
 from absl import flags
 
+from gnas_keras.reporting import units
+
 FORMATS = ("litert", "onnx")
 
 FLAGS = flags.FLAGS
@@ -61,8 +63,9 @@ def main(argv):
             os.remove(path)
             raise ValueError(f"{path}: {name} probabilities differ from the SavedModel's by "
                              f"{difference:.3g} > --tolerance={FLAGS.tolerance}; file removed")
-        print(f"{name} {path}: {os.path.getsize(path):,} bytes; max abs difference to the "
-              f"SavedModel on {FLAGS.parity_images} random images {difference:.2e}")
+        print(f"{name} {path}: {units.size_in_bytes(os.path.getsize(path))}; max abs "
+              f"difference to the SavedModel on {FLAGS.parity_images} random images "
+              f"{difference:.2e}")
 
 
 def cli() -> None:

@@ -11,11 +11,14 @@ method's config (`gnas_keras.methods`), with its default and help text from ther
 
 from __future__ import annotations
 
+import os
+
 from gnas_keras_flags import common  # first: quiets TensorFlow's start-up logging
 
 from absl import flags
 
 from gnas_keras_flags import dataclass_flags
+from gnas_keras.reporting import units
 from gnas_keras.config import RunConfig
 from gnas_keras.methods import REGISTRY
 from gnas_keras.space.search_space import PRESETS
@@ -36,16 +39,20 @@ def print_summary(report, workdir: str) -> None:
     lines = [
         "", "== summary ==", report["tree_text"],
         f"method {report['method']} on {report['dataset']}: mean test error "
-        f"{report['mean_test_error']:.4f}, {report['parameters']:,} parameters, "
-        f"search {report['search_seconds']:.0f} s",
+        f"{report['mean_test_error']:.4f}, {units.count(report['parameters'])} parameters, "
+        f"{units.count(report['macs_per_image'])} MACs per image, "
+        f"search {units.duration(report['search_seconds'])}",
     ]
     if "ari" in report:
         lines.append(f"ARI to the planted groups at {report['ari_layer']}: {report['ari']:.3f}")
     for name, c in report["comparisons_from_scratch"].items():
         ari = f", ARI {c['ari']:.3f}" if "ari" in c else ""
         lines.append(f"from scratch, {report['compare_steps']} steps: {name:12s} mean test "
-                     f"error {c['mean_test_error']:.4f}, {c['parameters']:,} parameters{ari}")
-    lines.append(f"run directory {workdir} (tensorboard --logdir {workdir})")
+                     f"error {c['mean_test_error']:.4f}, {units.count(c['parameters'])} "
+                     f"parameters{ari}")
+    # The parent directory: TensorBoard names the run after its work directory.
+    lines.append(f"run directory {workdir} (tensorboard --logdir "
+                 f"{os.path.dirname(os.path.abspath(workdir))})")
     if report["export"]:
         lines.append(f"SavedModel {report['export']}")
     print("\n".join(lines), flush=True)

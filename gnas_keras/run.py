@@ -6,7 +6,8 @@ gets a `SearchContext` and returns a `SearchResult` (an `Architecture`, optional
 trained model to fine-tune, and its own report entries). The run directory
 (``config.workdir``) gets
 
-- ``tensorboard/``: events (see `gnas_keras.reporting.reporter`);
+- TensorBoard events (``events.out.tfevents.*``, see `gnas_keras.reporting.reporter`: in the
+  directory itself, so TensorBoard names the run after it);
 - ``tree.json``: the found architecture (`Architecture.to_json`);
 - ``test_predictions.npz``: test-set probabilities and labels of the fine-tuned network;
 - ``report.json``: method, dataset, space, tree and architecture, per-attribute and mean test
@@ -45,6 +46,7 @@ import tensorflow as tf
 from gnas_keras.reporting import draw
 
 from gnas_keras.training import metrics
+from gnas_keras.reporting import units
 from gnas_keras.export.model_card import model_card
 from gnas_keras.space.architecture import Architecture, cost
 from gnas_keras.space.cost import layer_costs
@@ -57,8 +59,9 @@ from gnas_keras.io import write_json_atomic, write_text_atomic
 from gnas_keras.methods import Method, get_method
 from gnas_keras.methods.base import SearchContext, SearchLogger, SearchResult
 from gnas_keras.models.base import AttributeModel, parameter_count
-from gnas_keras.reporting.run_report import RunReport, TreeSummary
-from gnas_keras.reporting.reporter import SearchReporter, terminal, write_hparams
+from gnas_keras.reporting.reporter import (SearchReporter, event_dir, scalar, terminal,
+                                           write_hparams)
+from gnas_keras.reporting.reporter.run_report import RunReport, TreeSummary
 from gnas_keras.space.search_space import SearchSpace, get_space, scientific
 from gnas_keras.training.loop import (Loop, is_multi_worker, new_supernet, new_tree_network,
                                  train_and_test, train_from_scratch)
@@ -296,8 +299,9 @@ class _Run:
         config, state = self.config, self.state
         start = time.time() - state.search_seconds
         rng = np.random.default_rng(config.seed)
-        reporter = SearchReporter(os.path.join(config.workdir, "tensorboard"), self.space,
-                                  self.meta.attribute_names, self.out)
+        reporter = SearchReporter(event_dir(config.workdir), self.space,
+                                  self.meta.attribute_names, self.out,
+                                  getattr(config.method_config(), "reward", "accuracy"))
         objects: Dict = {}
 
         def checkpoint(search_state, boundary: str) -> None:
@@ -349,15 +353,15 @@ class _Run:
     # --- 2. fine-tune and test ---------------------------------------------------------------
     def finetune(self, model: AttributeModel, architecture: Architecture) -> None:
         state, names = self.state, self.meta.attribute_names
-        self.out("tree:\n" + architecture.render(names))
-
-        writer = tf.summary.create_file_writer(os.path.join(self.config.workdir,
-                                                            "tensorboard"))
+        h, w, _ = self.data.image_shape  # the tree itself is printed once, in the summary
+        self.out(f"fine-tune of the found tree: {len(set(architecture.grouping()))} groups "
+                 f"at {architecture.group_layer}, "
+                 f"{units.count(cost(architecture, h, w).parameters)} parameters")
+        writer = tf.summary.create_file_writer(event_dir(self.config.workdir))
 
         def checkpoint(done: int, loop: Loop) -> None:
             with writer.as_default():  # the mean training loss of the chunk just trained
-                tf.summary.scalar("finetune/loss", float(model.loss_tracker.result()),
-                                  step=done)
+                scalar("finetune/loss", float(model.loss_tracker.result()), step=done)
             writer.flush()
             state.finetune_done = done
             self.save(_objects(model))
@@ -457,11 +461,12 @@ class _Run:
             else dict(zip(meta.attribute_names, map(float, thresholds))),
             config=config.to_dict()).to_dict()
         write_json_atomic(os.path.join(config.workdir, "report.json"), state.report)
-        write_hparams(os.path.join(config.workdir, "tensorboard"), config.to_dict(), {
+        write_hparams(event_dir(config.workdir), {**config.to_dict(), "dataset": meta.name}, {
             "mean_test_error": test.mean_error, "mean_f1": test_metrics.get("mean_f1"),
             "mean_balanced_accuracy": test_metrics.get("mean_balanced_accuracy"),
             "mean_auc": test_metrics.get("mean_auc"), "parameters": size.parameters,
-            "search_seconds": state.search_seconds}, state.run_id)
+            "search_seconds": state.search_seconds},
+            os.path.basename(os.path.abspath(config.workdir)))
         state.phase = Phase.DONE
         self.save()
 

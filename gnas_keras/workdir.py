@@ -28,6 +28,7 @@ REPLACED_DIR = ".replaced"
 # What a run writes into its workdir (see `gnas_keras.run`).
 RUN_OUTPUTS = ("checkpoints", "tensorboard", "report.json", "tree.json",
                "test_predictions.npz", "tree.svg", "tree.png")
+EVENTS_PREFIX = "events.out.tfevents."  # `gnas_keras.reporting.reporter.event_dir`
 
 
 def check_writable(path: str, flag: str) -> None:
@@ -126,6 +127,8 @@ def move_aside(workdir: str, names: Sequence[str] = RUN_OUTPUTS) -> Optional[str
     """Moves the outputs `names` that exist in `workdir` into a new
     ``<workdir>/.replaced/<UTC time>/``; returns that folder (None if nothing was there)."""
     present = [n for n in names if os.path.lexists(os.path.join(workdir, n))]
+    if os.path.isdir(workdir):  # TensorBoard events, written into the workdir itself
+        present += sorted(f for f in os.listdir(workdir) if f.startswith(EVENTS_PREFIX))
     if not present:
         return None
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

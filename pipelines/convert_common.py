@@ -17,13 +17,13 @@ import io
 import math
 import os
 import sys
-import time
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from gnas_keras.reporting.progress import Progress
 from gnas_keras_pipelines import records
 from gnas_keras_pipelines import text
 from gnas_keras_pipelines.convert_errors import ConversionError
@@ -79,7 +79,7 @@ class Skips:
         self.counts[err.kind] += 1
         # Only the first few, so a badly broken source does not flood the terminal.
         if self.counts[err.kind] <= 5:
-            print(f"skipping: {err}", file=sys.stderr)
+            Progress.write(f"skipping: {err}")
 
     def count(self, reason: str, n: int = 1) -> None:
         self.counts[reason] += n
@@ -334,21 +334,6 @@ def shard_counts(sizes: Dict[str, int], num_shards: int) -> Dict[str, int]:
 
 # ----------------------------------------------------------------------------- writing
 
-class Progress:
-    """Prints ``[name] done/total images`` to stderr about 20 times and at the end."""
-
-    def __init__(self, name: str, total: int):
-        self.name, self.total = name, total
-        self.step = max(100, total // 20)
-        self.start = time.time()
-
-    def update(self, done: int) -> None:
-        if done % self.step == 0 or done == self.total:
-            rate = done / max(time.time() - self.start, 1e-6)
-            print(f"[{self.name}] {done}/{self.total} images ({rate:.0f}/s)", file=sys.stderr,
-                  flush=True)
-
-
 def write_dataset(*, name: str, source_dir: str, output_dir: str,
                   attribute_names: Sequence[str], items: Iterable[Item],
                   sizes: Dict[str, int], skips: Skips, num_shards: int = DEFAULT_NUM_SHARDS,
@@ -366,7 +351,7 @@ def write_dataset(*, name: str, source_dir: str, output_dir: str,
       The metadata written; ``image_height/width`` is the most common stored image size.
     """
     sizes = {split: sizes.get(split, 0) for split in records.SPLITS}
-    progress = Progress(name, sum(sizes.values()))
+    progress = Progress(f"[{name}] images", sum(sizes.values()))
     image_sizes: collections.Counter = collections.Counter()
     reencoded = 0
     loader = _Loader()
@@ -387,6 +372,7 @@ def write_dataset(*, name: str, source_dir: str, output_dir: str,
             image_sizes[(image.height, image.width)] += 1
             reencoded += image.reencoded
             progress.update(done)
+        progress.close()
         if not image_sizes:
             raise ConversionError(source_dir, None, "no images were converted",
                                   kind="empty")

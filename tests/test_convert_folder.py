@@ -131,7 +131,7 @@ def test_binary_converts_a_folder(tmp_path):
          "--folder_test_ratio=0.2", "--num_shards=2"],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "[faces] 10/10 images" in result.stderr  # progress
+    assert "[faces] images  [####################]  10/10  100 %" in result.stderr  # progress
     meta = records.check_dataset(str(tmp_path / "out"))
     assert meta.split_sizes == {"train": 6, "validation": 2, "test": 2}
     assert (meta.extra["split_seed"], meta.extra["num_shards"]) == (1, 2)

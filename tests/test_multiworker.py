@@ -99,7 +99,7 @@ def two_workers(synthetic_dir, tmp_path_factory):
         seen = []
         for line in procs[0].stderr:
             seen.append(line)
-            if "random trial 2/4" in line:
+            if "trial 2 of 4" in line:
                 kill(procs[1])  # trial 1 is checkpointed; trial 2 may be
                 break
         else:
@@ -128,7 +128,7 @@ def test_a_killed_worker_stops_the_other_in_one_line_and_both_resume(two_workers
     assert "start the same command on every worker to resume from it" in line
     for _, _, resumed in outputs:
         assert "resuming at phase search" in resumed
-        assert "random trial 1/4" not in resumed and "random trial 4/4" in resumed
+        assert "trial 1 of 4" not in resumed and "trial 4 of 4" in resumed
 
 
 def test_workers_agree_on_tree_and_metrics(two_workers):

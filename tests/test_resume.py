@@ -82,7 +82,7 @@ def test_killed_twice_and_resumed_search_ends_like_an_uninterrupted_one(
     """SIGKILL mid-candidate (conv3 candidate 3 is training), resume; SIGKILL again during
     the export, resume: the end is the uninterrupted run's."""
     flag_args = args(synthetic_dir, tmp_path / "run", tmp_path / "export")
-    run_and_kill(flag_args, "round 1/1  layer conv3  candidate 2/4")
+    run_and_kill(flag_args, "round 1 of 1, conv3 candidate 2 of 4")
     assert not os.path.exists(tmp_path / "run" / "report.json")
     run_and_kill(flag_args, "exporting to")
     assert not os.path.exists(tmp_path / "run" / "report.json")
@@ -148,10 +148,10 @@ def test_killed_and_resumed_random_search_ends_like_an_uninterrupted_one(
     third trial), resumed by the same command, it ends its search with the identical tree,
     trials (each one's validation error) and weights."""
     flag_args = args(synthetic_dir, tmp_path / "run", "", *RANDOM)
-    run_and_kill(flag_args, "random trial 2/4")
+    run_and_kill(flag_args, "trial 2 of 4")
     resumed = run_and_kill(flag_args, "tree:")
     assert "resuming at phase search" in resumed
-    assert "random trial 1/4" not in resumed  # trials 1 and 2 are not redone
+    assert "trial 1 of 4" not in resumed  # trials 1 and 2 are not redone
     assert len(uninterrupted_random[0]["trials"]) == 4
     assert_same_search(searched(tmp_path / "run"), uninterrupted_random)
 
@@ -171,7 +171,7 @@ def test_a_different_configuration_is_refused_and_restart_starts_over(
     # --restart starts over with the new configuration (killed once its first checkpoint,
     # after candidate 1, is written: the rest is an ordinary run).
     again = run_and_kill([*flag_args, "--train_steps=3", "--restart"],
-                         "round 1/1  layer fc1  candidate 2/4")
+                         "round 1 of 1, fc1 candidate 2 of 4")
     assert "resuming" not in again
     with open(tmp_path / "run" / "checkpoints" / "state.json") as f:
         state = json.load(f)

@@ -47,9 +47,10 @@ class SearchLogger:
 
     def candidate(self, round_: int, max_rounds: int, layer: str, candidate: int,
                   num_candidates: int, evaluation: Evaluation, elapsed: float, eta: float,
-                  done: int, train_loss: float = float("nan")) -> None:
+                  done: int, train_loss: float = float("nan"), total: int = 0) -> None:
         """A GNAS candidate parent evaluated; `train_loss`: the mean loss of its training
-        segment (NaN when candidates do not train)."""
+        segment (NaN when candidates do not train); `total`: the search's candidate
+        evaluations if it runs every round (0: unknown)."""
 
     def trial(self, trial: int, trials: int, evaluation: Evaluation, best_error: float,
               elapsed: float, eta: float, train_loss: float = float("nan")) -> None:

@@ -220,6 +220,7 @@ class RoundResult:
     switch_gains: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     switch_errors: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     restart: int = 0                  # 0: the first search, i: the i-th restart
+    start: Optional[Routing] = None   # the tree the round started from (not saved)
 
     def to_dict(self) -> Dict:
         arrays = lambda d: {k: v.tolist() for k, v in d.items()}  # noqa: E731
@@ -720,7 +721,8 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
                                                      config.reward))              # Eq. 5
                 logger.candidate(state.round, max_rounds, name, b, num_parents,
                                  _evaluation(probabilities, labels), time.time() - start,
-                                 clock.eta(state.evaluations), state.evaluations, train_loss)
+                                 clock.eta(state.evaluations), state.evaluations, train_loss,
+                                 clock.total)
                 if state.candidate < num_parents:
                     save(Boundary.CANDIDATE)
             parents, state.switch_gains[name], state.switch_errors[name] = choice.choose(
@@ -795,7 +797,8 @@ def _end_round(loop: "Loop", val_data: Callable[..., Iterator], candidates: Cand
     changed = state.routing != state.round_start
     result = RoundResult(state.round, state.routing, changed, loop.learning_rate,
                          state.rewards, state.reward_errors, validation, time.time() - start,
-                         state.switch_gains, state.switch_errors, state.restart)
+                         state.switch_gains, state.switch_errors, state.restart,
+                         state.round_start)
     state.results.append(result)
     logger.round(result)
     loop.set_learning_rate(loop.learning_rate * config.lr_decay)

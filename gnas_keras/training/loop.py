@@ -10,8 +10,8 @@ run ``AttributeModel.train_step`` / ``test_step`` under the model's distribution
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
-import time
 from typing import TYPE_CHECKING, Callable, Iterator, List, Optional, Tuple
 
 import keras
@@ -23,6 +23,7 @@ from gnas_keras.training.evaluation import Evaluation, Stream, check_finite, seg
 from gnas_keras.models.base import AttributeModel
 from gnas_keras.models.supernet import Supernet, build_supernet
 from gnas_keras.models.tree_net import TreeNetwork, build_tree_network
+from gnas_keras.reporting.progress import Progress
 from gnas_keras.space.search_space import SearchSpace
 
 if TYPE_CHECKING:
@@ -230,19 +231,21 @@ def train_and_test(model: AttributeModel, data: "Data", steps: int, config: "Run
     `chunk_steps` (0 = a fifth of `steps`), each on its own seeded stream, calling
     ``after_chunk(done, loop)`` after each (checkpoints, test curves); then one pass over the
     test set. Returns the test `Evaluation` and the `Loop`."""
-    from gnas_keras.reporting.reporter import format_duration
     loop = Loop(model, data.train_and_validation, config.seed)
-    start, chunk = time.time(), chunk_steps or max(1, -(-steps // 5))
-    while done < steps:
-        loop.restart(Stream.FINETUNE, done)
-        n = min(chunk, steps - done)
-        train = loop.train(n)
-        check_finite(train, f"{label} step {done}")
-        done += n
-        out(f"{label}: step {done}/{steps}  train loss {train.loss:.4f}  "
-            f"elapsed {format_duration(time.time() - start)}")
-        if after_chunk:
-            after_chunk(done, loop)
+    chunk = chunk_steps or max(1, -(-steps // 5))
+    with Progress(label, steps, out, done=done) as bar:
+        while done < steps:
+            loop.restart(Stream.FINETUNE, done)
+            n = min(chunk, steps - done)
+            # A live bar moves every step; plain lines come after each chunk, with its loss.
+            steps_done = itertools.count(done + 1)
+            train = loop.train(n, on_step=(lambda logs: bar.update(next(steps_done)))
+                               if bar.live else None)
+            check_finite(train, f"{label} step {done}")
+            done += n
+            bar.update(done, f"train loss {train.loss:.4f}")
+            if after_chunk:
+                after_chunk(done, loop)
     return test(loop, data, config), loop
 
 
