@@ -61,7 +61,7 @@ from gnas_keras.methods.base import SearchContext, SearchLogger, SearchResult
 from gnas_keras.models.base import AttributeModel, parameter_count
 from gnas_keras.reporting.reporter import (SearchReporter, event_dir, scalar, terminal,
                                            write_hparams)
-from gnas_keras.reporting.reporter.run_report import RunReport, TreeSummary
+from gnas_keras.reporting.run_report import RunReport, TreeSummary
 from gnas_keras.space.search_space import SearchSpace, get_space, scientific
 from gnas_keras.training.loop import (Loop, is_multi_worker, new_supernet, new_tree_network,
                                  train_and_test, train_from_scratch)

@@ -158,7 +158,7 @@ def test_the_child_on_a_choice_computes_the_exported_architecture():
     child.set_choices(choices)
     Loop(child, tf.data.Dataset.from_tensors((images, labels)).repeat()).train(2)
     architecture = galm.to_architecture(space, choices)
-    tree = TreeNetwork(architecture, (32, 32, 3))
+    tree = TreeNetwork(architecture, (32, 32, 3), bn_momentum=0.5, bn_epsilon=1e-3)
     copy_weights(child.block_weights(choices), tree)
     np.testing.assert_allclose(tree(images[:4], training=False).numpy(),
                                child(images[:4], training=False).numpy(), atol=1e-4)
