@@ -25,7 +25,7 @@ from gnas_keras.io import write_json_atomic
 STATE_FILE = "state.json"
 # Fields that may change between a run and its resumption without changing its results.
 OPERATIONAL_FIELDS = ("workdir", "export_dir", "export_name", "export_fused",
-                      "checkpoint_every", "on_nan", "restart")
+                      "export_max_pixels", "checkpoint_every", "on_nan", "restart")
 
 
 def _same(a, b) -> bool:

@@ -115,8 +115,10 @@ def latency_ms_per_image(saved_model: str, batch: int = LATENCY_BATCH, repeats: 
     (CPU, all threads TensorFlow picks), divided by the batch: ms per image."""
     import tensorflow as tf
 
+    from gnas_keras.export import load_export
+
     with tf.device("/CPU:0"):
-        fn = tf.saved_model.load(saved_model).signatures["serving_default"]
+        fn = load_export(saved_model).signatures["serving_default"]
         spec = fn.structured_input_signature[1]["image"]
         images = tf.random.uniform([batch, *spec.shape[1:]], 0, 255, seed=0)
         times = []

@@ -1,0 +1,146 @@
+"""Issue 30, search side: names from the data stay under --export_dir (case 6), the validation
+reads are bounded by the split and Ctrl-C ends a binary blocked inside TensorFlow (case 8),
+bad settings and attribute names that cannot be exported fail before any training, naming the
+flag or file (case 15), a full disk is one line (case 11)."""
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from gnas_keras.config import RunConfig
+from tests.test_run_safety import ENV, ROOT, in_process
+
+
+def dataset_copy(synthetic_dir, path, **metadata):
+    """A copy of the synthetic set at `path` with `metadata` keys of metadata.json replaced
+    (names only: the records do not hold them)."""
+    shutil.copytree(synthetic_dir, path)
+    with open(path / "metadata.json") as f:
+        meta = json.load(f)
+    meta.update(metadata)
+    (path / "metadata.json").write_text(json.dumps(meta))
+    return meta
+
+
+def test_names_from_the_data_and_bad_settings_fail_before_any_work(synthetic_dir, tmp_path):
+    escaping = tmp_path / "escaping"
+    dataset_copy(synthetic_dir, escaping, name="../../g/x")
+    clash = tmp_path / "clash"
+    with open(os.path.join(synthetic_dir, "metadata.json")) as f:
+        names = json.load(f)["attribute_names"]
+    dataset_copy(synthetic_dir, clash, attribute_names=["smile", "smile_present", *names[2:]])
+    exports = tmp_path / "exports" / "base"
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "synthetic_gnas").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    rule = ("a model name is letters, digits, '_', '.', '-' and '+', starting with a letter "
+            "or digit, at most 200 characters")
+    cases = [
+        ([f"--data_dir={escaping}"],
+         f"search: error: {escaping}/metadata.json: dataset name '../../g/x' cannot name an "
+         f"export ({rule}); pass --export_name"),
+        (["--export_name=../x"], f"search: error: export_name: '../x' cannot name an export "
+                                 f"({rule})"),
+        (["--export_name=.hidden"], "search: error: export_name: '.hidden' cannot name"),
+        ([f"--export_dir={linked}"],
+         f"search: error: export_dir: {linked}/synthetic_gnas resolves to "
+         f"{tmp_path}/elsewhere, outside {linked}"),
+        ([f"--data_dir={clash}"],
+         f"search: error: {clash}/metadata.json attribute_names: attribute 'smile_present' "
+         "clashes with the decision output of attribute 'smile' in the export; rename one of "
+         "them"),
+        (["--seed=-1"], "search: error: seed: must be >= 0, got -1"),
+        (["--learning_rate=nan"], "search: error: learning_rate: must be a finite number, "
+                                  "got nan"),
+        (["--momentum=nan"], "search: error: momentum: must be a finite number, got nan"),
+        (["--weight_decay=inf"], "search: error: weight_decay: must be a finite number, "
+                                 "got inf"),
+    ]
+    argvs = []
+    for i, (args, _) in enumerate(cases):
+        defaults = {"--data_dir": synthetic_dir, "--workdir": tmp_path / f"run{i}",
+                    "--export_dir": exports}
+        given = {a.split("=")[0] for a in args}
+        argvs.append([f"{k}={v}" for k, v in defaults.items() if k not in given] + args)
+    for (args, message), (code, stderr) in zip(cases, in_process("search", argvs)):
+        lines = stderr.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and lines[0].startswith(message), (args, lines)
+    assert not (tmp_path / "g").exists() and not (tmp_path / "elsewhere").exists()
+    assert not (tmp_path / "exports" / "x").exists()
+    for i in range(len(cases)):
+        assert not (tmp_path / f"run{i}" / "checkpoints").exists()
+
+
+def test_validation_reads_are_bounded_by_the_split(synthetic_dir):
+    from gnas_keras.config import CandidateConfig
+    from gnas_keras.data import Data
+
+    config = RunConfig(data_dir=synthetic_dir, eval_batch_size=100000,
+                       candidates=CandidateConfig(val_batches=100000))
+    data = Data.load(config)
+    assert data.meta.split_sizes["validation"] == 128
+    assert (data.config.eval_batch_size, data.config.candidates.val_batches) == (128, 1)
+    assert data.notes == [
+        "eval_batch_size: 100000 is more than the validation split's 128 examples; using 128",
+        "val_batches: 100000 batches of 128 would read the 128 validation examples 100000 "
+        "times per candidate; using 1 (one pass)"]
+    assert config.eval_batch_size == 100000  # the caller's config is not changed
+    fits = Data.load(RunConfig(data_dir=synthetic_dir, eval_batch_size=48,
+                               candidates=CandidateConfig(val_batches=3)))
+    assert (fits.config.eval_batch_size, fits.config.candidates.val_batches, fits.notes) == (
+        48, 3, [])
+    over = Data.load(RunConfig(data_dir=synthetic_dir, eval_batch_size=48,
+                               candidates=CandidateConfig(val_batches=4)))
+    assert over.config.candidates.val_batches == 3 and over.notes == [
+        "val_batches: 4 batches of 48 would read the 128 validation examples 2 times per "
+        "candidate; using 3 (one pass)"]
+    batches = list(data.rewards(0).take(2).as_numpy_iterator())
+    assert [len(labels) for _, labels in batches] == [128, 128]
+
+
+# A binary whose main thread blocks inside TensorFlow (a dequeue from an empty queue) as a
+# reward stream filling a huge batch did: Python's SIGINT handler cannot run.
+BLOCKED = """
+import sys
+from flags import common
+common.CTRL_C_GRACE_SECONDS = float(sys.argv.pop(1))
+
+def main(argv):
+    import tensorflow as tf
+    queue = tf.queue.FIFOQueue(1, tf.int32)
+    print("blocking", flush=True)
+    queue.dequeue()
+
+common.run(main)
+"""
+
+
+def test_ctrl_c_ends_a_binary_blocked_inside_tensorflow():
+    runs = {}
+    for grace, signals in ((2, 1), (600, 2)):
+        runs[signals] = subprocess.Popen(
+            [sys.executable, "-c", BLOCKED, str(grace)], cwd=ROOT, env=ENV, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for signals, proc in runs.items():
+        assert proc.stdout.readline().strip() == "blocking", proc.stderr.read()[-2000:]
+        time.sleep(0.5)
+        start = time.time()
+        for _ in range(signals):
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.2)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and time.time() - start < 30
+        lines = err.strip().splitlines()
+        assert len(lines) == 1, err[-2000:]
+        expected = ("interrupted twice, stopped at once" if signals == 2 else
+                    "interrupted; TensorFlow did not give control back within 2 s, stopped "
+                    "at once")
+        assert lines[0] == (f"-c: {expected}; what was completely written is kept (a search "
+                            "resumes from its last checkpoint with the same command)")
