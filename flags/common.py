@@ -143,6 +143,31 @@ def os_error_line(err: OSError) -> str:
     return line
 
 
+# The operating-system errors a binary meets while writing (full disk, read-only or vanished
+# file system, no permission, a file where a folder belongs).
+_WRITE_ERRNOS = ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "ENOTDIR", "EEXIST", "EIO")
+
+
+def tensorflow_os_error_line(err: BaseException) -> Optional[str]:
+    """TensorFlow's error for an operating-system error (ENOSPC arrives as
+    ``ResourceExhaustedError("<file>; No space left on device [Op:...]")``, EROFS as
+    ``FailedPreconditionError``) as `os_error_line` would say it; None for anything else."""
+    tf = sys.modules.get("tensorflow")
+    if tf is None or not isinstance(err, tf.errors.OpError):
+        return None
+    import errno as errno_names
+
+    message = (err.message or "").strip().splitlines()
+    text = message[0].split(" [Op:")[0] if message else ""
+    for name in _WRITE_ERRNOS:
+        code = getattr(errno_names, name, None)
+        strerror = os.strerror(code) if code is not None else None
+        if strerror and text.endswith(strerror):
+            path = text[:-len(strerror)].rstrip("; :")
+            return os_error_line(OSError(code, strerror, path.split("}} ")[-1] or None))
+    return None
+
+
 def fail(message: str, status: int = 2) -> None:
     prog = os.path.basename(sys.argv[0]).removesuffix(".py") if sys.argv else "gnas"
     print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
@@ -253,5 +278,10 @@ def run(main) -> None:
             fail(str(err), status=1)
         except KeyboardInterrupt as err:
             interrupted(str(err))
+        except Exception as err:  # noqa: BLE001  (re-raised unless an OS error)
+            line = tensorflow_os_error_line(err)
+            if line is None:
+                raise
+            fail(line)
 
     app.run(guarded, flags_parser=parse_flags)

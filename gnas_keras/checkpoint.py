@@ -53,6 +53,18 @@ def config_differences(saved: Dict, current: Dict,
     return diffs
 
 
+def checkpoint_failure(directory: str, err: Exception, kept: Optional[str]) -> str:
+    """One line for a checkpoint that could not be written (`err`, an OSError or TensorFlow's
+    error for one: ENOSPC is ResourceExhaustedError "No space left on device")."""
+    reason = getattr(err, "strerror", None) or getattr(err, "message", None) or str(err)
+    reason = reason.strip().splitlines()[0] if reason.strip() else type(err).__name__
+    reason = reason.split("; ")[-1].split(" [Op:")[0]  # TF: "<file>; <strerror> [Op:...]"
+    keeps = (f"the last complete checkpoint {kept} and {STATE_FILE} are kept, and the same "
+             "command resumes from them" if kept else
+             "no checkpoint yet: the same command starts over")
+    return f"{directory}: could not write a checkpoint ({reason}); {keeps}"
+
+
 class RunCheckpoint:
     """Saves and restores one run's state in ``<workdir>/checkpoints``."""
 
@@ -160,9 +172,21 @@ class RunCheckpoint:
                     os.remove(f)
                 self._saved = True
             return
+        previous, path = self.latest, None
+        try:
+            if objects is not None:
+                os.makedirs(self.directory, exist_ok=True)
+                path = self._next_path()
+                self.latest = tf.train.Checkpoint(**objects).write(path)
+            write_json_atomic(self.state_path, dict(state, config=self.config,
+                                                    checkpoint=self.latest))
+        except (OSError, tf.errors.OpError) as err:
+            # A full disk, a read-only or vanished file system: the new weights are removed
+            # (they may be cut short), state.json still names the last complete checkpoint.
+            self.latest = previous
+            if path:
+                for f in tf.io.gfile.glob(path + "*"):
+                    tf.io.gfile.remove(f)
+            raise OSError(checkpoint_failure(self.directory, err, previous)) from None
         if objects is not None:
-            os.makedirs(self.directory, exist_ok=True)
-            self.latest = tf.train.Checkpoint(**objects).write(self._next_path())
             self._prune()
-        write_json_atomic(self.state_path, dict(state, config=self.config,
-                                                checkpoint=self.latest))

@@ -144,3 +144,73 @@ def test_ctrl_c_ends_a_binary_blocked_inside_tensorflow():
                     "at once")
         assert lines[0] == (f"-c: {expected}; what was completely written is kept (a search "
                             "resumes from its last checkpoint with the same command)")
+
+
+def test_a_full_disk_during_a_checkpoint_keeps_the_last_complete_one(tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    from gnas_keras import checkpoint
+
+    saver = checkpoint.RunCheckpoint(str(tmp_path), {"seed": 0})
+    weights = tf.Variable([1.0, 2.0])
+    saver.save({"phase": "search"}, {"weights": weights})
+    first = saver.latest
+    state = (tmp_path / "checkpoints" / "state.json").read_text()
+    real_write = tf.train.Checkpoint.write
+
+    def full_disk(self, path, *args, **kwargs):
+        with open(path + ".index", "wb") as f:  # a part written before the disk filled
+            f.write(b"partial")
+        raise tf.errors.ResourceExhaustedError(
+            None, None, f"{path}_temp/part-00000-of-00001.data-00000-of-00001.tempstate1; No "
+                        "space left on device")
+
+    weights.assign([3.0, 4.0])
+    monkeypatch.setattr(tf.train.Checkpoint, "write", full_disk)
+    kept = (f"the last complete checkpoint {first} and state.json are kept, and the same "
+            "command resumes from them")
+    with pytest.raises(OSError) as raised:
+        saver.save({"phase": "search", "evaluations": 9}, {"weights": weights})
+    assert str(raised.value) == (f"{tmp_path}/checkpoints: could not write a checkpoint (No "
+                                 f"space left on device); {kept}")
+    monkeypatch.setattr(tf.train.Checkpoint, "write", real_write)
+
+    def no_room(path, value):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+    monkeypatch.setattr(checkpoint, "write_json_atomic", no_room)
+    with pytest.raises(OSError, match=r"could not write a checkpoint \(No space left on "
+                                      r"device\); the last complete checkpoint"):
+        saver.save({"phase": "search", "evaluations": 9}, {"weights": weights})
+    # state.json and the weights it names are untouched; nothing of the failed saves is left
+    assert (tmp_path / "checkpoints" / "state.json").read_text() == state
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == sorted(
+        ["state.json", "ckpt-1.index", "ckpt-1.data-00000-of-00001"])
+    restored = checkpoint.RunCheckpoint(str(tmp_path), {"seed": 0})
+    restored.restore_state()
+    target = tf.Variable([0.0, 0.0])
+    assert restored.restore_objects({"weights": target})
+    assert target.numpy().tolist() == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("error, line", [
+    ("ResourceExhaustedError", "/r/run/tensorboard/events.out: no space left on the device "
+                               "(ENOSPC)"),
+    ("FailedPreconditionError", "/r/run/tensorboard/events.out: Read-only file system "
+                                "(EROFS)"),
+    ("PermissionDeniedError", "/r/run/tensorboard/events.out: Permission denied (EACCES)"),
+])
+def test_tensorflows_os_errors_are_one_line_with_the_errno_name(error, line):
+    import tensorflow as tf
+
+    from flags import common
+
+    strerror = line.split(": ", 1)[1].rsplit(" (", 1)[0]
+    strerror = "No space left on device" if "no space" in strerror else strerror
+    err = getattr(tf.errors, error)(None, None, f"/r/run/tensorboard/events.out; {strerror} "
+                                                "[Op:WriteSummary]")
+    assert common.tensorflow_os_error_line(err) == line
+    assert common.tensorflow_os_error_line(tf.errors.InvalidArgumentError(
+        None, None, "shapes differ")) is None
+    assert common.os_error_line(OSError(errno.ENOTDIR, "Not a directory", "/a/file/x")) == \
+        "/a/file/x: Not a directory (ENOTDIR)"
