@@ -37,6 +37,8 @@ def test_names_from_the_data_and_bad_settings_fail_before_any_work(synthetic_dir
         names = json.load(f)["attribute_names"]
     dataset_copy(synthetic_dir, clash, attribute_names=["smile", "smile_present", *names[2:]])
     exports = tmp_path / "exports" / "base"
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
     linked = tmp_path / "linked"
     linked.mkdir()
     (linked / "synthetic_gnas").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
@@ -57,6 +59,10 @@ def test_names_from_the_data_and_bad_settings_fail_before_any_work(synthetic_dir
          "clashes with the decision output of attribute 'smile' in the export; rename one of "
          "them"),
         (["--seed=-1"], "search: error: seed: must be >= 0, got -1"),
+        ([f"--workdir={a_file}"], f"search: error: workdir: {a_file} is not writable "
+                                  f"({a_file} is a file, where a folder is needed)"),
+        ([f"--export_dir={a_file}/x/y"], f"search: error: export_dir: {a_file}/x/y is not "
+                                         "writable (Not a directory)"),
         (["--learning_rate=nan"], "search: error: learning_rate: must be a finite number, "
                                   "got nan"),
         (["--momentum=nan"], "search: error: momentum: must be a finite number, got nan"),
@@ -73,6 +79,7 @@ def test_names_from_the_data_and_bad_settings_fail_before_any_work(synthetic_dir
         lines = stderr.strip().splitlines()
         assert code == 2 and len(lines) == 1 and lines[0].startswith(message), (args, lines)
     assert not (tmp_path / "g").exists() and not (tmp_path / "elsewhere").exists()
+    assert a_file.read_text() == "not a folder"
     assert not (tmp_path / "exports" / "x").exists()
     for i in range(len(cases)):
         assert not (tmp_path / f"run{i}" / "checkpoints").exists()

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -28,10 +29,12 @@ def exports(tmp_path_factory):
     both with the bytes signature and a pixel limit of `LIMIT`."""
     base = tmp_path_factory.mktemp("limits")
     model, architecture, _ = trained_supernet()
-    return {graph: export_saved_model(model, architecture, NAMES, str(base), graph,
-                                      preprocessing=PREP, fused=graph == "fused",
-                                      max_pixels=LIMIT)
-            for graph in ("per_block", "fused")}
+    exported = {graph: export_saved_model(model, architecture, NAMES, str(base), graph,
+                                          preprocessing=PREP, fused=graph == "fused",
+                                          max_pixels=LIMIT)
+                for graph in ("per_block", "fused")}
+    exported["model"] = (model, architecture)
+    return exported
 
 
 def encoded(fmt: str, height: int, width: int) -> bytes:
@@ -131,3 +134,23 @@ def test_export_binary_on_damaged_exports_and_bad_flags_is_one_line(exports, tmp
     assert sorted(os.listdir(good)) == sorted(os.listdir(damaged["cut_pb"]))  # none written
     assert os.listdir(tmp_path / "no_pb") and not os.path.exists(
         os.path.join(damaged["no_pb"], "model.tflite"))
+
+
+def test_an_export_removes_only_temporaries_of_dead_exports(exports, tmp_path):
+    """The export step cleans up after an export that was killed, and nothing else: not a
+    live export's temporary folder, not the user's own hidden files."""
+    model, architecture = exports["model"]
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    model_dir = tmp_path / "faces"
+    entries = {f".export.tmp-{gone.pid}-abc": False, f".export.tmp-{os.getppid()}-live": True,
+               ".notes.tmp-1": True, ".x.tmp-2": True}
+    for entry in entries:
+        (model_dir / entry).mkdir(parents=True)
+    path = export_saved_model(model, architecture, NAMES, str(tmp_path), "faces")
+    assert path == str(model_dir / "1")
+    assert sorted(os.listdir(model_dir)) == sorted(["1"] + [e for e, kept in entries.items()
+                                                            if kept])
+    with pytest.raises(ValueError, match="export_name: '../x' cannot name an export"):
+        export_saved_model(model, architecture, NAMES, str(tmp_path), "../x")
+    assert not (tmp_path.parent / "x").exists()
