@@ -289,6 +289,42 @@ def next_version(model_dir: str) -> int:
     return max(versions, default=0) + 1
 
 
+def serving_archive(folded: keras.Model, image_shape, names: Sequence[str],
+                    thresholds: Sequence[float], preprocessing=None,
+                    max_pixels: int = MAX_PIXELS) -> "keras.export.ExportArchive":
+    """The signatures of an export (see the module docstring) around `folded` (an
+    `inference_model` or `fused_inference_model` with attribute names): ``serving_default``,
+    and ``serving_bytes`` when `preprocessing` is given."""
+    archive = keras.export.ExportArchive()
+    archive.track(folded)
+    spec = tf.TensorSpec([None, *image_shape], tf.float32, name="image")
+    archive.add_endpoint(
+        name="serving_default",
+        fn=lambda image: at_least_one_image(folded, check_images(image, image_shape)),
+        input_signature=[spec])
+    if preprocessing is None:
+        return archive
+    p = preprocessing
+    if (p.crop_height, p.crop_width) != tuple(image_shape[:2]):
+        raise ValueError(f"preprocessing crop {p.crop_height}x{p.crop_width} differs "
+                         f"from the model input {image_shape}")
+    limits = tf.constant(thresholds, tf.float32)
+
+    def from_bytes(image_bytes):
+        image = decode_images(image_bytes, p.height, p.width, p.crop_height, p.crop_width,
+                              max_pixels)
+        probabilities = at_least_one_image(folded, check_images(image, image_shape))
+        out = dict(probabilities)
+        for i, n in enumerate(names):
+            out[n + PRESENT_SUFFIX] = probabilities[n] > limits[i]
+        return out
+
+    archive.add_endpoint(
+        name="serving_bytes", fn=from_bytes,
+        input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    return archive
+
+
 def export_saved_model(model: AttributeModel, architecture: Architecture,
                        attribute_names: Sequence[str], export_dir: str, name: str,
                        version: Optional[int] = None, *, owner: str = "",
@@ -331,34 +367,10 @@ def export_saved_model(model: AttributeModel, architecture: Architecture,
         raise FileExistsError(f"{os.path.join(model_dir, str(version))}: export version "
                               "already exists")
     image_shape = tuple(model.image_shape)
+    archive = serving_archive(folded, image_shape, names, thresholds, preprocessing,
+                              max_pixels)
     tmp = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-", dir=model_dir)
     try:
-        archive = keras.export.ExportArchive()
-        archive.track(folded)
-        spec = tf.TensorSpec([None, *image_shape], tf.float32, name="image")
-        archive.add_endpoint(
-            name="serving_default",
-            fn=lambda image: at_least_one_image(folded, check_images(image, image_shape)),
-            input_signature=[spec])
-        if preprocessing is not None:
-            p = preprocessing
-            if (p.crop_height, p.crop_width) != image_shape[:2]:
-                raise ValueError(f"preprocessing crop {p.crop_height}x{p.crop_width} differs "
-                                 f"from the model input {image_shape}")
-            limits = tf.constant(thresholds, tf.float32)
-
-            def from_bytes(image_bytes):
-                image = decode_images(image_bytes, p.height, p.width, p.crop_height,
-                                      p.crop_width, max_pixels)
-                probabilities = at_least_one_image(folded, check_images(image, image_shape))
-                out = dict(probabilities)
-                for i, n in enumerate(names):
-                    out[n + PRESENT_SUFFIX] = probabilities[n] > limits[i]
-                return out
-
-            archive.add_endpoint(
-                name="serving_bytes", fn=from_bytes,
-                input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
         path = os.path.join(tmp, "model")
         archive.write_out(path, verbose=False)
         with open(os.path.join(path, "tree.json"), "w") as f:
