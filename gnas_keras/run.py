@@ -74,9 +74,13 @@ def save_predictions(path: str, probabilities: np.ndarray, labels: np.ndarray,
     """Test-set probabilities [examples, N], labels [examples, N] and attribute names, for
     metrics beyond the error (AUC, balanced accuracy); written atomically."""
     tmp = path + ".tmp.npz"
-    np.savez(tmp, probabilities=probabilities, labels=labels,
-             attribute_names=np.asarray(attribute_names))
-    os.replace(tmp, path)
+    try:
+        np.savez(tmp, probabilities=probabilities, labels=labels,
+                 attribute_names=np.asarray(attribute_names))
+        os.replace(tmp, path)
+    finally:  # a full disk leaves no partial file behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:

@@ -221,3 +221,20 @@ def test_tensorflows_os_errors_are_one_line_with_the_errno_name(error, line):
         None, None, "shapes differ")) is None
     assert common.os_error_line(OSError(errno.ENOTDIR, "Not a directory", "/a/file/x")) == \
         "/a/file/x: Not a directory (ENOTDIR)"
+
+
+def test_a_full_disk_while_saving_predictions_leaves_no_partial_file(tmp_path, monkeypatch):
+    import numpy as np
+
+    from gnas_keras import run
+
+    def full_disk(path, **arrays):
+        with open(path, "wb") as f:
+            f.write(b"PK partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+    monkeypatch.setattr(np, "savez", full_disk)
+    target = tmp_path / "test_predictions.npz"
+    with pytest.raises(OSError, match="No space left on device"):
+        run.save_predictions(str(target), np.zeros((2, 1)), np.zeros((2, 1)), ["a"])
+    assert os.listdir(tmp_path) == []
