@@ -42,13 +42,14 @@ def bounded_by_validation(config: RunConfig, examples: int) -> Tuple[RunConfig, 
     candidates, notes = config.candidates, []
     batch = min(config.eval_batch_size, examples)
     if batch < config.eval_batch_size:
-        notes.append(f"eval_batch_size: {config.eval_batch_size} is more than the validation split's "
-            f"{examples} examples; using {batch}")
+        notes.append(f"eval_batch_size: {config.eval_batch_size} is more than the validation "
+                     f"split's {examples} examples; using {batch}")
     one_pass = -(-examples // batch)
     if candidates.val_batches > one_pass:
+        passes = -(-candidates.val_batches * batch // examples)
         notes.append(f"val_batches: {candidates.val_batches} batches of {batch} would read the "
-            f"{examples} validation examples {-(-candidates.val_batches * batch // examples)} "
-            f"times per candidate; using {one_pass} (one pass)")
+                     f"{examples} validation examples {passes} times per candidate; using "
+                     f"{one_pass} (one pass)")
     return dataclasses.replace(config, eval_batch_size=batch, candidates=dataclasses.replace(
         candidates, val_batches=min(candidates.val_batches, one_pass))), notes
 
