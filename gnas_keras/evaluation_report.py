@@ -43,7 +43,9 @@ def find_runs(workdir: str) -> List[str]:
     """`workdir` itself and every directory below it that holds report.json, sorted by method
     (the order of `METHODS`) then path. Raises FileNotFoundError when there is none."""
     if not os.path.isdir(workdir):
-        raise FileNotFoundError(f"{workdir}: no such directory")
+        raise FileNotFoundError(f"{workdir}: " + ("a file, not a run directory"
+                                                  if os.path.exists(workdir) else
+                                                  "no such directory"))
     found = []
     for root, dirs, files in os.walk(workdir):
         # .replaced/ holds runs moved aside by --restart (gnas_keras.workdir)

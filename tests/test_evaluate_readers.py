@@ -87,8 +87,13 @@ def test_hand_edited_reports_are_one_line_naming_the_file_and_key(tmp_path):
         ("damaged_export", f"{tmp_path}/export: damaged export, it does not load (Cannot "
                            "parse file saved_model.pb: Error parsing message"),
     ]
+    (tmp_path / "a_file").write_text("not a run")
     outcomes = in_process("evaluate", [[f"--workdir={tmp_path / name}", "--latency_repeats=1"]
-                                       for name, _ in cases])
+                                       for name, _ in cases] +
+                          [[f"--workdir={tmp_path / 'a_file'}"], ["--latency_repeats=0"]])
+    assert outcomes[-2:] == [
+        [2, f"evaluate: error: {tmp_path}/a_file: a file, not a run directory\n"],
+        [2, "evaluate: error: flag --latency_repeats=0: 0 is not a positive integer\n"]]
     for (name, message), (code, stderr) in zip(cases, outcomes):
         lines = stderr.strip().splitlines()
         assert lines[0] == f"evaluating {tmp_path / name}", (name, lines)
