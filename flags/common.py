@@ -143,9 +143,11 @@ def os_error_line(err: OSError) -> str:
     return line
 
 
-# The operating-system errors a binary meets while writing (full disk, read-only or vanished
-# file system, no permission, a file where a folder belongs).
-_WRITE_ERRNOS = ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "ENOTDIR", "EEXIST", "EIO")
+# The operating-system errors a binary meets reading and writing files (full disk, read-only
+# or vanished file system, no permission, a file where a folder belongs, a file deleted while
+# it was read: a dataset converted again under a running search).
+_WRITE_ERRNOS = ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "ENOTDIR", "EEXIST", "EIO",
+                 "ENOENT")
 
 
 def tensorflow_os_error_line(err: BaseException) -> Optional[str]:

@@ -206,6 +206,7 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_last_complete_one(tmp_path, m
     ("FailedPreconditionError", "/r/run/tensorboard/events.out: Read-only file system "
                                 "(EROFS)"),
     ("PermissionDeniedError", "/r/run/tensorboard/events.out: Permission denied (EACCES)"),
+    ("NotFoundError", "/r/run/tensorboard/events.out: No such file or directory (ENOENT)"),
 ])
 def test_tensorflows_os_errors_are_one_line_with_the_errno_name(error, line):
     import tensorflow as tf
