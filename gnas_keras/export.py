@@ -14,8 +14,8 @@ through a temporary directory and a rename, with two signatures::
       -> {attribute name: float32 [batch] probability that the attribute is present}
 
     serving_bytes  (with `preprocessing`)
-      image_bytes: string [batch], each an encoded JPEG, PNG, GIF or BMP image of any size
-        up to ``max_pixels`` (height x width, `MAX_PIXELS` = 4096 x 4096 by default, a run's
+      image_bytes: string [batch], each an encoded JPEG, PNG, GIF, BMP or WebP image of any
+        size up to ``max_pixels`` (height x width, `MAX_PIXELS` = 4096 x 4096 by default, a run's
         ``--export_max_pixels``; a larger one is an InvalidArgumentError before decoding)
       -> {attribute name: float32 [batch] probability,
           "<attribute name>_present": bool [batch], probability > the attribute's threshold}
@@ -142,30 +142,41 @@ def _header_number(data: tf.Tensor, start: int, size: int, big_endian: bool) -> 
 def encoded_pixels(data: tf.Tensor) -> tf.Tensor:
     """Height x width of encoded image `data` (string scalar) read from its header, without
     decoding: JPEG (`tf.image.extract_jpeg_shape`), PNG (IHDR), GIF (logical screen), BMP
-    (DIB header). int64 scalar; 0 for anything else, which the decoder then rejects."""
-    padded = tf.strings.join([data, tf.constant(b"\0" * 26)])  # short input: no read past
+    (DIB header), WebP (VP8, VP8L or VP8X header). int64 scalar; -1 for any other format
+    (`tf.io.decode_image` also reads JPEG XL, whose size this does not read)."""
+    padded = tf.strings.join([data, tf.constant(b"\0" * 32)])  # short input: no read past
     magic = tf.strings.substr(padded, 0, 4)
+    webp = tf.logical_and(tf.equal(magic, b"RIFF"),
+                          tf.equal(tf.strings.substr(padded, 8, 4), b"WEBP"))
+    chunk = tf.strings.substr(padded, 12, 4)
+
+    def number(start, size, big_endian=False):
+        return _header_number(padded, start, size, big_endian)
 
     def jpeg():
         shape = tf.cast(tf.image.extract_jpeg_shape(data), tf.int64)
         return shape[0] * shape[1]
 
-    def png():
-        return _header_number(padded, 16, 4, True) * _header_number(padded, 20, 4, True)
-
-    def gif():
-        return _header_number(padded, 6, 2, False) * _header_number(padded, 8, 2, False)
-
     def bmp():  # a negative height (top-down rows) is stored as its two's complement
-        height = _header_number(padded, 22, 4, False)
-        height = tf.where(height >= 2 ** 31, 2 ** 32 - height, height)
-        return _header_number(padded, 18, 4, False) * height
+        height = number(22, 4)
+        return number(18, 4) * tf.where(height >= 2 ** 31, 2 ** 32 - height, height)
 
-    return tf.case([(tf.equal(tf.strings.substr(magic, 0, 2), b"\xff\xd8"), jpeg),
-                    (tf.equal(magic, b"\x89PNG"), png),
-                    (tf.equal(magic, b"GIF8"), gif),
-                    (tf.equal(tf.strings.substr(magic, 0, 2), b"BM"), bmp)],
-                   default=lambda: tf.constant(0, tf.int64))
+    def webp_lossless():  # 14 bits width - 1, 14 bits height - 1
+        bits = number(21, 4)
+        return (tf.bitwise.bitwise_and(bits, 0x3FFF) + 1) * (
+            tf.bitwise.bitwise_and(tf.bitwise.right_shift(bits, 14), 0x3FFF) + 1)
+
+    return tf.case([
+        (tf.equal(tf.strings.substr(magic, 0, 2), b"\xff\xd8"), jpeg),
+        (tf.equal(magic, b"\x89PNG"), lambda: number(16, 4, True) * number(20, 4, True)),
+        (tf.equal(magic, b"GIF8"), lambda: number(6, 2) * number(8, 2)),
+        (tf.equal(tf.strings.substr(magic, 0, 2), b"BM"), bmp),
+        (tf.logical_and(webp, tf.equal(chunk, b"VP8 ")), lambda: tf.bitwise.bitwise_and(
+            number(26, 2), 0x3FFF) * tf.bitwise.bitwise_and(number(28, 2), 0x3FFF)),
+        (tf.logical_and(webp, tf.equal(chunk, b"VP8L")), webp_lossless),
+        (tf.logical_and(webp, tf.equal(chunk, b"VP8X")),
+         lambda: (number(24, 3) + 1) * (number(27, 3) + 1))],
+        default=lambda: tf.constant(-1, tf.int64))
 
 
 def decode_images(image_bytes: tf.Tensor, height: int, width: int, crop_height: int,
@@ -179,11 +190,15 @@ def decode_images(image_bytes: tf.Tensor, height: int, width: int, crop_height: 
     top, left = (height - crop_height) // 2, (width - crop_width) // 2
 
     def one(data):
-        check = tf.debugging.assert_less_equal(
-            encoded_pixels(data), tf.constant(max_pixels, tf.int64),
+        pixels = encoded_pixels(data)
+        known = tf.debugging.assert_non_negative(
+            pixels, message="image_bytes: an image is not an encoded JPEG, PNG, GIF, BMP or "
+                            "WebP image")
+        small = tf.debugging.assert_less_equal(
+            pixels, tf.constant(max_pixels, tf.int64),
             message=f"image_bytes: an image has more than {max_pixels} pixels (height x "
                     "width), the limit of this export (export.json max_pixels)")
-        with tf.control_dependencies([check]):
+        with tf.control_dependencies([known, small]):
             image = tf.io.decode_image(data, channels=3, expand_animations=False)
         image = tf.image.resize(tf.cast(image, tf.float32), [height, width])
         return image[top:top + crop_height, left:left + crop_width, :]
@@ -384,8 +399,8 @@ def export_saved_model(model: AttributeModel, architecture: Architecture,
             **(info or {})}
         if preprocessing is not None:
             described["preprocessing"] = dataclasses.asdict(preprocessing)
-            described["input"]["image_bytes"] = (f"string [batch], encoded JPEG/PNG/GIF/BMP, "
-                                                  f"at most {max_pixels} pixels each")
+            described["input"]["image_bytes"] = (f"string [batch], encoded JPEG/PNG/GIF/BMP/"
+                                                  f"WebP, at most {max_pixels} pixels each")
             described["max_pixels"] = int(max_pixels)
         with open(os.path.join(path, EXPORT_INFO), "w") as f:
             json.dump(described, f, indent=2)

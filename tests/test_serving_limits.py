@@ -37,9 +37,17 @@ def exports(tmp_path_factory):
     return exported
 
 
+# PIL format and options -> the header `encoded_pixels` reads (WebP: VP8, VP8L, VP8X).
+FORMATS = {"PNG": ("PNG", {}), "JPEG": ("JPEG", {}), "GIF": ("GIF", {}), "BMP": ("BMP", {}),
+           "WEBP": ("WEBP", {}), "WEBP_LOSSLESS": ("WEBP", {"lossless": True}),
+           "WEBP_ALPHA": ("WEBP", {})}
+
+
 def encoded(fmt: str, height: int, width: int) -> bytes:
     out = io.BytesIO()
-    Image.new("RGB", (width, height), (90, 120, 30)).save(out, fmt)
+    name, options = FORMATS[fmt]
+    mode, colour = ("RGBA", (90, 120, 30, 128)) if fmt == "WEBP_ALPHA" else ("RGB", (90, 120, 30))
+    Image.new(mode, (width, height), colour).save(out, name, **options)
     return out.getvalue()
 
 
@@ -58,12 +66,16 @@ def test_an_empty_batch_gets_empty_outputs(exports, graph):
     assert all(v.shape == (1,) for v in one.values())
 
 
-@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "BMP"])
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_the_pixel_limit_is_read_from_the_header_of_every_format(fmt):
     for height, width in ((1, 1), (64, 64), (65, 64), (3000, 5)):
         data = encoded(fmt, height, width)
         assert int(export_module.encoded_pixels(tf.constant(data))) == height * width
-    assert int(export_module.encoded_pixels(tf.constant(b"no image"))) == 0
+    if fmt.startswith("WEBP"):
+        chunk = {"WEBP": b"VP8 ", "WEBP_LOSSLESS": b"VP8L", "WEBP_ALPHA": b"VP8X"}[fmt]
+        assert data[12:16] == chunk
+    for other in (b"no image", b"", b"\x89PN"):
+        assert int(export_module.encoded_pixels(tf.constant(other))) == -1
 
 
 def test_bytes_signature_refuses_an_image_above_the_pixel_limit(exports):
@@ -71,11 +83,15 @@ def test_bytes_signature_refuses_an_image_above_the_pixel_limit(exports):
     fits = loaded.signatures["serving_bytes"](image_bytes=tf.constant(
         [encoded("PNG", 64, 64), encoded("JPEG", 40, 36)]))
     assert all(v.shape == (2,) for v in fits.values())
-    for fmt in ("PNG", "JPEG", "GIF", "BMP"):
+    for fmt in FORMATS:
         with pytest.raises(tf.errors.InvalidArgumentError,
                            match=f"image_bytes: an image has more than {LIMIT} pixels"):
             loaded.signatures["serving_bytes"](image_bytes=tf.constant(
                 [encoded("PNG", 8, 8), encoded(fmt, 65, 64)]))
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="image_bytes: an image is not an encoded JPEG, PNG, GIF, BMP or "
+                             "WebP image"):
+        loaded.signatures["serving_bytes"](image_bytes=tf.constant([b"\0\0\0\x0cJXL "]))
     info = json.load(open(os.path.join(exports["fused"], "export.json")))
     assert info["max_pixels"] == LIMIT and f"at most {LIMIT} pixels" in \
         info["input"]["image_bytes"]
