@@ -196,7 +196,8 @@ def parse_flags(argv):
 
 
 # A Ctrl-C that TensorFlow keeps from Python this long (or a second one) ends the process.
-CTRL_C_GRACE_SECONDS = 10.0
+# Long enough for the clean-up a handled Ctrl-C does (a convert removes its temporary folder).
+CTRL_C_GRACE_SECONDS = 30.0
 
 
 class CtrlCWatchdog:
