@@ -239,3 +239,45 @@ def test_a_full_disk_while_saving_predictions_leaves_no_partial_file(tmp_path, m
     with pytest.raises(OSError, match="No space left on device"):
         run.save_predictions(str(target), np.zeros((2, 1)), np.zeros((2, 1)), ["a"])
     assert os.listdir(tmp_path) == []
+
+
+# The search binary with a disk that fills at its third checkpoint write.
+FULL_DISK_SEARCH = """
+import sys
+from flags import common, search  # first: quiets TensorFlow's start-up lines
+import tensorflow as tf
+
+real, writes = tf.train.Checkpoint.write, []
+
+def write(self, path, *args, **kwargs):
+    writes.append(path)
+    if len(writes) == 3:
+        raise tf.errors.ResourceExhaustedError(None, None, path + "_temp/part-00000; No space "
+                                               "left on device")
+    return real(self, path, *args, **kwargs)
+
+tf.train.Checkpoint.write = write
+sys.argv = ["search", *sys.argv[1:]]
+common.run(search.main)
+"""
+
+
+def test_a_full_disk_during_a_search_is_one_line_and_keeps_the_last_checkpoint(synthetic_dir,
+                                                                               tmp_path):
+    args = [f"--data_dir={synthetic_dir}", f"--workdir={tmp_path}", "--export_dir=",
+            "--batch_size=16", "--eval_batch_size=64", "--train_steps=1", "--val_batches=1",
+            "--max_rounds=1", "--checkpoint_every=1", "--finetune_steps=2"]
+    result = subprocess.run([sys.executable, "-c", FULL_DISK_SEARCH, *args], cwd=ROOT,
+                            env=ENV, capture_output=True, text=True, timeout=600)
+    errors = [l for l in result.stderr.splitlines() if l.startswith("search:")]
+    state = json.load(open(tmp_path / "checkpoints" / "state.json"))
+    kept = state["checkpoint"]
+    assert result.returncode == 2 and errors == [
+        f"search: error: {tmp_path}/checkpoints: could not write a checkpoint (No space left "
+        f"on device); the last complete checkpoint {kept} and state.json are kept, and the "
+        "same command resumes from them"], result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and kept.endswith("ckpt-2")
+    assert sorted(f for f in os.listdir(tmp_path / "checkpoints") if "ckpt-3" in f) == []
+    assert not (tmp_path / "run.lock").exists()
+    import tensorflow as tf
+    assert tf.train.load_checkpoint(kept).get_variable_to_shape_map()  # complete, readable
