@@ -263,7 +263,7 @@ def run_model_directory(config, meta) -> str:
     used by its export step."""
     dirs = config.data_dirs
     metadata = (os.path.join(dirs[0], "metadata.json") if len(dirs) == 1
-                else f"{config.data_dir}: a metadata.json")
+                else f"a metadata.json of {config.data_dir}")
     check_output_names(meta.attribute_names, f"{metadata} attribute_names")
     return model_directory(config.export_dir,
                            model_name(config.export_name, meta.name, config.method, metadata))
