@@ -86,7 +86,7 @@ class RunConfig:
                                                   "decodes images up to this many pixels "
                                                   "(height x width); a larger one is an "
                                                   "error before it is decoded (a 10000x10000 "
-                                                  "PNG would take 1.5 GB).")
+                                                  "PNG would take more than 1 GB).")
     method: str = setting("gnas", "Search method or fixed tree (gnas_keras.methods).")
     space: str = setting("tiny", "Search space preset (gnas_keras.space).")
     num_attributes: int = setting(0, "Expected number of attributes (0 = whatever the data "

@@ -47,6 +47,7 @@ import numpy as np
 import tensorflow as tf
 
 from gnas_keras.architecture import Architecture
+from gnas_keras.config import RunConfig
 from gnas_keras.fused import fused_inference_model
 from gnas_keras.io import write_bytes_atomic
 from gnas_keras.models.base import AttributeModel
@@ -123,10 +124,10 @@ def at_least_one_image(model, image: tf.Tensor) -> Dict[str, tf.Tensor]:
 
 
 # The largest image ``serving_bytes`` decodes by default, in pixels (height x width): 4096 x
-# 4096, above a phone camera's 12 MP. Decoding costs about 15 bytes a pixel (the RGB bytes and
-# their float32 copy for the resize): 16.8 MP is about 250 MB, a 10000 x 10000 PNG would be 1.5
-# GB although the file is a few hundred KB.
-MAX_PIXELS = 4096 * 4096
+# 4096 (`RunConfig.export_max_pixels`), above a phone camera's 12 MP. Decoding costs about 15
+# bytes a pixel (the RGB bytes and their float32 copy for the resize): 16.8 MP is about 250 MB,
+# a 10000 x 10000 PNG more than 1 GB although the file is a few hundred KB.
+MAX_PIXELS = RunConfig.export_max_pixels
 # Images of one ``serving_bytes`` request decoded at the same time: a request's peak decode
 # memory is about DECODE_PARALLEL x max_pixels x 15 bytes (1 GB at the default limit).
 DECODE_PARALLEL = 4
