@@ -1,4 +1,4 @@
-r"""A readable report of every run under a workdir (`gnas_keras.evaluation_report`).
+r"""A readable report of every run under a workdir (`gnas_keras.reporting.evaluation_report`).
 
     python -m flags.evaluate --workdir=runs/synthetic
 
@@ -11,7 +11,7 @@ and the attribute groups at every layer.
 
 from __future__ import annotations
 
-from flags import common  # first: quiets TensorFlow's start-up logging
+from gnas_keras_flags import common  # first: quiets TensorFlow's start-up logging
 
 import os
 
@@ -27,8 +27,8 @@ flags.DEFINE_integer("latency_repeats", 20, "Timed calls per model (the median i
 def main(argv):
     if not FLAGS.workdir:
         raise ValueError("--workdir is required")
-    from gnas_keras import evaluation_report  # imports TensorFlow: after the cheap checks
-    from gnas_keras.reporting import terminal
+    from gnas_keras.reporting import evaluation_report  # imports TensorFlow: after the cheap checks
+    from gnas_keras.reporting.reporter import terminal
 
     result = evaluation_report.evaluate(FLAGS.workdir, FLAGS.latency, FLAGS.latency_repeats,
                                         out=terminal)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 
-from flags import common  # first: one-line errors, quiet start-up
+from gnas_keras_flags import common  # first: one-line errors, quiet start-up
 
 from absl import flags
 
@@ -36,7 +36,7 @@ def main(argv):
     del argv
     import numpy as np
 
-    from gnas_keras import export
+    from gnas_keras.export import saved_model as export
 
     if not math.isfinite(FLAGS.tolerance):
         raise ValueError(f"--tolerance={FLAGS.tolerance}: must be a finite number >= 0")

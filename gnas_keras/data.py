@@ -9,8 +9,8 @@ import numpy as np
 import tensorflow as tf
 
 from gnas_keras.config import RunConfig
-from pipelines import input as data_input
-from pipelines import records
+from gnas_keras_pipelines import input as data_input
+from gnas_keras_pipelines import records
 
 
 def repeat_batches(dataset: tf.data.Dataset, fixed_batches: Optional[int] = None

@@ -3,12 +3,12 @@
 A run directory is one that holds ``report.json`` (`gnas_keras.run`). For each run:
 
 - per-attribute and mean test error (report.json, the fine-tuned tree on the test set);
-- mean AUC and balanced accuracy (`gnas_keras.metrics` on ``test_predictions.npz``);
-- parameters of the exported tree (report.json) and MACs per image (`gnas_keras.cost`:
+- mean AUC and balanced accuracy (`gnas_keras.training.metrics` on ``test_predictions.npz``);
+- parameters of the exported tree (report.json) and MACs per image (`gnas_keras.space.cost`:
   convolutions and matrix products of the live blocks, BN folded; at the model input size);
 - latency: the exported SavedModel timed on CPU at batch 32, median over repeats, in ms per
   image (skipped with a note when the run has no export);
-- the tree as ``tree.svg`` / ``tree.png`` in the run directory (`gnas_keras.draw`), and the
+- the tree as ``tree.svg`` / ``tree.png`` in the run directory (`gnas_keras.reporting.draw`), and the
   attribute groups at every conv layer (report.json ``groups``).
 
 The markdown puts the runs side by side (the paper's Table 4 layout for per-attribute error)
@@ -26,13 +26,15 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from gnas_keras import draw, metrics
-from gnas_keras.architecture import Architecture
-from gnas_keras.architecture import cost as architecture_cost
+from gnas_keras.reporting import draw
+
+from gnas_keras.training import metrics
+from gnas_keras.space.architecture import Architecture
+from gnas_keras.space.architecture import cost as architecture_cost
 from gnas_keras.methods import REGISTRY
 from gnas_keras.io import write_json_atomic, write_text_atomic
-from gnas_keras.space import SearchSpace
-from gnas_keras.tree import Routing
+from gnas_keras.space.search_space import SearchSpace
+from gnas_keras.space.tree import Routing
 
 REPORT = "report.json"
 PREDICTIONS = "test_predictions.npz"   # `gnas_keras.run.PREDICTIONS_FILE`
@@ -144,7 +146,7 @@ def _load_report(path: str) -> Tuple[Dict, Architecture, int]:
 
 def input_size(report: Dict):
     """(height, width) of the model input of a run, from its dataset and crop flags."""
-    from pipelines.input import preprocessing_for
+    from gnas_keras_pipelines.input import preprocessing_for
 
     if "input_shape" in report:  # any dataset: the run recorded its model input
         return tuple(report["input_shape"][:2])
@@ -201,7 +203,7 @@ def latency_ms_per_image(saved_model: str, batch: int = LATENCY_BATCH, repeats: 
     (CPU, all threads TensorFlow picks), divided by the batch: ms per image."""
     import tensorflow as tf
 
-    from gnas_keras.export import load_export
+    from gnas_keras.export.saved_model import load_export
 
     with tf.device("/CPU:0"):
         fn = load_export(saved_model).signatures["serving_default"]
@@ -338,7 +340,7 @@ def to_markdown(result: Dict) -> str:
               f"median of {result['latency_repeats']} calls, divided by the batch size; it "
               "depends on the machine and on whatever else runs on it. MACs: multiply-"
               "accumulates of convolutions and matrix products of the live blocks "
-              "(`gnas_keras.cost`). ARI: adjusted Rand index between the attribute groups at "
+              "(`gnas_keras.space.cost`). ARI: adjusted Rand index between the attribute groups at "
               "the ARI layer and the planted groups (only for datasets with planted groups).",
               "", "## Per-attribute test error (%)", ""]
     names: List[str] = []

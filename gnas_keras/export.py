@@ -5,7 +5,7 @@
 a tree network: its blocks), builds `inference_model`: a plain functional Keras model of
 only the live blocks, every BN folded into its convolution ("BNs are removed in inference
 phase", GNAS paper), or with ``fused=True`` (a run's default, ``--export_fused``) the same
-function with sibling blocks fused (`gnas_keras.fused`), and writes ``<export_dir>/<name>/<version>/`` (TF Serving layout)
+function with sibling blocks fused (`gnas_keras.models.fused`), and writes ``<export_dir>/<name>/<version>/`` (TF Serving layout)
 through a temporary directory and a rename, with two signatures::
 
     serving_default
@@ -46,9 +46,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gnas_keras.architecture import Architecture
+from gnas_keras.space.architecture import Architecture
 from gnas_keras.config import RunConfig
-from gnas_keras.fused import fused_inference_model
+from gnas_keras.models.fused import fused_inference_model
 from gnas_keras.io import write_bytes_atomic
 from gnas_keras.models.base import AttributeModel
 from gnas_keras.models.tree_net import TreeNetwork, build_graph, stack_logits
@@ -362,7 +362,7 @@ def export_saved_model(model: AttributeModel, architecture: Architecture,
       info: more entries for ``export.json`` (how the thresholds were chosen, ...).
       files: more files for the export directory, name -> content (the model card and
         its tree picture), written before the directory becomes visible.
-      fused: write `gnas_keras.fused.fused_inference_model` (siblings as one kernel, the
+      fused: write `gnas_keras.models.fused.fused_inference_model` (siblings as one kernel, the
         per-attribute fc layers as one batched matmul) instead of one layer per block; the
         same function, recorded in ``export.json`` as ``"graph"``.
       max_pixels: the largest image (height x width) ``serving_bytes`` decodes; a larger

@@ -9,10 +9,10 @@ import shutil
 import numpy as np
 import pytest
 
-from gnas_keras import evaluation_report
-from gnas_keras.architecture import Architecture, cost
-from gnas_keras.space import get_space
-from gnas_keras.tree import Routing
+from gnas_keras.reporting import evaluation_report
+from gnas_keras.space.architecture import Architecture, cost
+from gnas_keras.space.search_space import get_space
+from gnas_keras.space.tree import Routing
 from tests.test_export import NAMES
 from tests.test_run_safety import in_process
 

@@ -87,7 +87,7 @@ def test_names_from_the_data_and_bad_settings_fail_before_any_work(synthetic_dir
 
 def test_validation_reads_are_bounded_by_the_split(synthetic_dir):
     from gnas_keras.config import CandidateConfig
-    from gnas_keras.data import Data
+    from gnas_keras.training.data import Data
 
     config = RunConfig(data_dir=synthetic_dir, eval_batch_size=100000,
                        candidates=CandidateConfig(val_batches=100000))
@@ -116,7 +116,7 @@ def test_validation_reads_are_bounded_by_the_split(synthetic_dir):
 # reward stream filling a huge batch did: Python's SIGINT handler cannot run.
 BLOCKED = """
 import sys
-from flags import common
+from gnas_keras_flags import common
 common.CTRL_C_GRACE_SECONDS = float(sys.argv.pop(1))
 
 def main(argv):
@@ -211,7 +211,7 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_last_complete_one(tmp_path, m
 def test_tensorflows_os_errors_are_one_line_with_the_errno_name(error, line):
     import tensorflow as tf
 
-    from flags import common
+    from gnas_keras_flags import common
 
     strerror = line.split(": ", 1)[1].rsplit(" (", 1)[0]
     strerror = "No space left on device" if "no space" in strerror else strerror
@@ -244,7 +244,7 @@ def test_a_full_disk_while_saving_predictions_leaves_no_partial_file(tmp_path, m
 # The search binary with a disk that fills at its third checkpoint write.
 FULL_DISK_SEARCH = """
 import sys
-from flags import common, search  # first: quiets TensorFlow's start-up lines
+from gnas_keras_flags import common, search  # first: quiets TensorFlow's start-up lines
 import tensorflow as tf
 
 real, writes = tf.train.Checkpoint.write, []

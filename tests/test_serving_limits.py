@@ -14,8 +14,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from gnas_keras import export as export_module
-from gnas_keras.export import export_saved_model
+from gnas_keras.export import saved_model as export_module
+from gnas_keras.export.saved_model import export_saved_model
 from tests.test_export import NAMES, trained_supernet
 from tests.test_run_safety import in_process
 from tests.test_serving import PREP
