@@ -14,6 +14,7 @@ import importlib.abc  # noqa: E402
 import importlib.util  # noqa: E402
 import re  # noqa: E402
 import tempfile  # noqa: E402
+from typing import Optional  # noqa: E402
 
 # A line of TensorFlow's C++ logging: severity letter, MMDD, time (before absl is initialised
 # "00:00:<epoch seconds>"), thread, file:line]
@@ -120,6 +121,55 @@ def interrupted(message: str) -> None:
     sys.exit(130)
 
 
+def os_error_line(err: OSError) -> str:
+    """An operating-system error (a full disk, a read-only file system, no permission, a file
+    where a folder belongs, ...) as one line: the path, what went wrong in words and the
+    errno name (ENOSPC, EROFS, EACCES, ENOTDIR, ...), not Python's ``[Errno 28] ...`` form.
+    An error raised with a message of its own (no errno) keeps that message."""
+    if err.errno is None or not err.strerror:
+        return str(err)
+    import errno as errno_names
+
+    code = errno_names.errorcode.get(err.errno, str(err.errno))
+    path = err.filename if err.filename is not None else ""
+    what = err.strerror
+    if err.errno == errno_names.EEXIST and path and os.path.isfile(path):
+        what = "is a file, where a folder is needed"
+    elif err.errno == errno_names.ENOSPC:
+        what = "no space left on the device"
+    line = f"{path}: {what} ({code})" if path else f"{what} ({code})"
+    if err.filename2 is not None:
+        line += f" (and {err.filename2})"
+    return line
+
+
+# The operating-system errors a binary meets reading and writing files (full disk, read-only
+# or vanished file system, no permission, a file where a folder belongs, a file deleted while
+# it was read: a dataset converted again under a running search).
+_WRITE_ERRNOS = ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "ENOTDIR", "EEXIST", "EIO",
+                 "ENOENT")
+
+
+def tensorflow_os_error_line(err: BaseException) -> Optional[str]:
+    """TensorFlow's error for an operating-system error (ENOSPC arrives as
+    ``ResourceExhaustedError("<file>; No space left on device [Op:...]")``, EROFS as
+    ``FailedPreconditionError``) as `os_error_line` would say it; None for anything else."""
+    tf = sys.modules.get("tensorflow")
+    if tf is None or not isinstance(err, tf.errors.OpError):
+        return None
+    import errno as errno_names
+
+    message = (err.message or "").strip().splitlines()
+    text = message[0].split(" [Op:")[0] if message else ""
+    for name in _WRITE_ERRNOS:
+        code = getattr(errno_names, name, None)
+        strerror = os.strerror(code) if code is not None else None
+        if strerror and text.endswith(strerror):
+            path = text[:-len(strerror)].rstrip("; :")
+            return os_error_line(OSError(code, strerror, path.split("}} ")[-1] or None))
+    return None
+
+
 def fail(message: str, status: int = 2) -> None:
     prog = os.path.basename(sys.argv[0]).removesuffix(".py") if sys.argv else "gnas"
     print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
@@ -173,15 +223,84 @@ def parse_flags(argv, doc: str = ""):
         fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
 
 
+# A Ctrl-C that TensorFlow keeps from Python this long (or a second one) ends the process.
+# Long enough for the clean-up a handled Ctrl-C does (a convert removes its temporary folder).
+CTRL_C_GRACE_SECONDS = 30.0
+
+
+class CtrlCWatchdog:
+    """Makes Ctrl-C end a binary even while TensorFlow blocks the main thread.
+
+    Python runs its SIGINT handler (KeyboardInterrupt, `gnas_keras.run`'s resumable stop)
+    only when the main thread comes back to the interpreter; inside a long TensorFlow call
+    (an iterator filling a huge batch, a blocked queue) Ctrl-C was ignored, twice. The C-level
+    handler still writes the signal number to `signal.set_wakeup_fd`; a daemon thread reads
+    it, and when a second Ctrl-C comes, or the first is not acted on within `grace` seconds,
+    prints one line and exits at once with status 130. Files are written through temporary
+    names and renames (`gnas_keras.io`, checkpoints before the state that names them), so
+    what is complete stays and nothing half-written takes its place."""
+
+    def __init__(self, grace: Optional[float] = None):
+        self.grace = CTRL_C_GRACE_SECONDS if grace is None else grace
+        self.seen = 0
+
+    def start(self) -> None:
+        import signal
+        import socket
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+        reader, writer = socket.socketpair()
+        writer.setblocking(False)
+        try:
+            signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        except ValueError:  # not the main thread of the main interpreter
+            return
+        self._sockets = (reader, writer)  # kept open for the life of the process
+        threading.Thread(target=self._watch, args=(reader,), daemon=True,
+                         name="ctrl-c-watchdog").start()
+
+    def _watch(self, reader) -> None:
+        import signal
+
+        while True:
+            data = reader.recv(64)
+            if not data:
+                return
+            for _ in range(data.count(bytes([signal.SIGINT]))):
+                self.seen += 1
+                if self.seen == 1:
+                    import threading
+                    timer = threading.Timer(self.grace, self._stop, args=(
+                        f"interrupted; TensorFlow did not give control back within "
+                        f"{self.grace:.0f} s, stopped at once",))
+                    timer.daemon = True
+                    timer.start()
+                else:
+                    self._stop("interrupted twice, stopped at once")
+
+    @staticmethod
+    def _stop(message: str) -> None:
+        prog = os.path.basename(sys.argv[0]).removesuffix(".py") if sys.argv else "gnas"
+        os.write(2, f"\n{prog}: {message}; what was completely written is kept (a search "
+                    "resumes from its last checkpoint with the same command)\n".encode())
+        os._exit(130)
+
+
 def run(main) -> None:
-    """`absl.app.run(main)` where user errors from `main` are reported by `fail`."""
+    """`absl.app.run(main)` where user errors from `main` are reported by `fail`, and Ctrl-C
+    always ends the process (`CtrlCWatchdog`)."""
 
     def guarded(argv):
+        CtrlCWatchdog().start()
         logging.set_verbosity(logging.WARNING)  # TF's INFO lines drown the progress
         if len(argv) > 1:
             fail(f"unexpected arguments {' '.join(argv[1:])!r}")
         try:
             main(argv)
+        except OSError as err:  # before USER_ERRORS: FileNotFoundError & co. are OSErrors
+            fail(os_error_line(err))
         except USER_ERRORS as err:
             fail(str(err))
         except WorkerLost as err:
@@ -190,6 +309,11 @@ def run(main) -> None:
             fail(str(err), status=1)
         except KeyboardInterrupt as err:
             interrupted(str(err))
+        except Exception as err:  # noqa: BLE001  (re-raised unless an OS error)
+            line = tensorflow_os_error_line(err)
+            if line is None:
+                raise
+            fail(line)
 
     doc = getattr(sys.modules.get(main.__module__), "__doc__", None) or ""
     app.run(guarded, flags_parser=lambda argv: parse_flags(argv, doc))

@@ -20,14 +20,13 @@ from absl import flags
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A run directory, or a directory of run directories.")
 flags.DEFINE_bool("latency", True, "Time each run's exported SavedModel (batch 32, CPU).")
-flags.DEFINE_integer("latency_repeats", 20, "Timed calls per model (the median is reported).")
+flags.DEFINE_integer("latency_repeats", 20, "Timed calls per model (the median is reported).",
+                     lower_bound=1)
 
 
 def main(argv):
     if not FLAGS.workdir:
         raise ValueError("--workdir is required")
-    if FLAGS.latency_repeats < 1:
-        raise ValueError(f"latency_repeats: must be > 0, got {FLAGS.latency_repeats}")
     from gnas_keras.reporting import evaluation_report  # imports TensorFlow: after the cheap checks
     from gnas_keras.reporting.reporter import terminal
 

@@ -12,6 +12,7 @@ file is removed and the binary fails.
 
 from __future__ import annotations
 
+import math
 import os
 
 from gnas_keras_flags import common  # first: one-line errors, quiet start-up
@@ -26,8 +27,10 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("saved_model", None, "An export's version directory (holds saved_model.pb).")
 flags.DEFINE_list("formats", list(FORMATS), f"Files to write, any of {', '.join(FORMATS)}.")
 flags.DEFINE_string("output_dir", "", "Where to write them (default: the export's directory).")
-flags.DEFINE_integer("parity_images", 8, "Random images the parity check runs on.")
-flags.DEFINE_float("tolerance", 1e-4, "Largest allowed absolute difference of a probability.")
+flags.DEFINE_integer("parity_images", 8, "Random images the parity check runs on (at least 1).",
+                     lower_bound=1)
+flags.DEFINE_float("tolerance", 1e-4, "Largest allowed absolute difference of a probability.",
+                   lower_bound=0.0)
 flags.mark_flag_as_required("saved_model")
 
 
@@ -37,12 +40,15 @@ def main(argv):
 
     from gnas_keras.export import saved_model as export
 
+    if not math.isfinite(FLAGS.tolerance):
+        raise ValueError(f"--tolerance={FLAGS.tolerance}: must be a finite number >= 0")
     unknown = sorted(set(FLAGS.formats) - set(FORMATS))
     if unknown or not FLAGS.formats:
         raise ValueError(f"--formats={','.join(FLAGS.formats)}: choose from {', '.join(FORMATS)}")
     if not os.path.exists(os.path.join(FLAGS.saved_model, "export.json")):
         raise FileNotFoundError(f"--saved_model={FLAGS.saved_model}: no export.json "
                                 "(not a gnas-keras export)")
+    # a damaged export (no or a cut saved_model.pb, lost variables) is one line from here
     height, width = export.image_size(FLAGS.saved_model)
     images = np.random.default_rng(0).uniform(
         0, 255, (FLAGS.parity_images, height, width, 3)).astype(np.float32)

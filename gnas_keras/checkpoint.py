@@ -25,7 +25,8 @@ from gnas_keras.io import write_json_atomic
 STATE_FILE = "state.json"
 # Fields that may change between a run and its resumption without changing its results.
 OPERATIONAL_FIELDS = ("workdir", "export_dir", "export_name", "export_fused",
-                      "checkpoint_every", "on_nan", "restart", "check_images")
+                      "export_max_pixels", "checkpoint_every", "on_nan", "restart",
+                      "check_images")
 
 
 def _same(a, b) -> bool:
@@ -51,6 +52,18 @@ def config_differences(saved: Dict, current: Dict,
         elif not _same(a, b):
             diffs[key] = (a, b)
     return diffs
+
+
+def checkpoint_failure(directory: str, err: Exception, kept: Optional[str]) -> str:
+    """One line for a checkpoint that could not be written (`err`, an OSError or TensorFlow's
+    error for one: ENOSPC is ResourceExhaustedError "No space left on device")."""
+    reason = getattr(err, "strerror", None) or getattr(err, "message", None) or str(err)
+    reason = reason.strip().splitlines()[0] if reason.strip() else type(err).__name__
+    reason = reason.split("; ")[-1].split(" [Op:")[0]  # TF: "<file>; <strerror> [Op:...]"
+    keeps = (f"the last complete checkpoint {kept} and {STATE_FILE} are kept, and the same "
+             "command resumes from them" if kept else
+             "no checkpoint yet: the same command starts over")
+    return f"{directory}: could not write a checkpoint ({reason}); {keeps}"
 
 
 class RunCheckpoint:
@@ -160,9 +173,21 @@ class RunCheckpoint:
                     os.remove(f)
                 self._saved = True
             return
+        previous, path = self.latest, None
+        try:
+            if objects is not None:
+                os.makedirs(self.directory, exist_ok=True)
+                path = self._next_path()
+                self.latest = tf.train.Checkpoint(**objects).write(path)
+            write_json_atomic(self.state_path, dict(state, config=self.config,
+                                                    checkpoint=self.latest))
+        except (OSError, tf.errors.OpError) as err:
+            # A full disk, a read-only or vanished file system: the new weights are removed
+            # (they may be cut short), state.json still names the last complete checkpoint.
+            self.latest = previous
+            if path:
+                for f in tf.io.gfile.glob(path + "*"):
+                    tf.io.gfile.remove(f)
+            raise OSError(checkpoint_failure(self.directory, err, previous)) from None
         if objects is not None:
-            os.makedirs(self.directory, exist_ok=True)
-            self.latest = tf.train.Checkpoint(**objects).write(self._next_path())
             self._prune()
-        write_json_atomic(self.state_path, dict(state, config=self.config,
-                                                checkpoint=self.latest))

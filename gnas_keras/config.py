@@ -9,6 +9,7 @@ from these dataclasses (`gnas_keras.settings.setting`). No TensorFlow is importe
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Dict, Optional, Tuple
 
 from gnas_keras.methods import REGISTRY, default_configs, fixed_methods
@@ -49,6 +50,11 @@ class RunConfig:
                                        "blocks as one convolution, per-attribute fc layers "
                                        "as one batched matmul; the same function, fewer "
                                        "ops) instead of one layer per block.")
+    export_max_pixels: int = setting(4096 * 4096, "The export's serving_bytes signature "
+                                                  "decodes images up to this many pixels "
+                                                  "(height x width); a larger one is an "
+                                                  "error before it is decoded (a 10000x10000 "
+                                                  "PNG would take more than 1 GB).")
     method: str = setting("gnas", "Search method or fixed tree (gnas_keras.methods).")
     space: str = setting("tiny", "Search space preset (gnas_keras.space.search_space).")
     num_attributes: int = setting(0, "Expected number of attributes (0 = whatever the data "
@@ -129,11 +135,17 @@ class RunConfig:
                              "broken in Keras (keras #19005); use one or the other")
         if not self.data_dirs:
             raise ValueError(f"data_dir: no folder given ({self.data_dir!r})")
+        for section in (self, self.candidates, *self.methods.values()):
+            for field in dataclasses.fields(section):  # NaN passes every comparison below
+                value = getattr(section, field.name)
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise ValueError(f"{field.name}: must be a finite number, got {value}")
         for m in self.compare:
             if m not in fixed_methods():
                 raise ValueError(f"compare: {m!r} is not one of {fixed_methods()}")
         positive = {"batch_size": self.batch_size, "eval_batch_size": self.eval_batch_size,
-                    "learning_rate": self.learning_rate}
+                    "learning_rate": self.learning_rate,
+                    "export_max_pixels": self.export_max_pixels}
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"{name}: must be > 0, got {value}")
@@ -141,7 +153,7 @@ class RunConfig:
                   "weight_decay": self.weight_decay, "finetune_lr": self.finetune_lr,
                   "crop_height": self.crop_height, "crop_width": self.crop_width,
                   "image_height": self.image_height, "image_width": self.image_width,
-                  "checkpoint_every": self.checkpoint_every,
+                  "checkpoint_every": self.checkpoint_every, "seed": self.seed,
                   "num_attributes": self.num_attributes}
         for name, value in nonneg.items():
             if value < 0:

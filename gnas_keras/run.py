@@ -54,7 +54,8 @@ from gnas_keras.checkpoint import RunCheckpoint
 from gnas_keras.config import RunConfig
 from gnas_keras.training.data import Data, planted_groups
 from gnas_keras.training.evaluation import Evaluation, NumericalError, WorkerLost, segment_seed
-from gnas_keras.export.saved_model import export_saved_model, find_owned_version
+from gnas_keras.export.saved_model import (export_saved_model, find_owned_version,
+                                           run_model_directory)
 from gnas_keras.io import write_json_atomic, write_text_atomic
 from gnas_keras.methods import Method, get_method
 from gnas_keras.methods.base import SearchContext, SearchLogger, SearchResult
@@ -98,9 +99,13 @@ def save_predictions(path: str, probabilities: np.ndarray, labels: np.ndarray,
     tmp = path + ".tmp.npz"
     extra = {} if jpeg95_probabilities is None else {
         "jpeg95_probabilities": jpeg95_probabilities}
-    np.savez(tmp, probabilities=probabilities, labels=labels,
-             attribute_names=np.asarray(attribute_names), **extra)
-    os.replace(tmp, path)
+    try:
+        np.savez(tmp, probabilities=probabilities, labels=labels,
+                 attribute_names=np.asarray(attribute_names), **extra)
+        os.replace(tmp, path)
+    finally:  # a full disk leaves no partial file behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -410,8 +415,8 @@ class _Run:
         test = Evaluation.from_dict(state.test)
         test_metrics = self.test_metrics()
         if config.export_dir:
-            name = config.export_name or f"{meta.name}_{config.method}"
-            model_dir = os.path.join(config.export_dir, name)
+            model_dir = run_model_directory(config, meta)
+            name = os.path.basename(model_dir)
             export_path = find_owned_version(model_dir, state.run_id) or ""
             if not export_path:
                 thresholds = self.decision_thresholds(model)
@@ -439,7 +444,7 @@ class _Run:
                                                   "choose_thresholds)",
                           "dataset": meta.name, "method": config.method},
                     files={"model_card.md": card.encode("utf-8"), "tree.png": picture},
-                    fused=config.export_fused)
+                    fused=config.export_fused, max_pixels=config.export_max_pixels)
             state.export_path = export_path
             self.save()
         state.report = RunReport(
@@ -560,6 +565,7 @@ def run(config: RunConfig, out: Callable[[str], None] = terminal) -> Dict:
     # strategy's collectives must be configured at program start.
     strategy = make_strategy(config.strategy)
     data = Data.load(config)
+    config = data.config  # eval_batch_size and val_batches bounded by the validation split
     meta, n = data.meta, data.meta.num_attributes
     space = get_space(config.space)
     h, w, _ = data.image_shape
@@ -568,6 +574,7 @@ def run(config: RunConfig, out: Callable[[str], None] = terminal) -> Dict:
     check_writable(config.workdir, "workdir")
     if config.export_dir:
         check_writable(config.export_dir, "export_dir")
+        run_model_directory(config, meta)  # a name from the data stays under export_dir
     if is_multi_worker(strategy):
         data.shard = worker_shard(strategy)
         for data_dir in config.data_dirs:
@@ -726,6 +733,8 @@ def _run_phases(config: RunConfig, data: Data, method: Method, space: SearchSpac
         f"{strategy.num_replicas_in_sync} replica(s)"
         + (f"; resuming at phase {state.phase} from {saver.directory}" if state.resumed
            else ""))
+    for note in data.notes:
+        out(note)
     current = _Run(config, data, method, saver, state, strategy, out)
     while True:
         try:

@@ -45,6 +45,8 @@ def check_writable(path: str, flag: str) -> None:
         os.remove(probe)
     except OSError as err:
         reason = err.strerror or type(err).__name__
+        if isinstance(err, FileExistsError) and os.path.isfile(err.filename or path):
+            reason = f"{err.filename or path} is a file, where a folder is needed"
         raise ValueError(f"{flag}: {path} is not writable ({reason})") from None
 
 

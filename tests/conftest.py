@@ -37,7 +37,8 @@ def synthetic_dir(tmp_path_factory):
 # that xdist does not re-sort the files by their number of tests.
 SLOWEST_FIRST = ("test_resume.py", "test_galm.py", "test_search_binary.py", "test_supernet.py",
                  "test_run_data.py", "test_multiworker.py", "test_evaluate.py",
-                 "test_export.py", "test_run_safety.py", "test_mixed_precision.py",
+                 "test_export.py", "test_run_limits.py", "test_run_safety.py",
+                 "test_docs_commands.py", "test_serving_limits.py", "test_mixed_precision.py",
                  "test_study.py", "test_run.py", "test_branching.py", "test_monitoring.py",
                  "test_serving.py", "test_galm_controller.py", "test_quiet_start.py")
 

@@ -17,11 +17,12 @@ and references the pictures by paths relative to the workdir.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import statistics
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -44,7 +45,9 @@ def find_runs(workdir: str) -> List[str]:
     """`workdir` itself and every directory below it that holds report.json, sorted by method
     (the order of `METHODS`) then path. Raises FileNotFoundError when there is none."""
     if not os.path.isdir(workdir):
-        raise FileNotFoundError(f"{workdir}: no such directory")
+        raise FileNotFoundError(f"{workdir}: " + ("a file, not a run directory"
+                                                  if os.path.exists(workdir) else
+                                                  "no such directory"))
     found = []
     for root, dirs, files in os.walk(workdir):
         # .replaced/ holds runs moved aside by --restart (gnas_keras.workdir)
@@ -61,11 +64,52 @@ REQUIRED_KEYS = ("method", "dataset", "attribute_names", "search_space", "test_e
                  "mean_test_error", "parameters", "groups", "tree")
 
 
-def _load_report(path: str) -> Dict:
-    """report.json of run directory `path`. Raises ValueError naming the file (and line, or
-    the missing key) when it is garbled or lacks what the report needs."""
-    import json
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
+
+def _strings(x) -> bool:
+    return isinstance(x, list) and all(isinstance(v, str) for v in x)
+
+
+# Key, check, what it should be: every key this report reads (a hand-edited report.json with
+# a wrong type is one line naming the key, not a TypeError deep inside).
+_REPORT_TYPES = (
+    ("method", lambda x: isinstance(x, str) and bool(x), "a non-empty string"),
+    ("dataset", lambda x: isinstance(x, str), "a string"),
+    ("attribute_names", lambda x: _strings(x) and bool(x), "a non-empty list of names"),
+    ("search_space", lambda x: isinstance(x, dict), "a search space object"),
+    ("test_error", lambda x: isinstance(x, dict) and all(
+        v is None or _number(v) for v in x.values()), "an object of attribute -> error"),
+    ("mean_test_error", _number, "a number"),
+    ("parameters", lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= 0,
+     "a count of parameters"),
+    ("groups", lambda x: isinstance(x, dict) and all(
+        isinstance(g, list) and all(map(_strings, g)) for g in x.values()),
+     "an object of layer -> lists of attribute names"),
+    ("tree", lambda x: isinstance(x, list) and all(
+        isinstance(p, list) and all(isinstance(i, int) for i in p) for p in x),
+     "a list of parent lists"),
+    # optional
+    ("architecture", lambda x: isinstance(x, dict), "an architecture object"),
+    ("export", lambda x: x is None or isinstance(x, str), "a path or null"),
+    ("input_shape", lambda x: isinstance(x, list) and len(x) == 3 and all(
+        isinstance(v, int) and v > 0 for v in x), "[height, width, channels]"),
+    ("config", lambda x: isinstance(x, dict), "an object"),
+    ("search_seconds", lambda x: x is None or _number(x), "a number or null"),
+    ("ari", lambda x: x is None or _number(x), "a number or null"),
+    ("ari_layer", lambda x: x is None or isinstance(x, str), "a layer name or null"),
+)
+# What interpreting a report's search space, architecture or input size raises when a value
+# has the right JSON type but not a meaning (a parent index out of range, a layer spec with
+# unknown fields, an unknown dataset without an input shape).
+_MEANING_ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError)
+
+
+def _load_report(path: str) -> Tuple[Dict, Architecture, int]:
+    """report.json of run directory `path`, its architecture and MACs per image. Raises
+    ValueError naming the file (and line, or the key) when it is garbled, lacks what the
+    report needs, or holds a value of the wrong type or meaning."""
     file = os.path.join(path, REPORT)
     try:
         with open(file, encoding="utf-8") as f:
@@ -80,7 +124,24 @@ def _load_report(path: str) -> Dict:
     missing = [k for k in REQUIRED_KEYS if k not in report]
     if missing:
         raise ValueError(f"{file}: key {missing[0]!r} is missing (not a complete run report)")
-    return report
+    for key, check, what in _REPORT_TYPES:
+        if key in report and not check(report[key]):
+            raise ValueError(f"{file}: key {key!r} should be {what}, got "
+                             f"{json.dumps(report[key])[:60]}")
+    try:
+        architecture = report_architecture(report)
+        architecture.validate()
+        macs = macs_per_image(report, architecture)
+    except _MEANING_ERRORS as err:
+        key = "architecture" if "architecture" in report else "search_space' or 'tree"
+        reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else \
+            type(err).__name__
+        raise ValueError(f"{file}: key '{key}' does not describe a tree ({reason})") from None
+    names = report["attribute_names"]
+    if architecture.num_attributes != len(names):
+        raise ValueError(f"{file}: key 'attribute_names' lists {len(names)} names for a tree "
+                         f"of {architecture.num_attributes} attributes")
+    return report, architecture, macs
 
 
 def input_size(report: Dict):
@@ -104,11 +165,36 @@ def report_architecture(report: Dict) -> Architecture:
     return Architecture.from_space(space, Routing.from_lists(report["tree"]))
 
 
-def macs_per_image(report: Dict) -> int:
+def macs_per_image(report: Dict, architecture: Optional[Architecture] = None) -> int:
     """Multiply-accumulates of the run's architecture for one image
     (`gnas_keras.space.architecture.cost`)."""
     height, width = input_size(report)
-    return architecture_cost(report_architecture(report), height, width).macs_per_image
+    return architecture_cost(architecture or report_architecture(report), height,
+                             width).macs_per_image
+
+
+def read_predictions(path: str, num_attributes: int):
+    """(probabilities, labels) of ``test_predictions.npz``, each [examples, num_attributes].
+    Raises ValueError naming the file when it is damaged (truncated, a flipped byte), lacks
+    an array, or does not fit the report's attributes."""
+    import zipfile
+
+    try:
+        with np.load(path) as saved:
+            probabilities = np.asarray(saved["probabilities"], np.float64)
+            labels = np.asarray(saved["labels"], np.float64)
+    except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile) as err:
+        reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else \
+            type(err).__name__
+        raise ValueError(f"{path}: not readable test predictions ({reason}); the run's "
+                         "fine-tune writes them again") from None
+    shape = (probabilities.shape[0] if probabilities.ndim else 0, num_attributes)
+    if probabilities.shape != shape or labels.shape != shape:
+        raise ValueError(f"{path}: probabilities {list(probabilities.shape)} and labels "
+                         f"{list(labels.shape)}, but report.json lists {num_attributes} "
+                         "attribute_names: both should be [examples, "
+                         f"{num_attributes}]")
+    return probabilities, labels
 
 
 def latency_ms_per_image(saved_model: str, batch: int = LATENCY_BATCH, repeats: int = 20,
@@ -117,8 +203,10 @@ def latency_ms_per_image(saved_model: str, batch: int = LATENCY_BATCH, repeats: 
     (CPU, all threads TensorFlow picks), divided by the batch: ms per image."""
     import tensorflow as tf
 
+    from gnas_keras.export.saved_model import load_export
+
     with tf.device("/CPU:0"):
-        fn = tf.saved_model.load(saved_model).signatures["serving_default"]
+        fn = load_export(saved_model).signatures["serving_default"]
         spec = fn.structured_input_signature[1]["image"]
         images = tf.random.uniform([batch, *spec.shape[1:]], 0, 255, seed=0)
         times = []
@@ -132,9 +220,13 @@ def latency_ms_per_image(saved_model: str, batch: int = LATENCY_BATCH, repeats: 
     return 1000.0 * statistics.median(times) / batch
 
 
-def _find_export(path: str, run_dir: str) -> Optional[str]:
+def _find_export(path: Optional[str], run_dir: str) -> Optional[str]:
+    """The export report.json names (as written, or relative to the run), if it is there;
+    None for a run without one (``"export": null`` or "")."""
+    if not path:
+        return None
     for candidate in (path, os.path.join(run_dir, path)):
-        if path and os.path.exists(os.path.join(candidate, "saved_model.pb")):
+        if os.path.exists(os.path.join(candidate, "saved_model.pb")):
             return candidate
     return None
 
@@ -146,20 +238,20 @@ def _clean(x):
 def evaluate_run(run_dir: str, workdir: str, latency: bool = True,
                  latency_repeats: int = 20) -> Dict:
     """Everything the report shows about one run, JSON-ready; writes its tree pictures."""
-    report = _load_report(run_dir)
+    report, architecture, macs = _load_report(run_dir)
     name = os.path.relpath(run_dir, workdir)
     name = report["method"] if name == "." else name
     names = report["attribute_names"]
     space = SearchSpace.from_dict(report["search_space"])
     notes = []
-    svg, png = draw.write_pictures(report_architecture(report), names,
+    svg, png = draw.write_pictures(architecture, names,
                                    os.path.join(run_dir, "tree"),
                                    title=f"{name}: {report['method']} on {report['dataset']}")
     out = {
         "name": name, "path": os.path.abspath(run_dir), "method": report["method"],
         # the architecture's own space: branching's thin network and GALM's per-attribute
         # space are not the `--space` preset in "search_space"
-        "dataset": report["dataset"], "space": report_architecture(report).space or space.name,
+        "dataset": report["dataset"], "space": architecture.space or space.name,
         "attribute_names": names,
         "test_error": report["test_error"], "mean_test_error": report["mean_test_error"],
         "parameters": report["parameters"], "search_seconds": report.get("search_seconds"),
@@ -167,19 +259,18 @@ def evaluate_run(run_dir: str, workdir: str, latency: bool = True,
         "groups": report["groups"],
         "pictures": {"svg": os.path.relpath(svg, workdir), "png": os.path.relpath(png, workdir)},
         "mean_auc": None, "mean_balanced_accuracy": None, "mean_f1": None, "metrics": None,
-        "macs_per_image": macs_per_image(report), "latency_ms_per_image": None,
+        "macs_per_image": macs, "latency_ms_per_image": None,
     }
     predictions = os.path.join(run_dir, PREDICTIONS)
     if os.path.exists(predictions):
-        with np.load(predictions) as saved:
-            m = metrics.compute(saved["probabilities"], saved["labels"])
+        m = metrics.compute(*read_predictions(predictions, len(names)))
         out["metrics"] = m.to_dict(names)
         out["mean_auc"] = _clean(m.mean_auc)
         out["mean_balanced_accuracy"] = _clean(m.mean_balanced_accuracy)
         out["mean_f1"] = _clean(m.mean_f1)
     else:
         notes.append(f"no {PREDICTIONS}: AUC and balanced accuracy not available")
-    export = _find_export(report.get("export", ""), run_dir)
+    export = _find_export(report.get("export"), run_dir)
     if not latency:
         notes.append("latency not measured (--nolatency)")
     elif export is None:

@@ -32,6 +32,30 @@ def planted_groups(meta: records.Metadata) -> Optional[List[int]]:
     return [index[a] for a in meta.attribute_names]
 
 
+def bounded_by_validation(config: RunConfig, examples: int) -> Tuple[RunConfig, List[str]]:
+    """`config` with ``eval_batch_size`` at most the validation split's `examples` and
+    ``val_batches`` at most one pass over it (ceil(examples / eval_batch_size) batches), and
+    a line for each clamp.
+
+    The reward stream repeats the split before it batches: a batch far above the split
+    re-reads it for every batch (a 100000 batch on 128 examples never seemed to finish), and
+    V batches beyond one pass score every candidate on the same examples again (V = 100000
+    re-read the split for hours) with no information gained."""
+    candidates, notes = config.candidates, []
+    batch = min(config.eval_batch_size, examples)
+    if batch < config.eval_batch_size:
+        notes.append(f"eval_batch_size: {config.eval_batch_size} is more than the validation "
+                     f"split's {examples} examples; using {batch}")
+    one_pass = -(-examples // batch)
+    if candidates.val_batches > one_pass:
+        passes = -(-candidates.val_batches * batch // examples)
+        notes.append(f"val_batches: {candidates.val_batches} batches of {batch} would read the "
+                     f"{examples} validation examples {passes} times per candidate; using "
+                     f"{one_pass} (one pass)")
+    return dataclasses.replace(config, eval_batch_size=batch, candidates=dataclasses.replace(
+        candidates, val_batches=min(candidates.val_batches, one_pass))), notes
+
+
 @dataclasses.dataclass
 class Data:
     """The datasets of a run. Training and reward streams are functions seed -> dataset, so
@@ -43,13 +67,17 @@ class Data:
     # (workers, this worker's index): a multi-worker run's workers read disjoint shard files
     # (`pipelines.input.make_dataset`); `test_whole` is never sharded.
     shard: Tuple[int, int] = (1, 0)
+    # What `load` changed in the config (`bounded_by_validation`), one line each.
+    notes: List[str] = dataclasses.field(default_factory=list)
 
     @classmethod
     def load(cls, config: RunConfig) -> "Data":
         """Checks the dataset(s) before any work starts (`records.check_dataset`: metadata,
         complete shard sets, record counts, the first record of every split, and with
         ``check_images`` every record decoded) and builds the
-        preprocessing from the metadata plus the config's overrides.
+        preprocessing from the metadata plus the config's overrides. The Data's `config` is
+        `config` `bounded_by_validation` (the run continues with it; `notes` says any
+        clamp, for the run to print once its checks have passed).
 
         Raises:
           DatasetError: naming the file, shard or metadata key.
@@ -73,7 +101,8 @@ class Data:
         if meta.split_sizes["train"] < config.batch_size:
             raise ValueError(f"batch_size: {config.batch_size} is larger than the training "
                              f"split ({meta.split_sizes['train']} examples)")
-        return cls(meta, prep, config)
+        bounded, notes = bounded_by_validation(config, meta.split_sizes["validation"])
+        return cls(meta, prep, bounded, notes=notes)
 
     def _make(self, split: str, training: bool, seed: int = 0, **kwargs) -> tf.data.Dataset:
         batch = self.config.batch_size if training else self.config.eval_batch_size
