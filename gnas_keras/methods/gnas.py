@@ -81,6 +81,7 @@ from gnas_keras import probe
 from gnas_keras.architecture import Architecture
 from gnas_keras.config import CandidateConfig, setting
 from gnas_keras.evaluation import Evaluation, check_finite, segment_seed
+from gnas_keras.methods import affinity
 from gnas_keras.methods.base import (Method, SearchContext, SearchLogger, SearchResult,
                                      resume, warmup_chunk)
 from gnas_keras.tree import (Routing, adjusted_rand_index, correlation_routing,
@@ -92,7 +93,7 @@ if TYPE_CHECKING:
 
 CANDIDATE_TRAINING = ("all", "above")
 REWARDS = ("accuracy", "log_likelihood")
-INITIAL_TREES = ("random", "label_correlation")
+INITIAL_TREES = ("random", "label_correlation", "affinity")
 
 
 @dataclasses.dataclass
@@ -140,9 +141,11 @@ class GnasConfig:
            "trees are scored as candidates are (same weights, batches and validation "
            "batches; weights restored) and the best one is kept.")
     initial_tree: str = setting(
-        "random", "The tree the rounds start from: random (Algorithm 1) or label_correlation "
+        "random", "The tree the rounds start from: random (Algorithm 1), label_correlation "
                   "(attributes clustered by their training labels' correlation, one cut of "
-                  "the dendrogram per layer; gnas_keras.tree.correlation_routing).",
+                  "the dendrogram per layer; gnas_keras.tree.correlation_routing) or affinity "
+                  "(inter-task affinities measured on the supernet, clustered alike; "
+                  "gnas_keras.methods.affinity, its affinity_* settings).",
         choices=INITIAL_TREES)
     warmup_initial_tree: bool = setting(
         False, "The warm-up (warmup_steps) trains the initial tree, drawn before it, instead "
@@ -535,7 +538,8 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
            config: GnasConfig, rng: np.random.Generator, logger: Optional[SearchLogger] = None,
            state: Optional[SearchState] = None,
            checkpoint: Optional[Callable[[SearchState, str], None]] = None, seed: int = 0,
-           training_labels: Optional[Callable[[], np.ndarray]] = None) -> List[RoundResult]:
+           training_labels: Optional[Callable[[], np.ndarray]] = None,
+           affinity_start: Optional[Callable[[], Routing]] = None) -> List[RoundResult]:
     """Runs Algorithm 1 (with the GNAS+ options of `config`) on `loop.model`; returns one
     `RoundResult` per round.
 
@@ -551,6 +555,7 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
       seed: the run seed (fresh heads draw their weights from it and the position).
       training_labels: () -> every training label, int [examples, N] (for
         ``initial_tree=label_correlation``).
+      affinity_start: () -> the tree of ``initial_tree=affinity`` (`affinity.gnas_start`).
     The model's routing is left at the final tree.
     """
     model, logger = loop.model, logger or SearchLogger()
@@ -571,6 +576,8 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
     start, save = resume(state, rng, checkpoint)
 
     def draw_initial() -> Routing:
+        if config.initial_tree == "affinity":  # the searched layers' parents from it
+            return _with_layers(independent_routing(space, n), affinity_start(), layers)
         labels = None
         if config.initial_tree == "label_correlation":
             if training_labels is None:
@@ -732,7 +739,8 @@ def _search(context: SearchContext) -> SearchResult:
     results = search(context.loop, context.val_data, context.config.candidates,
                      context.method_config, context.rng, context.logger, state,
                      context.checkpoint, seed=context.config.seed,
-                     training_labels=context.training_labels)
+                     training_labels=context.training_labels,
+                     affinity_start=affinity.gnas_start(context))
     supernet = context.supernet
     report = {"rounds": [round_report(r) for r in results]}
     if state.initial is not None:
