@@ -28,6 +28,14 @@ def setting(default: Any, help: str, choices: Optional[Tuple[str, ...]] = None,
     return dataclasses.field(default=default, metadata=metadata, **kwargs)
 
 
+
+def require_positive(settings, *names: str) -> None:
+    """Raises ValueError naming the first field of `names` whose value is not > 0."""
+    for name in names:
+        value = getattr(settings, name)
+        if not value > 0:
+            raise ValueError(f"{name}: must be > 0, got {value}")
+
 @dataclasses.dataclass
 class CandidateConfig:
     """How a candidate tree is scored on the shared supernet weights; used by every method

@@ -63,3 +63,4 @@ def test_affinity_routing_groups_the_attributes_that_help_each_other():
     fc1 = routing.parents[space.grouping_layer + 1]
     assert [fc1[n] for n in range(4)] == [fc1[n] for n in range(4, 8)]
     assert len(set(fc1)) == 4
+

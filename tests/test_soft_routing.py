@@ -69,3 +69,4 @@ def test_one_hot_soft_routing_equals_hard_routing_and_never_retraces():
     assert all(np.abs(v.numpy() - b).max() > 0 for v, b in zip(holder.logits, before))
     # The switch is trace-time only: the model's own calls route hard again.
     assert all(layer.soft_parents is None for layer in model.routed_layers)
+

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 import numpy as np
 
 from gnas_keras.architecture import Architecture
-from gnas_keras.config import setting
+from gnas_keras.config import require_positive, setting
 from gnas_keras.evaluation import check_finite, segment_seed
 from gnas_keras.methods.base import (Method, SearchContext, SearchLogger, SearchResult,
                                      resume)
@@ -73,9 +73,7 @@ class AffinityConfig:
                                                 "lookahead (0: the training learning rate).")
 
     def validate(self) -> None:
-        for name in ("affinity_steps", "affinity_every"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")
+        require_positive(self, "affinity_steps", "affinity_every")
         if self.affinity_steps < self.affinity_every:
             raise ValueError(f"affinity_steps: must be >= affinity_every "
                              f"({self.affinity_every}), got {self.affinity_steps}")
@@ -185,7 +183,7 @@ def measure(loop: "Loop", train_data: Callable[[int], object], config: AffinityC
             z = np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0)
         state.affinity_sum = (np.asarray(state.affinity_sum) + z).tolist()
         state.evaluations = m + 1
-        if state.evaluations % 10 == 0 or state.evaluations == config.measurements:
+        if state.evaluations % max(1, config.measurements // 10) == 0:  # ~10 lines
             mean = state.mean()
             logger.progress(f"affinity step {state.evaluations * config.affinity_every}/"
                             f"{config.measurements * config.affinity_every}  mean Z "

@@ -25,6 +25,10 @@ What we changed, and the choices the paper leaves open (each a `SoftRoutingConfi
   without saying how. Both updates come from the same batch (single-level, as the paper).
 - Temperature: exponential from ``soft_temperature_start`` (5) to ``soft_temperature_end``
   (0.5) over the steps, held per chunk of ``soft_chunk`` steps (a variable: never retraces).
+- ``soft_warmup`` (ours, default 0): the first steps train the weights only, the logits
+  frozen at zero, so every edge trains before the logits compare them (measured without
+  it: the argmax tree settled within 200 steps on the edges that happened to train first;
+  docs/grouping_methods.md). It is read per chunk (a partial chunk counts as warm-up).
 - Gumbel noise is stateless, seeded by the run seed, the layer and a step counter that is
   checkpointed, so a resumed search draws the same noise (``--deterministic``).
 - ``soft_layers`` names the layers routed softly (default every searched layer); the other
@@ -47,7 +51,7 @@ from typing import TYPE_CHECKING, Any, Dict, List
 import numpy as np
 
 from gnas_keras.architecture import Architecture
-from gnas_keras.config import setting
+from gnas_keras.config import require_positive, setting
 from gnas_keras.evaluation import NumericalError, segment_seed
 from gnas_keras.methods.base import Method, SearchContext, SearchResult, resume
 from gnas_keras.tree import Routing, independent_routing
@@ -68,17 +72,18 @@ class SoftRoutingConfig:
                                                "last step (exponential schedule).")
     soft_logit_lr: float = setting(0.01, "Differentiable routing: Adam learning rate of the "
                                          "parent logits.")
+    soft_warmup: int = setting(0, "Differentiable routing: of soft_steps, the first steps "
+                                  "train the weights only, the logits frozen at zero (every "
+                                  "parent alike, Gumbel noise at the start temperature).")
     soft_layers: str = setting("", "Differentiable routing: comma-separated searched layers "
                                    "routed softly (default all); the others get the widest "
                                    "parents.")
 
     def validate(self) -> None:
-        for name in ("soft_steps", "soft_chunk"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")
-        for name in ("soft_temperature_start", "soft_temperature_end", "soft_logit_lr"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")
+        require_positive(self, "soft_steps", "soft_chunk", "soft_temperature_start",
+                         "soft_temperature_end", "soft_logit_lr")
+        if not 0 <= self.soft_warmup < self.soft_steps:
+            raise ValueError(f"soft_warmup: must be in [0, soft_steps), got {self.soft_warmup}")
 
 
 @dataclasses.dataclass
@@ -137,6 +142,7 @@ def new_logits(supernet: "Supernet", layers: List[int], learning_rate: float):
                      for l in layers]
     holder.temperature = tf.Variable(1.0, trainable=False, name="temperature")
     holder.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="noise_step")
+    holder.learning = tf.Variable(1.0, trainable=False, name="learning")  # 0: logits frozen
     holder.optimizer = keras.optimizers.Adam(learning_rate)
     holder.optimizer.build(holder.logits)
     return holder
@@ -185,7 +191,7 @@ def make_soft_step(supernet: "Supernet", holder, layers: List[int], seed: int):
         count = len(supernet.trainable_variables)
         supernet.optimizer.apply(supernet.scale_gradients(grads[:count]),
                                  supernet.trainable_variables)
-        holder.optimizer.apply(grads[count:], holder.logits)
+        holder.optimizer.apply([g * holder.learning for g in grads[count:]], holder.logits)
         holder.step.assign_add(1)
         return loss
 
@@ -201,7 +207,8 @@ def argmax_routing(supernet: "Supernet", holder, layers: List[int]) -> Routing:
 
 
 def temperature_at(step: int, config: SoftRoutingConfig) -> float:
-    fraction = step / config.soft_steps
+    """The start temperature through the warm-up, then exponential decay to the end one."""
+    fraction = max(0, step - config.soft_warmup) / (config.soft_steps - config.soft_warmup)
     return config.soft_temperature_start * (
         config.soft_temperature_end / config.soft_temperature_start) ** fraction
 
@@ -232,6 +239,7 @@ def _search(context: SearchContext) -> SearchResult:
         steps = min(config.soft_chunk, config.soft_steps - done)
         temperature = temperature_at(done, config)
         holder.temperature.assign(temperature)
+        holder.learning.assign(0.0 if done < config.soft_warmup else 1.0)
         iterator = iter(context.train_data(segment_seed(seed, 9, state.evaluations)))
         losses = [float(step(iterator)) for _ in range(steps)]
         loss = float(np.mean(losses))
