@@ -38,7 +38,8 @@ def synthetic_dir(tmp_path_factory):
 # collection order. Long files first lets the workers finish together; otherwise one of them
 # runs a long file alone at the end. `make test` also passes `--no-loadscope-reorder`, so
 # that xdist does not re-sort the files by their number of tests.
-SLOWEST_FIRST = ("test_resume.py", "test_resume_grouping.py", "test_galm.py", "test_search_binary.py", "test_supernet.py",
+SLOWEST_FIRST = ("test_resume.py", "test_resume_grouping.py", "test_galm.py",
+                 "test_search_binary.py", "test_supernet.py",
                  "test_run_data.py", "test_multiworker.py", "test_evaluate.py",
                  "test_export.py", "test_run_safety.py", "test_mixed_precision.py",
                  "test_study.py", "test_run.py", "test_branching.py", "test_monitoring.py",
