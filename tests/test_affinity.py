@@ -64,3 +64,27 @@ def test_affinity_routing_groups_the_attributes_that_help_each_other():
     assert [fc1[n] for n in range(4)] == [fc1[n] for n in range(4, 8)]
     assert len(set(fc1)) == 4
 
+
+
+def test_gnas_starts_from_the_affinity_tree_on_its_searched_layers():
+    """GNAS's initial_tree=affinity: the first round starts from the affinity tree's
+    parents on the searched layers (fc1 here); conv3, not searched, keeps the widest."""
+    import keras
+    from gnas_keras.config import CandidateConfig
+    from gnas_keras.methods import gnas
+    from gnas_keras.models.supernet import build_supernet
+    from gnas_keras.training import Loop
+    from gnas_keras.tree import Routing
+    keras.utils.set_random_seed(0)
+    space = get_space("tiny")
+    model = build_supernet(space, 3, (32, 32, 3))
+    loop = Loop(model, hand_built, seed=0)
+    drawn = Routing.from_lists([[0], [0] * 4, [3, 3, 1, 1], [2, 2, 0], [0, 1, 2], [0, 1, 2]])
+    state = gnas.SearchState(rng_state=np.random.default_rng(0).bit_generator.state)
+    gnas.search(loop, lambda *position: loop.iterator(hand_built(1)),
+                CandidateConfig(train_steps=1, val_batches=1),
+                gnas.GnasConfig(max_rounds=1, search_only="fc1", initial_tree="affinity"),
+                np.random.default_rng(0), state=state, affinity_start=lambda: drawn)
+    assert state.initial.parents[3] == (2, 2, 0)
+    assert state.initial.parents[2] == (0, 1, 2, 3)
+    assert state.results[0].round == 1
