@@ -85,12 +85,12 @@ class RunConfig:
                                                   "tree.json, report.json.")
     export_dir: str = setting("saved_models", "SavedModel base directory ('' = no export).")
     export_name: str = setting("", "Model name under export_dir (default <dataset>_<method>).")
-    export_fused: bool = setting(True, "Export the fused graph (gnas_keras.fused: sibling "
+    export_fused: bool = setting(True, "Export the fused graph (gnas_keras.models.fused: sibling "
                                        "blocks as one convolution, per-attribute fc layers "
                                        "as one batched matmul; the same function, fewer "
                                        "ops) instead of one layer per block.")
     method: str = setting("gnas", "Search method or fixed tree (gnas_keras.methods).")
-    space: str = setting("tiny", "Search space preset (gnas_keras.space).")
+    space: str = setting("tiny", "Search space preset (gnas_keras.space.search_space).")
     num_attributes: int = setting(0, "Expected number of attributes (0 = whatever the data "
                                      "has); a flagfile pointed at other data fails early.")
     batch_size: int = setting(64, "Global training batch size (all replicas together).")
@@ -199,7 +199,7 @@ class RunConfig:
         only = getattr(self.method_config(), "search_only", "")
         if only:  # names checked before any work; the block counts are checked by the search
             from gnas_keras.methods.gnas import layer_names
-            from gnas_keras.space import get_space
+            from gnas_keras.space.search_space import get_space
             searchable = [s.name for s in get_space(self.space).layers if s.searchable]
             for name in layer_names(only):
                 if name not in searchable:

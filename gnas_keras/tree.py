@@ -16,7 +16,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from gnas_keras.space import SearchSpace
+from gnas_keras.space.search_space import SearchSpace
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +80,7 @@ class Routing:
 
 
 def fixed_parents(below: int, here: int) -> tuple:
-    """The routing of a layer that is not searched (see `gnas_keras.space`)."""
+    """The routing of a layer that is not searched (see `gnas_keras.space.search_space`)."""
     return tuple([0] * here) if below == 1 else tuple(range(here))
 
 

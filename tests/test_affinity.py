@@ -3,8 +3,8 @@ clustered from an affinity (`tree.affinity_routing`)."""
 
 import numpy as np
 
-from gnas_keras.space import get_space
-from gnas_keras.tree import affinity_routing
+from gnas_keras.space.search_space import get_space
+from gnas_keras.space.tree import affinity_routing
 
 
 def hand_built(seed: int, batch: int = 32):
@@ -31,7 +31,7 @@ def test_attributes_that_need_the_same_feature_have_the_higher_affinity():
     from gnas_keras.methods.affinity import AffinityConfig, AffinityState, measure
     from gnas_keras.methods.base import SearchLogger
     from gnas_keras.models.supernet import build_supernet
-    from gnas_keras.training import Loop
+    from gnas_keras.training.loop import Loop
     import keras
     keras.utils.set_random_seed(0)
     model = build_supernet(get_space("tiny"), 3, (32, 32, 3), learning_rate=0.05)
@@ -73,8 +73,8 @@ def test_gnas_starts_from_the_affinity_tree_on_its_searched_layers():
     from gnas_keras.config import CandidateConfig
     from gnas_keras.methods import gnas
     from gnas_keras.models.supernet import build_supernet
-    from gnas_keras.training import Loop
-    from gnas_keras.tree import Routing
+    from gnas_keras.training.loop import Loop
+    from gnas_keras.space.tree import Routing
     keras.utils.set_random_seed(0)
     space = get_space("tiny")
     model = build_supernet(space, 3, (32, 32, 3))

@@ -8,8 +8,8 @@ import tensorflow as tf
 from gnas_keras.methods.soft_routing import (argmax_routing, make_soft_step, mixing,
                                              new_logits, soft_layers)
 from gnas_keras.models.supernet import build_supernet
-from gnas_keras.space import get_space
-from gnas_keras.tree import random_routing
+from gnas_keras.space.search_space import get_space
+from gnas_keras.space.tree import random_routing
 
 N = 5
 

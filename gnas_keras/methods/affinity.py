@@ -51,16 +51,16 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 
 import numpy as np
 
-from gnas_keras.architecture import Architecture
+from gnas_keras.space.architecture import Architecture
 from gnas_keras.config import require_positive, setting
-from gnas_keras.evaluation import check_finite, segment_seed
+from gnas_keras.training.evaluation import check_finite, segment_seed
 from gnas_keras.methods.base import (Method, SearchContext, SearchLogger, SearchResult,
                                      resume)
-from gnas_keras.tree import Routing, affinity_routing, shared_routing
+from gnas_keras.space.tree import Routing, affinity_routing, shared_routing
 
 if TYPE_CHECKING:
     from gnas_keras.models.supernet import Supernet
-    from gnas_keras.training import Loop
+    from gnas_keras.training.loop import Loop
 
 
 @dataclasses.dataclass

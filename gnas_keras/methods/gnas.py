@@ -41,7 +41,7 @@ reads trains too (its features are stale, frozen it could never win a child back
 ``reward=log_likelihood``; ``hysteresis``: a parent changes only on a gain beyond z paired
 standard errors; ``bn_refresh``: batch-norm statistics of the candidate's own tree;
 ``probe_steps``: a searched fc layer's fresh heads train to convergence on the frozen block
-features instead of K SGD steps (`gnas_keras.probe`: after K = 40 steps fresh heads read
+features instead of K SGD steps (`gnas_keras.models.probe`: after K = 40 steps fresh heads read
 only what a block encodes linearly); ``search_only``: only the named layers are searched
 (the others keep the widest parents, block j under block j mod B, `initial_routing`);
 ``restarts``: after convergence the search starts again from a new random tree (on the
@@ -77,18 +77,18 @@ from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 
-from gnas_keras import probe
-from gnas_keras.architecture import Architecture
+from gnas_keras.models import probe
+from gnas_keras.space.architecture import Architecture
 from gnas_keras.config import CandidateConfig, setting
-from gnas_keras.evaluation import Evaluation, check_finite, segment_seed
+from gnas_keras.training.evaluation import Evaluation, check_finite, segment_seed
 from gnas_keras.methods import affinity
 from gnas_keras.methods.base import (Method, SearchContext, SearchLogger, SearchResult,
                                      resume, warmup_chunk)
-from gnas_keras.tree import (Routing, adjusted_rand_index, correlation_routing,
+from gnas_keras.space.tree import (Routing, adjusted_rand_index, correlation_routing,
                              independent_routing, random_routing)
 
 if TYPE_CHECKING:
-    from gnas_keras.training import Loop
+    from gnas_keras.training.loop import Loop
 
 
 CANDIDATE_TRAINING = ("all", "above")
@@ -133,7 +133,7 @@ class GnasConfig:
     probe_steps: int = setting(
         0, "With candidate_training=above and fresh_heads, for a searched fc layer: the "
            "fresh heads of a candidate train to convergence (this many full-batch Adam steps "
-           "on the frozen features of the K training batches, gnas_keras.probe) instead of K "
+           "on the frozen features of the K training batches, gnas_keras.models.probe) instead of K "
            "SGD steps; 0: K SGD steps.")
     restarts: int = setting(
         0, "After the search converges (patience or max_rounds rounds), start it again this "
@@ -143,7 +143,7 @@ class GnasConfig:
     initial_tree: str = setting(
         "random", "The tree the rounds start from: random (Algorithm 1), label_correlation "
                   "(attributes clustered by their training labels' correlation, one cut of "
-                  "the dendrogram per layer; gnas_keras.tree.correlation_routing) or affinity "
+                  "the dendrogram per layer; gnas_keras.space.tree.correlation_routing) or affinity "
                   "(inter-task affinities measured on the supernet, clustered alike; "
                   "gnas_keras.methods.affinity, its affinity_* settings).",
         choices=INITIAL_TREES)

@@ -50,11 +50,11 @@ from typing import TYPE_CHECKING, Any, Dict, List
 
 import numpy as np
 
-from gnas_keras.architecture import Architecture
+from gnas_keras.space.architecture import Architecture
 from gnas_keras.config import require_positive, setting
-from gnas_keras.evaluation import NumericalError, segment_seed
+from gnas_keras.training.evaluation import NumericalError, segment_seed
 from gnas_keras.methods.base import Method, SearchContext, SearchResult, resume
-from gnas_keras.tree import Routing, independent_routing
+from gnas_keras.space.tree import Routing, independent_routing
 
 if TYPE_CHECKING:
     from gnas_keras.models.supernet import Supernet

@@ -42,8 +42,8 @@ import tensorflow as tf
 
 from gnas_keras.models.base import (AttributeModel, compile_model, normalize_images,
                                     precision)
-from gnas_keras.space import SearchSpace
-from gnas_keras.tree import Routing, fixed_parents
+from gnas_keras.space.search_space import SearchSpace
+from gnas_keras.space.tree import Routing, fixed_parents
 
 # Keras' BatchNormalization defaults (PyTorch's are momentum 0.9 in Keras terms, eps 1e-5).
 BN_EPSILON = 1e-3
@@ -362,7 +362,7 @@ class Supernet(AttributeModel):
     """All trees of a search space in one functional Keras model.
 
     Args:
-      space: the search space (`gnas_keras.space`).
+      space: the search space (`gnas_keras.space.search_space`).
       num_attributes: N.
       image_shape: (height, width, 3) of the input images in pixels.
       dropout: rate after every fc layer but the logits (paper: 0.75 for LFWA, Market-1501).
