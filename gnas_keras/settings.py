@@ -64,3 +64,12 @@ class CandidateConfig:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
         if self.warmup_resample <= 0:
             raise ValueError(f"warmup_resample: must be > 0, got {self.warmup_resample}")
+
+
+def require_positive(section: Any, *names: str) -> None:
+    """Raises ValueError naming the first field of `names` in `section` whose value is not
+    > 0."""
+    for name in names:
+        value = getattr(section, name)
+        if not value > 0:
+            raise ValueError(f"{name}: must be > 0, got {value}")

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, Tuple
 
-from gnas_keras.methods import branching, fixed, galm, gnas, random_search
+from gnas_keras.methods import (affinity, branching, fixed, galm, gnas, random_search,
+                                soft_routing)
 from gnas_keras.methods.base import Method
 
 REGISTRY: Dict[str, Method] = {}
@@ -40,6 +41,8 @@ register(gnas.METHOD)
 register(random_search.METHOD)
 register(branching.METHOD)
 register(galm.METHOD)
+register(affinity.METHOD)
+register(soft_routing.METHOD)
 for _fixed in fixed.METHODS:
     register(_fixed)
 

@@ -80,6 +80,7 @@ import numpy as np
 from gnas_keras.space.architecture import Architecture
 from gnas_keras.settings import CandidateConfig, setting
 from gnas_keras.training.evaluation import Evaluation, Stream, check_finite, segment_seed
+from gnas_keras.methods import affinity
 from gnas_keras.methods.base import (Boundary, Method, SearchContext, SearchLogger,
                                      SearchResult, resume, warmup_chunk)
 from gnas_keras.space.search_space import SearchSpace
@@ -110,6 +111,7 @@ class StartTree:
     layers: List[int]
     training_labels: Optional[Callable[[], np.ndarray]] = None
     logger: SearchLogger = dataclasses.field(default_factory=SearchLogger)
+    measured: Optional[Callable[[], Routing]] = None  # a tree measured on the supernet
 
     def draw(self, rng: np.random.Generator) -> Routing:
         return initial_routing(self.space, self.num_attributes, self.layers, rng)
@@ -128,7 +130,20 @@ class LabelCorrelationStart(StartTree):
         return initial_routing(self.space, self.num_attributes, self.layers, rng, labels)
 
 
-START_TREES = {"random": StartTree, "label_correlation": LabelCorrelationStart}
+class AffinityStart(StartTree):
+    """GNAS+ ``initial_tree=affinity``: the tree of an inter-task affinity measurement on the
+    search's own supernet (`affinity.gnas_start`, handed in as `measured`): the searched
+    layers take its parents, the others the widest; draws nothing from `rng`."""
+
+    def draw(self, rng: np.random.Generator) -> Routing:
+        if self.measured is None:
+            raise ValueError("initial_tree: affinity needs the search's supernet")
+        return _with_layers(independent_routing(self.space, self.num_attributes),
+                            self.measured(), self.layers)
+
+
+START_TREES = {"random": StartTree, "label_correlation": LabelCorrelationStart,
+               "affinity": AffinityStart}
 
 
 @dataclasses.dataclass
@@ -168,17 +183,19 @@ class GnasConfig:
     probe_steps: int = setting(
         0, "With candidate_training=above and fresh_heads, for a searched fc layer: the "
            "fresh heads of a candidate train to convergence (this many full-batch Adam steps "
-           "on the frozen features of the K training batches, gnas_keras.models.probe) instead of K "
-           "SGD steps; 0: K SGD steps.")
+           "on the frozen features of the K training batches, gnas_keras.models.probe) "
+           "instead of K SGD steps; 0: K SGD steps.")
     restarts: int = setting(
         0, "After the search converges (patience or max_rounds rounds), start it again this "
            "many times from a new random tree on the same weights; in the end the converged "
            "trees are scored as candidates are (same weights, batches and validation "
            "batches; weights restored) and the best one is kept.")
     initial_tree: str = setting(
-        "random", "The tree the rounds start from: random (Algorithm 1) or label_correlation "
+        "random", "The tree the rounds start from: random (Algorithm 1), label_correlation "
                   "(attributes clustered by their training labels' correlation, one cut of "
-                  "the dendrogram per layer; gnas_keras.space.tree.correlation_routing).",
+                  "the dendrogram per layer; gnas_keras.space.tree.correlation_routing) or "
+                  "affinity (inter-task affinities measured on the supernet, clustered alike; "
+                  "gnas_keras.methods.affinity, its affinity_* settings).",
         choices=tuple(START_TREES))
     warmup_initial_tree: bool = setting(
         False, "The warm-up (warmup_steps) trains the initial tree, drawn before it, instead "
@@ -621,7 +638,8 @@ class TrainedScorer:
             self.loop, self.val_data, self.candidates, config,
             self.routing.with_layer(l, [b] * len(self.routing.parents[l])),  # all children -> b
             l, l - 1 if config.train_dead_parents and dead else l,
-            np.random.default_rng(segment_seed(self.seed, Stream.FRESH_HEADS, *self.position, b)), self.position,
+            np.random.default_rng(segment_seed(self.seed, Stream.FRESH_HEADS, *self.position,
+                                               b)), self.position,
             f"round {self.position[0]} layer {name} candidate {b}")
         if above:
             model.restore(saved)
@@ -641,7 +659,8 @@ class ProbeScorer(TrainedScorer):
         return self
 
     def score(self, b: int):
-        heads = np.random.default_rng(segment_seed(self.seed, Stream.FRESH_HEADS, *self.position, b))
+        heads = np.random.default_rng(segment_seed(self.seed, Stream.FRESH_HEADS,
+                                                   *self.position, b))
         return self.features.probe(b, self.config.probe_steps, heads)
 
 
@@ -676,7 +695,8 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
            config: GnasConfig, rng: np.random.Generator, logger: Optional[SearchLogger] = None,
            state: Optional[SearchState] = None,
            checkpoint: Optional[Callable[[SearchState, str], None]] = None, seed: int = 0,
-           training_labels: Optional[Callable[[], np.ndarray]] = None) -> List[RoundResult]:
+           training_labels: Optional[Callable[[], np.ndarray]] = None,
+           affinity_start: Optional[Callable[[], Routing]] = None) -> List[RoundResult]:
     """Runs Algorithm 1 (with the GNAS+ options of `config`) on `loop.model`; returns one
     `RoundResult` per round. The model's routing is left at the final tree.
 
@@ -692,6 +712,7 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
       seed: the run seed (fresh heads draw their weights from it and the position).
       training_labels: () -> every training label, int [examples, N] (for
         ``initial_tree=label_correlation``).
+      affinity_start: () -> the tree of ``initial_tree=affinity`` (`affinity.gnas_start`).
     """
     model, logger = loop.model, logger or SearchLogger()
     space, n = model.space, model.num_attributes
@@ -702,7 +723,8 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
     max_rounds = config.max_rounds * (config.restarts + 1)      # over all restarts
     state = state or SearchState(rng_state=rng.bit_generator.state)
     start, save = resume(state, rng, checkpoint)
-    start_tree = START_TREES[config.initial_tree](space, n, layers, training_labels, logger)
+    start_tree = START_TREES[config.initial_tree](space, n, layers, training_labels, logger,
+                                                  affinity_start)
     _initialize(loop, candidates, config, state, start_tree, rng, logger, start, save)
     clock = _Clock(start, max_rounds * space.evaluations_per_round(n, layers),
                    state.evaluations)
@@ -868,7 +890,8 @@ def _search(context: SearchContext) -> SearchResult:
     results = search(context.loop, context.val_data, context.config.candidates,
                      context.method_config, context.rng, context.logger, state,
                      context.checkpoint, seed=context.config.seed,
-                     training_labels=context.training_labels)
+                     training_labels=context.training_labels,
+                     affinity_start=affinity.gnas_start(context))
     supernet = context.supernet
     report = {"rounds": [round_report(r) for r in results]}
     if state.initial is not None:

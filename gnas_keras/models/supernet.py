@@ -19,6 +19,13 @@ momentum of inactive edges stay bit-for-bit unchanged. Weight decay is therefore
 the gathered rows in the loss (`Supernet.active_l2`), not the optimizer's decoupled decay,
 which would shrink every row.
 
+Soft routing (`Supernet.soft_routing`, differentiable routing, `gnas_keras.methods.soft_routing`):
+a trace-time switch under which a searched layer computes every edge and gives block j the
+weighted sum over candidate parents p of edge (p, j)'s output, with weights [B_l, B_{l-1}]
+from a function the caller hands in (a Gumbel-softmax over learned logits). One-hot weights
+give the hard routing's output exactly. Outside the switch nothing of it is traced: the hard
+path's graph is what it was.
+
 The training contract (loss, L2 on the active rows, accuracy, steps) is `AttributeModel`'s.
 The model's input is a float image batch [batch, H, W, 3] with pixel values in [0, 255]; its
 output is logits [batch, N, 2] (class 1 = attribute present).
@@ -26,6 +33,7 @@ output is logits [batch, N, 2] (class 1 = attribute present).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Dict, List, Optional
 
 import keras
@@ -61,6 +69,25 @@ class _Routed(keras.layers.Layer):
         # Read when a train step is traced (`Supernet.train_function_now`): True when no
         # layer below trains, so the backward pass can stop at this layer's input.
         self.stop_input_gradient = False
+        # Read when a step is traced: None (hard routing), or ``soft_parents(training)`` ->
+        # float [B_l, B_{l-1}], the weight of each candidate parent (`Supernet.soft_routing`).
+        self.soft_parents: Optional[Callable[[bool], tf.Tensor]] = None
+
+    def _rows(self, *variables):
+        """The rows of `variables` [E, ...] that the network uses: the active edges' (hard
+        routing: gathered, so their gradients are sparse), or every edge (soft routing)."""
+        if self.soft_parents is not None:
+            return list(variables)
+        edges = self.edge_ids()
+        return [tf.gather(v, edges) for v in variables]
+
+    def _mix(self, edge_outputs, training):
+        """Soft routing: block j's output, sum over parents p of weight[j, p] times edge
+        (p, j)'s output; `edge_outputs` lists the outputs in edge order (p * B_l + j)."""
+        weights = tf.cast(self.soft_parents(training), edge_outputs[0].dtype)
+        b = self.blocks
+        return tf.stack([tf.add_n([weights[j, p] * edge_outputs[p * b + j]
+                                   for p in range(self.parent_blocks)]) for j in range(b)])
 
     def _input(self, stack):
         return tf.stop_gradient(stack) if self.stop_input_gradient else stack
@@ -145,43 +172,69 @@ class RoutedConv(_Routed):
         self._add_train_scale()
 
     def active_weights(self):
-        edges = self.edge_ids()
-        return [tf.gather(self.kernel, edges), tf.gather(self.gamma, edges),
-                tf.gather(self.beta, edges)]
+        return self._rows(self.kernel, self.gamma, self.beta)
 
     def call(self, stack, training=False):
         stack = self._input(stack)
+        if self.soft_parents is not None:
+            return self._call_soft(stack, training)
         if self.grouped and self.blocks > 1:
             return self._call_grouped(stack, training)
         edges = self.edge_ids()
         kernels, gammas, betas = self.active_weights()
         inputs = self.parent_features(stack)
-        if training:
-            means, variances = [], []
-        else:
-            means = tf.gather(self.moving_mean, edges)
-            variances = tf.gather(self.moving_variance, edges)
-        outputs = []
-        f32 = tf.float32  # batch norm in float32 also under mixed precision, as Keras' BN
+        if not training:
+            moving_means = tf.gather(self.moving_mean, edges)
+            moving_variances = tf.gather(self.moving_variance, edges)
+        outputs, means, variances = [], [], []
         for j in range(self.blocks):
-            y = tf.cast(tf.nn.conv2d(inputs[j], kernels[j], strides=1, padding="SAME"), f32)
-            if training:
-                mean, variance = tf.nn.moments(y, axes=[0, 1, 2])
-                means.append(mean)
-                variances.append(variance)
-            else:
-                mean, variance = tf.cast(means[j], f32), tf.cast(variances[j], f32)
-            y = tf.nn.batch_normalization(y, mean, variance, tf.cast(betas[j], f32),
-                                          tf.cast(gammas[j], f32), self.bn_epsilon)
-            y = tf.cast(tf.nn.relu(y), self.compute_dtype)
-            if self.pool == "max":
-                y = tf.nn.max_pool2d(y, ksize=2, strides=2, padding="VALID")
-            elif self.pool == "global_avg":
-                y = tf.reduce_mean(y, axis=[1, 2])
+            y, mean, variance = self._edge(
+                inputs[j], kernels[j], gammas[j], betas[j],
+                None if training else (moving_means[j], moving_variances[j]))
             outputs.append(y)
+            means.append(mean)
+            variances.append(variance)
         if training:
             self._update_moving_stats(edges, tf.stack(means), tf.stack(variances))
         return tf.stack(outputs)
+
+    def _call_soft(self, stack, training):
+        """Every edge (p, j) computed on parent p's features, then mixed (`_mix`)."""
+        b, edges = self.blocks, self.num_edges
+        # Unstacked, not sliced: in a tf.function on CPU, convolutions of slices stack[p] of
+        # a computed stack gave wrong outputs (off by up to 1.6 against eager; TF 2.21).
+        parents = tf.unstack(stack, num=self.parent_blocks)
+        outputs, means, variances = [], [], []
+        for e in range(edges):
+            y, mean, variance = self._edge(
+                parents[e // b], self.kernel[e], self.gamma[e], self.beta[e],
+                None if training else (self.moving_mean[e], self.moving_variance[e]))
+            outputs.append(y)
+            means.append(mean)
+            variances.append(variance)
+        if training:
+            self._update_moving_stats(tf.range(edges, dtype=tf.int32), tf.stack(means),
+                                      tf.stack(variances))
+        return self._mix(outputs, training)
+
+    def _edge(self, x, kernel, gamma, beta, moving=None):
+        """One edge: conv -> BN -> ReLU -> pool on features x [batch, H, W, C_in]. Batch
+        norm uses the batch's statistics, or with `moving` = (mean, variance) those; returns
+        the output and the statistics used."""
+        f32 = tf.float32  # batch norm in float32 also under mixed precision, as Keras' BN
+        y = tf.cast(tf.nn.conv2d(x, kernel, strides=1, padding="SAME"), f32)
+        if moving is None:
+            mean, variance = tf.nn.moments(y, axes=[0, 1, 2])
+        else:
+            mean, variance = tf.cast(moving[0], f32), tf.cast(moving[1], f32)
+        y = tf.nn.batch_normalization(y, mean, variance, tf.cast(beta, f32),
+                                      tf.cast(gamma, f32), self.bn_epsilon)
+        y = tf.cast(tf.nn.relu(y), self.compute_dtype)
+        if self.pool == "max":
+            y = tf.nn.max_pool2d(y, ksize=2, strides=2, padding="VALID")
+        elif self.pool == "global_avg":
+            y = tf.reduce_mean(y, axis=[1, 2])
+        return y, mean, variance
 
     def _call_grouped(self, stack, training):
         """The same function as the per-block loop, as one convolution, one batch norm, one
@@ -273,23 +326,26 @@ class RoutedDense(_Routed):
         self.drop = keras.layers.Dropout(self.dropout)
 
     def active_weights(self):
-        edges = self.edge_ids()
-        return [tf.gather(self.kernel, edges), tf.gather(self.bias, edges)]
+        return self._rows(self.kernel, self.bias)
 
     def call(self, stack, training=False):
         stack = self._input(stack)
         kernels, biases = self.active_weights()
-        if not self.searchable and self.parent_blocks == self.blocks:
-            inputs = stack  # fixed routing, block j reads block j: no gather (FC-2, FC-3)
+        if self.soft_parents is not None:  # every edge: parent p's features for edge p*B+j
+            inputs, blocks = tf.repeat(stack, self.blocks, axis=0), self.num_edges
+        elif not self.searchable and self.parent_blocks == self.blocks:
+            inputs, blocks = stack, self.blocks  # fixed routing, block j reads block j (FC-2, 3)
         else:
-            inputs = tf.gather(stack, self.parents)
+            inputs, blocks = tf.gather(stack, self.parents), self.blocks
         shape = tf.shape(inputs)
-        inputs = tf.reshape(inputs, [self.blocks, shape[1], self.kernel.shape[1]])
+        inputs = tf.reshape(inputs, [blocks, shape[1], self.kernel.shape[1]])
         y = tf.matmul(inputs, kernels) + biases[:, None, :]
         if self.activation:
             y = tf.nn.relu(y)
             if self.dropout:
                 y = self.drop(y, training=training)
+        if self.soft_parents is not None:
+            return self._mix(tf.unstack(y), training)
         return y
 
     def compute_output_shape(self, input_shape):
@@ -357,6 +413,24 @@ class Supernet(AttributeModel):
         routing.validate(self.space, self.num_attributes)
         for layer, parents in zip(self.routed_layers, routing.parents):
             layer.parents.assign(np.asarray(parents, np.int32))
+
+    @contextlib.contextmanager
+    def soft_routing(self, mixing: Dict[int, Callable[[bool], tf.Tensor]]):
+        """Within this context, a step traced (or a call made eagerly) routes layer l of
+        `mixing` softly: ``mixing[l](training)`` -> float [B_l, B_{l-1}] weights of each
+        block's candidate parents (module docstring), read inside the graph, so new weights
+        never retrace. Every edge of those layers is in use (`weights_in_use`) and their
+        moving statistics all update. Steps traced outside the context route hard."""
+        for l, weights in mixing.items():
+            layer = self.routed_layers[l]
+            if not layer.searchable or layer.parent_blocks == 1:
+                raise ValueError(f"soft routing: layer {layer.name} has no parents to choose")
+            layer.soft_parents = weights
+        try:
+            yield
+        finally:
+            for l in mixing:
+                self.routed_layers[l].soft_parents = None
 
     # --- training -------------------------------------------------------------------------
     def weights_in_use(self):

@@ -173,15 +173,21 @@ def label_correlations(labels: np.ndarray) -> np.ndarray:
 
 
 def correlation_clusters(correlation: np.ndarray, num_clusters: int) -> np.ndarray:
-    """Attributes clustered by their labels alone: average linkage on the distance
-    1 - |r| (scipy's hierarchy; a negative correlation links as well as a positive one),
-    cut into at most `num_clusters` clusters. int [N] in 0..C-1, clusters numbered by their
-    lowest attribute index, so cuts of one dendrogram nest and number alike."""
+    """Attributes clustered by their labels alone: `dendrogram_clusters` on the distance
+    1 - |r| (a negative correlation links as well as a positive one)."""
+    return dendrogram_clusters(1.0 - np.abs(np.asarray(correlation, np.float64)), num_clusters)
+
+
+def dendrogram_clusters(distance: np.ndarray, num_clusters: int) -> np.ndarray:
+    """Average linkage (scipy's hierarchy) on a symmetric distance [N, N] between attributes
+    (its diagonal is not read), cut into at most `num_clusters` clusters. int [N] in
+    0..C-1, clusters numbered by their lowest attribute index, so cuts of one dendrogram
+    nest and number alike."""
     from scipy.cluster import hierarchy
-    n = len(correlation)
+    n = len(distance)
     if n < 2 or num_clusters <= 1:
         return np.zeros(n, np.int64)
-    distance = 1.0 - np.abs(np.asarray(correlation, np.float64))
+    distance = np.asarray(distance, np.float64)
     linkage = hierarchy.linkage(distance[np.triu_indices(n, k=1)], method="average")
     labels = hierarchy.fcluster(linkage, t=min(num_clusters, n), criterion="maxclust")
     order = {c: i for i, c in enumerate(dict.fromkeys(labels))}  # by first attribute
@@ -190,20 +196,41 @@ def correlation_clusters(correlation: np.ndarray, num_clusters: int) -> np.ndarr
 
 def correlation_routing(space: SearchSpace, num_attributes: int,
                         labels: np.ndarray) -> Routing:
-    """A tree drawn from the training labels alone (GNAS+ ``initial_tree``): one dendrogram
-    of the attributes (`correlation_clusters`) is cut, for each layer, into as many clusters
-    as the layer has blocks; block j of the layer stands for cluster j, and its parent is
-    the block below that holds most of its attributes (the lowest index on a tie). A block
-    with no cluster (more blocks than clusters) takes the widest parent, j mod B_{l-1};
-    a layer with one block per attribute stands for the attributes themselves."""
-    counts = space.block_counts(num_attributes)
+    """A tree drawn from the training labels alone (GNAS+ ``initial_tree``):
+    `dendrogram_routing` on the distance 1 - |label correlation|."""
     correlation = label_correlations(labels)
     if correlation.shape[0] != num_attributes:
         raise ValueError(f"labels: {correlation.shape[0]} attributes, the space is built "
                          f"for {num_attributes}")
+    return dendrogram_routing(space, num_attributes, 1.0 - np.abs(correlation))
+
+
+def affinity_routing(space: SearchSpace, num_attributes: int,
+                     affinity: np.ndarray) -> Routing:
+    """A tree from an inter-task affinity [N, N] (row i's step onto column j's loss,
+    `gnas_keras.methods.affinity`): `dendrogram_routing` on the distance max(S) - S of the
+    symmetric affinity S = (Z + Z^T) / 2, so the pairs that help each other most link
+    first and average linkage maximises the mean affinity within clusters greedily."""
+    affinity = np.asarray(affinity, np.float64)
+    if affinity.shape != (num_attributes, num_attributes):
+        raise ValueError(f"affinity: expected shape {(num_attributes, num_attributes)}, got "
+                         f"{affinity.shape}")
+    symmetric = (affinity + affinity.T) / 2.0
+    return dendrogram_routing(space, num_attributes, symmetric.max() - symmetric)
+
+
+def dendrogram_routing(space: SearchSpace, num_attributes: int,
+                       distance: np.ndarray) -> Routing:
+    """One dendrogram of the attributes on `distance` [N, N] (`dendrogram_clusters`), cut
+    for each layer into as many clusters as the layer has blocks; block j of the layer stands
+    for cluster j, and its parent is the block below that holds most of its attributes (the
+    lowest index on a tie). A block with no cluster (more blocks than clusters) takes the
+    widest parent, j mod B_{l-1}; a layer with one block per attribute stands for the
+    attributes themselves."""
+    counts = space.block_counts(num_attributes)
     # cluster[l][n]: the block of layer l that stands for attribute n.
     cluster = [np.arange(num_attributes) if count == num_attributes
-               else correlation_clusters(correlation, count) for count in counts]
+               else dendrogram_clusters(distance, count) for count in counts]
 
     def choose(l, below, here):
         parents = []
