@@ -126,15 +126,28 @@ def fail(message: str, status: int = 2) -> None:
     sys.exit(status)
 
 
-def generate_synthetic_if_wanted(config, enabled: bool) -> None:
-    """Generates the synthetic set at ``config.data_dir`` if it is missing, when the run asks
-    for it (``--dataset=synthetic``) or uses the default ``--data_dir`` (data/synthetic)."""
+def define_synthetic_flags() -> None:
+    """``--generate_synthetic`` and ``--synthetic_version``, for binaries that train."""
+    flags.DEFINE_bool("generate_synthetic", True,
+                      "Generate the synthetic set at --data_dir if it is missing, with "
+                      "--dataset=synthetic or with the default --data_dir.")
+    # 4 = pipelines.synthetic.GENERATOR_VERSION, written out: that module imports TensorFlow.
+    flags.DEFINE_integer("synthetic_version", 4, "Generator version of that synthetic set "
+                         "(4: groups invisible in the labels; 3: the earlier set with each "
+                         "group's majority); a set of another version is regenerated.",
+                         lower_bound=3, upper_bound=4)
+
+
+def generate_synthetic_if_wanted(config, enabled: bool, version: int = 4) -> None:
+    """Generates the synthetic set (generator `version`) at ``config.data_dir`` if it is
+    missing or of another version, when the run asks for it (``--dataset=synthetic``) or uses
+    the default ``--data_dir`` (data/synthetic)."""
     from gnas_keras.config import RunConfig
 
     if enabled and (config.dataset == "synthetic" or (
             not config.dataset and config.data_dir == RunConfig().data_dir)):
         from pipelines import synthetic
-        synthetic.ensure_generated(config.data_dir)
+        synthetic.ensure_generated(config.data_dir, version=version)
 
 
 def parse_flags(argv):

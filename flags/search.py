@@ -4,8 +4,9 @@ r"""Search (or train a fixed tree), fine-tune, test and export: one run of `gnas
     python -m flags.search --dataset=celeba --data_dir=data/celeba --space=shallow_thin \
         --workdir=runs/celeba --train_steps=2000 --max_rounds=150
 
-Every flag but --generate_synthetic is a field of `gnas_keras.config.RunConfig` or of a
-method's config (`gnas_keras.methods`), with its default and help text from there;
+Every flag but --generate_synthetic and --synthetic_version is a field of
+`gnas_keras.config.RunConfig` or of a method's config (`gnas_keras.methods`), with its
+default and help text from there;
 ``--helpfull`` lists each method's settings under the method.
 """
 
@@ -21,9 +22,7 @@ from gnas_keras.methods import REGISTRY
 from gnas_keras.space import PRESETS
 
 FLAGS = flags.FLAGS
-flags.DEFINE_bool("generate_synthetic", True,
-                  "Generate the synthetic set at --data_dir if it is missing, with "
-                  "--dataset=synthetic or with the default --data_dir.")
+common.define_synthetic_flags()
 dataclass_flags.define(RunConfig(), "gnas_keras.config", choices={
     "space": sorted(PRESETS), "method": list(REGISTRY)})
 
@@ -54,7 +53,8 @@ def print_summary(report, workdir: str) -> None:
 def main(argv):
     config = config_from_flags()
     config.validate()
-    common.generate_synthetic_if_wanted(config, FLAGS.generate_synthetic)
+    common.generate_synthetic_if_wanted(config, FLAGS.generate_synthetic,
+                                        FLAGS.synthetic_version)
     from gnas_keras.run import run  # imports TensorFlow: after the cheap checks
     print_summary(run(config), config.workdir)
 

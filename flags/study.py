@@ -24,9 +24,7 @@ from gnas_keras.space import PRESETS
 from gnas_keras.study import RUN_FIELDS, StudyConfig
 
 FLAGS = flags.FLAGS
-flags.DEFINE_bool("generate_synthetic", True,
-                  "Generate the synthetic set at --data_dir if it is missing, with "
-                  "--dataset=synthetic or with the default --data_dir.")
+common.define_synthetic_flags()
 _RUN_SKIPPED = [f.name for f in dataclasses.fields(RunConfig) if f.name not in RUN_FIELDS]
 dataclass_flags.define(RunConfig(), "gnas_keras.config", skip=_RUN_SKIPPED,
                        choices={"space": sorted(PRESETS)})
@@ -41,7 +39,8 @@ def config_from_flags() -> StudyConfig:
 def main(argv):
     config = config_from_flags()
     config.validate()
-    common.generate_synthetic_if_wanted(config.run, FLAGS.generate_synthetic)
+    common.generate_synthetic_if_wanted(config.run, FLAGS.generate_synthetic,
+                                        FLAGS.synthetic_version)
     from gnas_keras.study import run_study  # the heavy work
 
     result = run_study(config)

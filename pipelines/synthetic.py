@@ -11,12 +11,26 @@ of three bits (8 states, each equally often):
 - ``lighting``: the background's brightness, the stripes' contrast and the pixel noise (each
   low or high).
 
-A group's four attributes are Boolean functions of *all three* of its bits (x0, x1, x2):
-three multiplexers ``rule_1 = x1 if x0 else x2``, ``rule_2 = x2 if x1 else x0``,
-``rule_3 = x0 if x2 else x1`` and the majority. Each is balanced, each needs every bit of
-its group (one bit alone predicts it at most 75 % of the time), and together they identify
-the group's state. Every attribute is a function of its own group's state only. The states
-are discrete and far apart, so each attribute is learnable without label noise.
+A group's attributes are Boolean functions of *all three* of its bits (x0, x1, x2): three
+multiplexers ``rule_1 = x1 if x0 else x2``, ``rule_2 = x2 if x1 else x0``,
+``rule_3 = x0 if x2 else x1``. Each is balanced, each needs every bit of its group (one bit
+alone predicts it at most 75 % of the time), and the three together identify the group's
+state (they are a one-to-one recoding of the 8 states). Every attribute is a function of its
+own group's state only. The states are discrete and far apart, so each attribute is
+learnable without label noise.
+
+Generator versions (``version``; the metadata's ``extra.generator_version``):
+
+- **4, the default**: the three multiplexers per group, 12 attributes. Being a one-to-one
+  recoding of a uniform state, the three are independent fair coins: **the label
+  correlation of any two attributes is 0** (exactly within a group in a split of a multiple
+  of 8 images; across groups up to sampling noise). The groups do not show in the labels,
+  so a tree drawn from label correlations is at chance and only the images tell them apart.
+- **3** (2026-11-27 to 2026-12-04): the same three multiplexers plus the majority of the
+  three bits, 16 attributes. Each multiplexer agrees with the majority in 6 of 8 states
+  (label correlation +0.5), so clustering the training labels alone returns the planted
+  groups (docs/planted_set.md). Kept for comparisons: ``generate(..., version=3)``,
+  ``--synthetic_version=3``.
 
 Why the attributes are not the bits themselves (generator version 2 used bits + majority):
 independent bits make the best tree a packing problem, not a grouping one. Any 3 bits fill a
@@ -49,18 +63,29 @@ import tensorflow as tf
 
 from pipelines import records
 
-GENERATOR_VERSION = 3  # in metadata.extra; `ensure_generated` regenerates older sets
+# The default version (in metadata.extra); `ensure_generated` replaces a set of any other.
+GENERATOR_VERSION = 4
+VERSIONS = (3, 4)  # the versions `generate` still writes (see the module docstring)
 
 # Per group: rule_1, rule_2, rule_3 (multiplexers of the group's three bits, see
-# `attributes_from_states`) and the majority of the three bits. The bits: colour = the
-# object's (red, green, blue) high; form = (wide, tall, filled); texture = stripes (diagonal,
-# turned, fine); lighting = (bright background, contrasty stripes, grainy).
-GROUPS: Dict[str, List[str]] = {
-    "colour": ["colour_rule_1", "colour_rule_2", "colour_rule_3", "object_light"],
-    "form": ["form_rule_1", "form_rule_2", "form_rule_3", "object_big"],
-    "texture": ["texture_rule_1", "texture_rule_2", "texture_rule_3", "stripes_busy"],
-    "lighting": ["lighting_rule_1", "lighting_rule_2", "lighting_rule_3", "light_harsh"],
-}
+# `attributes_from_states`); version 3 adds the majority of the three bits. The bits:
+# colour = the object's (red, green, blue) high; form = (wide, tall, filled); texture =
+# stripes (diagonal, turned, fine); lighting = (bright background, contrasty stripes, grainy).
+MAJORITY_NAMES = {"colour": "object_light", "form": "object_big", "texture": "stripes_busy",
+                  "lighting": "light_harsh"}  # version 3's fourth attribute per group
+
+
+def groups(version: int = GENERATOR_VERSION) -> Dict[str, List[str]]:
+    """Attribute names per group name, in column order, of a generator `version`."""
+    if version not in VERSIONS:
+        raise ValueError(f"synthetic generator version {version}: expected one of "
+                         f"{', '.join(map(str, VERSIONS))}")
+    return {group: [f"{group}_rule_{r}" for r in (1, 2, 3)]
+            + ([majority] if version == 3 else [])
+            for group, majority in MAJORITY_NAMES.items()}
+
+
+GROUPS = groups()  # the default version's
 ATTRIBUTE_NAMES = [a for names in GROUPS.values() for a in names]
 DEFAULT_SIZES = {"train": 16000, "validation": 4000, "test": 4000}
 NUM_STATES = 8  # three bits per group
@@ -81,13 +106,15 @@ def state_bits(states: np.ndarray) -> np.ndarray:
     return (states[..., None] >> np.arange(3)) & 1
 
 
-def attributes_from_states(states: np.ndarray) -> np.ndarray:
-    """int [n, 4 * G] in {0, 1} from states int [n, G] in 0..7, columns group by group:
-    rule_1 = x1 if x0 else x2, rule_2 = x2 if x1 else x0, rule_3 = x0 if x2 else x1, and
-    the majority of (x0, x1, x2), the state's bits."""
+def attributes_from_states(states: np.ndarray, version: int = GENERATOR_VERSION) -> np.ndarray:
+    """int [n, A * G] in {0, 1} from states int [n, G] in 0..7, columns group by group:
+    rule_1 = x1 if x0 else x2, rule_2 = x2 if x1 else x0, rule_3 = x0 if x2 else x1 of the
+    state's bits (x0, x1, x2), and in version 3 their majority (A = 3, or 4 in version 3)."""
+    groups(version)  # an unknown version: ValueError
     x0, x1, x2 = np.moveaxis(state_bits(states), -1, 0)  # each [n, G]
-    rules = [np.where(x0 == 1, x1, x2), np.where(x1 == 1, x2, x0), np.where(x2 == 1, x0, x1),
-             (x0 + x1 + x2 >= 2)]
+    rules = [np.where(x0 == 1, x1, x2), np.where(x1 == 1, x2, x0), np.where(x2 == 1, x0, x1)]
+    if version == 3:
+        rules.append(x0 + x1 + x2 >= 2)
     return np.stack(rules, axis=-1).reshape(len(states), -1).astype(np.int64)
 
 
@@ -128,7 +155,7 @@ def render(states: np.ndarray, size: int, rng: np.random.Generator,
 
 def generate(output_dir: str, seed: int = 0, sizes: Dict[str, int] = None,
              image_size: int = 32, noise: float = 3.0, num_shards: int = 4,
-             overwrite: bool = False) -> records.Metadata:
+             overwrite: bool = False, version: int = GENERATOR_VERSION) -> records.Metadata:
     """Writes the synthetic dataset as TFRecords (PNG images) with its metadata.
 
     Args:
@@ -140,8 +167,10 @@ def generate(output_dir: str, seed: int = 0, sizes: Dict[str, int] = None,
         in [0, 255] units (grainy ones add `GRAIN`).
       num_shards: TFRecord shards per split.
       overwrite: replace an existing dataset at `output_dir`.
+      version: the generator version (`VERSIONS`): which attributes (module docstring).
     """
     sizes = dict(sizes or DEFAULT_SIZES)
+    names = groups(version)
     with records.DatasetWriter(output_dir, {s: num_shards for s in sizes},
                                overwrite=overwrite) as writer:
         for split_index, (split, n) in enumerate(sorted(sizes.items())):
@@ -151,32 +180,34 @@ def generate(output_dir: str, seed: int = 0, sizes: Dict[str, int] = None,
             rng = np.random.default_rng([seed, split_index])
             # Balanced states: every state equally often per group (then shuffled).
             states = np.stack([rng.permutation(np.arange(n) % NUM_STATES)
-                               for _ in GROUPS], axis=1)
-            labels = attributes_from_states(states)
+                               for _ in names], axis=1)
+            labels = attributes_from_states(states, version)
             images = render(states, image_size, rng, noise)
             pngs = tf.data.Dataset.from_tensor_slices(images).map(tf.io.encode_png)
             for i, png in enumerate(pngs.batch(n).get_single_element().numpy()):
                 writer.add(split, png, labels[i].tolist(), key=f"{split}/{i:06d}")
         meta = records.Metadata(
             name="synthetic", source=f"pipelines.synthetic seed={seed}",
-            attribute_names=list(ATTRIBUTE_NAMES), split_sizes={},
+            attribute_names=[a for g in names.values() for a in g], split_sizes={},
             image_height=image_size, image_width=image_size,
-            groups=[list(g) for g in GROUPS.values()],
+            groups=[list(g) for g in names.values()],
             extra={"seed": seed, "noise": noise, "requested_sizes": sizes,
-                   "group_names": list(GROUPS), "generator_version": GENERATOR_VERSION})
+                   "group_names": list(names), "generator_version": version})
         writer.finish(meta)
     return meta
 
 
-def ensure_generated(data_dir: str, seed: int = 0) -> records.Metadata:
-    """Generates the default synthetic set at `data_dir` unless it is already there; a set
-    written by an older generator version is replaced."""
+def ensure_generated(data_dir: str, seed: int = 0,
+                     version: int = GENERATOR_VERSION) -> records.Metadata:
+    """Generates the synthetic set of generator `version` at `data_dir` unless it is already
+    there; a synthetic set of another version (an older default, say) is replaced."""
+    groups(version)  # an unknown version: ValueError before anything is touched
     if os.path.exists(os.path.join(data_dir, records.METADATA_FILE)):
         meta = records.read_metadata(data_dir)
         if meta.name != "synthetic" or meta.extra.get("seed") != seed:
             raise ValueError(f"{data_dir}: holds dataset {meta.name!r} "
                              f"(seed {meta.extra.get('seed')}), not synthetic seed {seed}")
-        if meta.extra.get("generator_version") == GENERATOR_VERSION:
+        if meta.extra.get("generator_version") == version:
             return meta
-        return generate(data_dir, seed=seed, overwrite=True)
-    return generate(data_dir, seed=seed)
+        return generate(data_dir, seed=seed, overwrite=True, version=version)
+    return generate(data_dir, seed=seed, version=version)

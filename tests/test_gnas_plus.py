@@ -309,7 +309,8 @@ def test_the_label_correlation_tree_cuts_one_dendrogram_per_layer():
     blocks below 4, two groups share each of them, and every block reads the block below
     that holds its attributes."""
     from pipelines import synthetic
-    labels = synthetic.attributes_from_states(np.random.default_rng(0).integers(0, 8, (500, 4)))
+    labels = synthetic.attributes_from_states(np.random.default_rng(0).integers(0, 8, (500, 4)),
+                                               version=3)
     planted = [g for g in range(4) for _ in range(4)]
     tiny = correlation_routing(get_space("tiny"), 16, labels)
     assert list(tiny.parents[3]) == planted and list(tiny.parents[2]) == [0, 1, 2, 3]

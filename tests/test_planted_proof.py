@@ -38,10 +38,10 @@ def test_the_rivals_differ_from_the_planted_tree_where_their_names_say():
 
 def test_the_verdict_names_every_rival_that_falls_short():
     z = {"random_0": 7.0, "random_1": 4.0, "random_2": 3.5, "shared": 10.0, "merged_0+1": 3.1,
-         "split_0": 3.0, "moved_0>1": 0.4, "moved_1>3": 6.0}
+         "split_0": 3.0, "moved_0>1": 3.4, "moved_1>3": 6.0}
     assert planted_proof.verdict(z).startswith("part 1 criterion: met")
     assert planted_proof.verdict({**z, "split_0": 2.9}) == "part 1 criterion: NOT met (split_0)"
-    assert planted_proof.verdict({**z, "moved_0>1": -0.1, "random_2": 1.0}) == (
+    assert planted_proof.verdict({**z, "moved_0>1": 2.9, "random_2": 1.0}) == (
         "part 1 criterion: NOT met (moved_0>1, only 2 random trees beaten)")
     assert planted_proof.verdict({k: v for k, v in z.items() if k != "shared"}) == (
         "part 1 criterion: not tested (too few trees of kind shared)")

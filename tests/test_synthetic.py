@@ -1,5 +1,6 @@
-"""The synthetic set: determinism, balance, metadata layout, and that every attribute is a
-function of its own group's state only."""
+"""The synthetic set: determinism, balance, metadata layout, that every attribute is a
+function of its own group's state only, and that the default version's labels do not show
+the groups (no two attributes correlate)."""
 
 import itertools
 import os
@@ -32,35 +33,68 @@ def test_same_seed_same_records_other_seed_other_records(tmp_path):
     assert c.extra["seed"] == 4
 
 
-def test_metadata_layout(tmp_path):
-    meta = synthetic.generate(str(tmp_path / "d"), seed=0, sizes=SIZES, num_shards=1)
+@pytest.mark.parametrize("version,per_group", [(4, 3), (3, 4)])
+def test_metadata_layout(tmp_path, version, per_group):
+    meta = synthetic.generate(str(tmp_path / "d"), seed=0, sizes=SIZES, num_shards=1,
+                              version=version)
     assert meta.extra["group_names"] == ["colour", "form", "texture", "lighting"]
-    assert meta.groups == [synthetic.GROUPS[g] for g in meta.extra["group_names"]]
-    assert all(len(g) == 4 for g in meta.groups)
+    assert meta.groups == [synthetic.groups(version)[g] for g in meta.extra["group_names"]]
+    assert all(len(g) == per_group for g in meta.groups)
     assert meta.attribute_names == [a for g in meta.groups for a in g]
-    assert len(set(meta.attribute_names)) == 16
+    assert len(set(meta.attribute_names)) == 4 * per_group
     assert meta.split_sizes == SIZES
-    assert meta.extra["generator_version"] == synthetic.GENERATOR_VERSION
+    assert meta.extra["generator_version"] == version
     assert records.read_metadata(str(tmp_path / "d")).groups == meta.groups
 
 
-def test_every_attribute_is_balanced():
+def test_the_default_is_version_4_with_three_multiplexers_per_group():
+    assert synthetic.GENERATOR_VERSION == 4
+    assert synthetic.GROUPS["form"] == ["form_rule_1", "form_rule_2", "form_rule_3"]
+    assert synthetic.groups(3)["form"][-1] == "object_big"  # version 3 kept the majority
+    with pytest.raises(ValueError, match="version 2: expected one of 3, 4"):
+        synthetic.generate("unused", version=2)
+
+
+@pytest.mark.parametrize("version", [3, 4])
+def test_every_attribute_is_balanced(version):
     every_state = np.array(list(itertools.product(range(8), repeat=4)))  # [4096, 4]
-    labels = synthetic.attributes_from_states(every_state)
-    assert labels.shape == (4096, 16)
-    np.testing.assert_array_equal(labels.mean(0), np.full(16, 0.5))
+    labels = synthetic.attributes_from_states(every_state, version)
+    n = 4 * len(synthetic.groups(version)["colour"])
+    assert labels.shape == (4096, n)
+    np.testing.assert_array_equal(labels.mean(0), np.full(n, 0.5))
+
+
+def _train_labels(data_dir, num_attributes):
+    import tensorflow as tf
+    spec = records.feature_spec(num_attributes)
+    files = tf.io.gfile.glob(records.shard_pattern(data_dir, "train"))
+    return np.stack([tf.io.parse_single_example(s, spec)["attributes"].numpy()
+                     for s in tf.data.TFRecordDataset(files)])
 
 
 def test_generated_labels_are_exactly_balanced(tmp_path):
     # Every state is drawn equally often per group, so a split of 8k images is balanced.
-    import tensorflow as tf
     synthetic.generate(str(tmp_path / "e"), seed=1, sizes=SIZES, num_shards=1)
-    spec = records.feature_spec(16)
-    files = tf.io.gfile.glob(records.shard_pattern(str(tmp_path / "e"), "train"))
-    labels = np.stack([tf.io.parse_single_example(s, spec)["attributes"].numpy()
-                       for s in tf.data.TFRecordDataset(files)])
-    assert labels.shape == (64, 16)
-    np.testing.assert_array_equal(labels.mean(0), np.full(16, 0.5))
+    labels = _train_labels(str(tmp_path / "e"), 12)
+    assert labels.shape == (64, 12)
+    np.testing.assert_array_equal(labels.mean(0), np.full(12, 0.5))
+
+
+def test_the_default_sets_labels_do_not_show_its_groups(tmp_path):
+    """Version 4: on the generated training labels no two attributes correlate, within a
+    group exactly (every state equally often, a one-to-one recoding of three fair bits) and
+    across groups up to sampling noise (independent states: |r| ~ 1/sqrt(n)); version 3's
+    majority correlates +0.5 with each rule of its group."""
+    n = 2048
+    synthetic.generate(str(tmp_path / "g"), seed=2, num_shards=1, image_size=8,
+                       sizes={"train": n, "validation": 8, "test": 8})
+    r = np.corrcoef(_train_labels(str(tmp_path / "g"), 12).T)
+    within = np.kron(np.eye(4), np.ones((3, 3))).astype(bool)
+    off_diagonal = within & ~np.eye(12, dtype=bool)
+    np.testing.assert_allclose(r[off_diagonal], 0.0, atol=1e-12)
+    assert np.abs(r[~within]).max() < 4 / np.sqrt(n)  # 4 sigma: sampling noise only
+    old = synthetic.attributes_from_states(np.arange(8)[:, None].repeat(4, 1), version=3)
+    np.testing.assert_allclose(np.corrcoef(old[:, :4].T)[3, :3], 0.5)
 
 
 def test_attributes_of_a_group_depend_on_its_own_state_only():
@@ -72,26 +106,31 @@ def test_attributes_of_a_group_depend_on_its_own_state_only():
         changed[:, other] = (changed[:, other] + rng.integers(1, 8, 200)) % 8
         new = synthetic.attributes_from_states(changed)
         for group in range(4):
-            cols = slice(4 * group, 4 * group + 4)
+            cols = slice(3 * group, 3 * group + 3)
             same = np.array_equal(new[:, cols], labels[:, cols])
             assert same == (group != other), (group, other)
 
 
-def test_a_group_reads_three_multiplexers_and_the_majority():
+def test_a_group_reads_three_multiplexers_and_in_version_3_the_majority():
     # state 6 = bits (x0, x1, x2) = (0, 1, 1): rule_1 = x2 (x0 off) = 1, rule_2 = x2 (x1 on)
     # = 1, rule_3 = x0 (x2 on) = 0, majority 1. State 1 = (1, 0, 0): rule_1 = x1 = 0,
     # rule_2 = x0 = 1, rule_3 = x1 = 0, majority 0. State 0: all 0; state 7: all 1.
-    labels = synthetic.attributes_from_states(np.array([[6, 1, 0, 7]]))
+    states = np.array([[6, 1, 0, 7]])
+    labels = synthetic.attributes_from_states(states, version=3)
     np.testing.assert_array_equal(labels[0], [1, 1, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1])
+    np.testing.assert_array_equal(synthetic.attributes_from_states(states)[0],
+                                  [1, 1, 0, 0, 1, 0, 0, 0, 0, 1, 1, 1])
 
 
-def test_every_attribute_needs_all_three_bits_of_its_group():
-    # Knowing any two bits of the group leaves some attribute undetermined, and the four
+@pytest.mark.parametrize("version", [3, 4])
+def test_every_attribute_needs_all_three_bits_of_its_group(version):
+    # Knowing any two bits of the group leaves the attribute undetermined, and the
     # attributes together determine the state (so a block must carry the whole state).
     states = np.arange(8)[:, None].repeat(4, axis=1)   # [8, 4], every state in every group
-    labels = synthetic.attributes_from_states(states)[:, :4]
+    per_group = len(synthetic.groups(version)["colour"])
+    labels = synthetic.attributes_from_states(states, version)[:, :per_group]
     bits = synthetic.state_bits(np.arange(8))
-    for attribute in range(4):
+    for attribute in range(per_group):
         for kept in itertools.combinations(range(3), 2):
             table = {}
             for state in range(8):
@@ -140,5 +179,21 @@ def test_ensure_generated_replaces_an_older_version(tmp_path, monkeypatch):
         f.write(meta.to_json())
     assert synthetic.ensure_generated(path).extra["generator_version"] == \
         synthetic.GENERATOR_VERSION
+    # The version asked for is kept, the other one replaced: version 3 on request.
+    assert len(synthetic.ensure_generated(path, version=3).attribute_names) == 16
+    assert synthetic.ensure_generated(path, version=3).extra["generator_version"] == 3
+    assert len(synthetic.ensure_generated(path).attribute_names) == 12
     with pytest.raises(ValueError, match="not synthetic seed 5"):
         synthetic.ensure_generated(path, seed=5)
+
+
+def test_a_run_asks_for_the_version_it_wants(tmp_path, monkeypatch):
+    # flags.search / flags.study: --synthetic_version reaches the generator.
+    from flags import common
+    from gnas_keras.config import RunConfig
+    monkeypatch.setattr(synthetic, "DEFAULT_SIZES", SIZES)
+    config = RunConfig(dataset="synthetic", data_dir=str(tmp_path / "h"))
+    common.generate_synthetic_if_wanted(config, True, 3)
+    assert records.read_metadata(config.data_dir).extra["generator_version"] == 3
+    common.generate_synthetic_if_wanted(config, True)
+    assert records.read_metadata(config.data_dir).extra["generator_version"] == 4

@@ -98,7 +98,8 @@ def test_planted_routing_gives_each_group_its_own_branch():
 def test_the_label_tree_baseline_is_the_label_correlation_tree():
     from pipelines import synthetic
     from gnas_keras.tree import correlation_routing, routing_for
-    labels = synthetic.attributes_from_states(np.random.default_rng(2).integers(0, 8, (400, 4)))
+    labels = synthetic.attributes_from_states(np.random.default_rng(2).integers(0, 8, (400, 4)),
+                                               version=3)
     r = routing_for("label_tree", TINY, 16, labels=labels)
     assert r == correlation_routing(TINY, 16, labels)
     assert r.grouping(2) == [g for g in range(4) for _ in range(4)]  # the four groups
