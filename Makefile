@@ -39,3 +39,13 @@ test: $(VENV)/.installed
 
 clean:
 	rm -rf runs saved_models/*/ data/synthetic
+
+# The fonts set's TrueType files (pipelines/fonts.py, flags/make_fonts.py): Debian's
+# fonts-dejavu-core and fonts-liberation, installed only where missing (sudo unless root).
+FONT_DIRS := /usr/share/fonts/truetype/dejavu /usr/share/fonts/truetype/liberation
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+.PHONY: fonts
+fonts:
+	@ls $(FONT_DIRS:=/*.ttf) >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y fonts-dejavu-core fonts-liberation; }
+	@echo "fonts: $$(ls $(FONT_DIRS:=/*.ttf) | wc -l) TrueType files under /usr/share/fonts/truetype"
