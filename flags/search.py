@@ -17,14 +17,14 @@ from flags import common  # first: quiets TensorFlow's start-up logging
 from absl import flags
 
 from flags import dataclass_flags
-from gnas_keras.config import RunConfig
+from gnas_keras.config import AUTO_SPACE, RunConfig
 from gnas_keras.methods import REGISTRY
 from gnas_keras.space import PRESETS
 
 FLAGS = flags.FLAGS
 common.define_synthetic_flags()
 dataclass_flags.define(RunConfig(), "gnas_keras.config", choices={
-    "space": sorted(PRESETS), "method": list(REGISTRY)})
+    "space": [AUTO_SPACE, *sorted(PRESETS)], "method": list(REGISTRY)})
 
 
 def config_from_flags() -> RunConfig:

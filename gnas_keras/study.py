@@ -316,8 +316,10 @@ def plot_scratch(scratch: Dict[str, Dict], dataset: str) -> bytes:
 def run_study(config: StudyConfig, out: Callable[[str], None] = terminal) -> Dict:
     """Runs the study (see the module docstring); returns study.json's content."""
     config.validate()
+    data = Data.load(config.run)
+    config = dataclasses.replace(config, run=config.run.for_data(data.meta.name,
+                                                                 data.image_shape))
     run_config = config.run
-    data = Data.load(run_config)
     n = data.meta.num_attributes
     space = get_space(run_config.space)
     space.validate(n)
