@@ -40,3 +40,22 @@ def test_search_only_with_auto_must_suit_both_presets():
     with pytest.raises(ValueError, match="'conv3' is not a searchable layer of space small"):
         config.validate()
     dataclasses.replace(config, space="tiny").validate()
+
+
+def test_the_cpu_flagfile_parses_with_the_search_flags():
+    """flagfiles/own_data_cpu.flags (docs/fonts_set.md), in a subprocess as the dataset
+    flagfiles are (tests/test_presets.py)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.test_presets import PARSE, ROOT
+    path = os.path.join(ROOT, "flagfiles", "own_data_cpu.flags")
+    result = subprocess.run([sys.executable, "-c", PARSE, path], cwd=ROOT, timeout=120,
+                            capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": ROOT})
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = json.loads(result.stdout.strip().splitlines()[-1])[path]
+    assert config["space"] == AUTO_SPACE and config["candidates"]["train_steps"] == 40
+    assert config["methods"]["gnas"]["search_only"] == "fc1"
