@@ -57,12 +57,12 @@ def train_tree_from_scratch(parents_per_layer: Sequence[Sequence[int]], data, st
     batches); returns its per-attribute test error [N] (running batch-norm statistics).
 
     parents_per_layer: the routing, ``parents[l][j]`` = parent block in layer l - 1 of block
-      j of layer l (``parents[0] == [0]``), as `gnas_keras.tree.Routing.parents`.
+      j of layer l (``parents[0] == [0]``), as `gnas_keras.space.tree.Routing.parents`.
     """
-    from gnas_keras.architecture import Architecture
-    from gnas_keras.space import get_space
-    from gnas_keras.training import train_from_scratch
-    from gnas_keras.tree import Routing
+    from gnas_keras.space.architecture import Architecture
+    from gnas_keras.space.search_space import get_space
+    from gnas_keras.training.loop import train_from_scratch
+    from gnas_keras.space.tree import Routing
 
     architecture = Architecture.from_space(get_space(config.space),
                                            Routing.from_lists(parents_per_layer))
@@ -143,7 +143,7 @@ def main(argv=None) -> int:
     except RuntimeError:  # TensorFlow already started in this process (a test): keep its pools
         pass
 
-    from pipelines import records, synthetic
+    from gnas_keras_pipelines import records, synthetic
     if args.data_dir == "data/synthetic":
         try:
             synthetic.ensure_generated(args.data_dir, version=args.synthetic_version
@@ -160,7 +160,7 @@ def main(argv=None) -> int:
     groups = [index[a] for a in meta.attribute_names]
     group_names = meta.extra.get("group_names", [str(g) for g in range(len(meta.groups))])
     from gnas_keras.config import RunConfig
-    from gnas_keras.data import Data
+    from gnas_keras.training.data import Data
     # The library's defaults (SGD, Nesterov momentum 0.9, lr 0.1, L2 1e-4, batch norm with
     # PyTorch's momentum and epsilon), batch 64 as flagfiles/synthetic.flags.
     config = RunConfig(data_dir=args.data_dir, space="tiny", batch_size=64,

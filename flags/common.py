@@ -105,8 +105,8 @@ if "tensorflow" not in sys.modules:
 
 from absl import app, flags, logging  # noqa: E402
 
-from gnas_keras.evaluation import WorkerLost  # noqa: E402  (no TensorFlow import)
-from pipelines.convert_errors import ConversionError  # noqa: E402  (no TensorFlow import)
+from gnas_keras.training.evaluation import WorkerLost  # noqa: E402  (no TensorFlow import)
+from gnas_keras_pipelines.convert_errors import ConversionError  # noqa: E402  (no TensorFlow import)
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
                PermissionError, FloatingPointError, ConversionError)
@@ -146,7 +146,7 @@ def generate_synthetic_if_wanted(config, enabled: bool, version: int = 4) -> Non
 
     if enabled and (config.dataset == "synthetic" or (
             not config.dataset and config.data_dir == RunConfig().data_dir)):
-        from pipelines import synthetic
+        from gnas_keras_pipelines import synthetic
         synthetic.ensure_generated(config.data_dir, version=version)
 
 

@@ -13,11 +13,11 @@ under a temporary name and renamed when complete; an existing one is replaced on
 
 from __future__ import annotations
 
-from flags import common  # first: quiets TensorFlow's start-up logging
+from gnas_keras_flags import common  # first: quiets TensorFlow's start-up logging
 
 from absl import flags
 
-from pipelines import fonts
+from gnas_keras_pipelines import fonts
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", None, "New folder for the images and labels.csv.")

@@ -12,14 +12,14 @@ default and help text from there;
 
 from __future__ import annotations
 
-from flags import common  # first: quiets TensorFlow's start-up logging
+from gnas_keras_flags import common  # first: quiets TensorFlow's start-up logging
 
 from absl import flags
 
-from flags import dataclass_flags
+from gnas_keras_flags import dataclass_flags
 from gnas_keras.config import AUTO_SPACE, RunConfig
 from gnas_keras.methods import REGISTRY
-from gnas_keras.space import PRESETS
+from gnas_keras.space.search_space import PRESETS
 
 FLAGS = flags.FLAGS
 common.define_synthetic_flags()

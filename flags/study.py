@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from flags import common  # first: quiets TensorFlow's start-up logging
+from gnas_keras_flags import common  # first: quiets TensorFlow's start-up logging
 
 from absl import flags
 
-from flags import dataclass_flags
+from gnas_keras_flags import dataclass_flags
 from gnas_keras.config import AUTO_SPACE, RunConfig
-from gnas_keras.space import PRESETS
+from gnas_keras.space.search_space import PRESETS
 from gnas_keras.study import RUN_FIELDS, StudyConfig
 
 FLAGS = flags.FLAGS

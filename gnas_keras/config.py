@@ -21,7 +21,7 @@ def space_for_data(dataset: str, image_shape: Tuple[int, ...]) -> str:
     ``tiny`` for the built-in synthetic set (shaped for its planted groups, see
     docs/planted_set.md) and for images under 32 px a side, ``small`` for any other data
     (real images at 32-64 px on a CPU: it keeps where things are in the image, see
-    `gnas_keras.space`). `image_shape` is the working (cropped) [h, w, c]."""
+    `gnas_keras.space.search_space`). `image_shape` is the working (cropped) [h, w, c]."""
     if dataset == "synthetic" or min(image_shape[:2]) < 32:
         return "tiny"
     return "small"
@@ -89,12 +89,12 @@ class RunConfig:
                                                   "tree.json, report.json.")
     export_dir: str = setting("saved_models", "SavedModel base directory ('' = no export).")
     export_name: str = setting("", "Model name under export_dir (default <dataset>_<method>).")
-    export_fused: bool = setting(True, "Export the fused graph (gnas_keras.fused: sibling "
+    export_fused: bool = setting(True, "Export the fused graph (gnas_keras.models.fused: sibling "
                                        "blocks as one convolution, per-attribute fc layers "
                                        "as one batched matmul; the same function, fewer "
                                        "ops) instead of one layer per block.")
     method: str = setting("gnas", "Search method or fixed tree (gnas_keras.methods).")
-    space: str = setting(AUTO_SPACE, "Search space preset (gnas_keras.space); 'auto' = tiny "
+    space: str = setting(AUTO_SPACE, "Search space preset (gnas_keras.space.search_space); 'auto' = tiny "
                                      "for the built-in synthetic set, small for other data "
                                      "of 32 px or more (config.space_for_data).")
     num_attributes: int = setting(0, "Expected number of attributes (0 = whatever the data "
@@ -211,7 +211,7 @@ class RunConfig:
         only = getattr(self.method_config(), "search_only", "")
         if only:  # names checked before any work; the block counts are checked by the search
             from gnas_keras.methods.gnas import layer_names
-            from gnas_keras.space import get_space
+            from gnas_keras.space.search_space import get_space
             # --space=auto: the names must suit either preset it may pick
             for space in (("tiny", "small") if self.space == AUTO_SPACE else (self.space,)):
                 searchable = [s.name for s in get_space(space).layers if s.searchable]

@@ -6,7 +6,7 @@ gets a `SearchContext` and returns a `SearchResult` (an `Architecture`, optional
 trained model to fine-tune, and its own report entries). The run directory
 (``config.workdir``) gets
 
-- ``tensorboard/``: events (see `gnas_keras.reporting`);
+- ``tensorboard/``: events (see `gnas_keras.reporting.reporter`);
 - ``tree.json``: the found architecture (`Architecture.to_json`);
 - ``test_predictions.npz``: test-set probabilities and labels of the fine-tuned network;
 - ``report.json``: method, dataset, space, tree and architecture, per-attribute and mean test
@@ -19,7 +19,7 @@ trained model to fine-tune, and its own report entries). The run directory
 
 Before any work the dataset is checked (`pipelines.records.check_dataset`), the space
 against the image size, and the workdir and export directory for writability. Every export
-(`gnas_keras.export`) gets ``export.json`` with this run's id (a resumed run finds its own
+(`gnas_keras.export.saved_model`) gets ``export.json`` with this run's id (a resumed run finds its own
 version, never another's), the decision thresholds chosen on the validation split, and
 ``model_card.md`` with ``tree.png``.
 """
@@ -41,28 +41,30 @@ import numpy as np
 import keras
 import tensorflow as tf
 
-from gnas_keras import draw, metrics
-from gnas_keras.model_card import model_card
-from gnas_keras.architecture import Architecture, cost
-from gnas_keras.cost import layer_costs
+from gnas_keras.reporting import draw
+
+from gnas_keras.training import metrics
+from gnas_keras.export.model_card import model_card
+from gnas_keras.space.architecture import Architecture, cost
+from gnas_keras.space.cost import layer_costs
 from gnas_keras.checkpoint import RunCheckpoint
 from gnas_keras.config import RunConfig
-from gnas_keras.data import Data, planted_groups
-from gnas_keras.evaluation import Evaluation, NumericalError, WorkerLost, segment_seed
-from gnas_keras.export import export_saved_model, find_owned_version
+from gnas_keras.training.data import Data, planted_groups
+from gnas_keras.training.evaluation import Evaluation, NumericalError, WorkerLost, segment_seed
+from gnas_keras.export.saved_model import export_saved_model, find_owned_version
 from gnas_keras.io import write_json_atomic, write_text_atomic
 from gnas_keras.methods import Method, get_method, gnas
 from gnas_keras.methods.base import SearchContext, SearchLogger, SearchResult
 from gnas_keras.models.base import AttributeModel, parameter_count
-from gnas_keras.reporting import SearchReporter, terminal, write_hparams
-from gnas_keras.space import SearchSpace, get_space, scientific
-from gnas_keras.training import (Loop, is_multi_worker, new_supernet, new_tree_network,
+from gnas_keras.reporting.reporter import SearchReporter, terminal, write_hparams
+from gnas_keras.space.search_space import SearchSpace, get_space, scientific
+from gnas_keras.training.loop import (Loop, is_multi_worker, new_supernet, new_tree_network,
                                  train_and_test, train_from_scratch)
-from gnas_keras.tree import adjusted_rand_index
+from gnas_keras.space.tree import adjusted_rand_index
 from gnas_keras.workdir import WorkdirLock, check_writable, move_aside
-from pipelines import records
-from pipelines.convert_errors import DatasetError
-from pipelines.input import shard_files
+from gnas_keras_pipelines import records
+from gnas_keras_pipelines.convert_errors import DatasetError
+from gnas_keras_pipelines.input import shard_files
 
 PREDICTIONS_FILE = "test_predictions.npz"
 PHASES = ("search", "finetune", "compare", "export", "done")
@@ -405,7 +407,7 @@ class _Run:
                     model, architecture, meta.attribute_names, config.export_dir, name,
                     owner=state.run_id, preprocessing=self.data.prep, thresholds=thresholds,
                     info={"thresholds_chosen_on": "validation split, fewest errors per "
-                                                  "attribute (gnas_keras.metrics."
+                                                  "attribute (gnas_keras.training.metrics."
                                                   "choose_thresholds)",
                           "dataset": meta.name, "method": config.method},
                     files={"model_card.md": card.encode("utf-8"), "tree.png": picture},

@@ -43,18 +43,18 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from gnas_keras.architecture import Architecture
+from gnas_keras.space.architecture import Architecture
 from gnas_keras.config import CandidateConfig, RunConfig, setting
-from gnas_keras.data import Data
-from gnas_keras.evaluation import segment_seed
+from gnas_keras.training.data import Data
+from gnas_keras.training.evaluation import segment_seed
 from gnas_keras.io import write_bytes_atomic, write_json_atomic
 from gnas_keras.methods import gnas, random_search
 from gnas_keras.methods.base import SearchLogger
 from gnas_keras.methods.gnas import GnasConfig
-from gnas_keras.reporting import format_duration, terminal
-from gnas_keras.space import get_space
-from gnas_keras.training import Loop, new_supernet, train_from_scratch
-from gnas_keras.tree import Routing
+from gnas_keras.reporting.reporter import format_duration, terminal
+from gnas_keras.space.search_space import get_space
+from gnas_keras.training.loop import Loop, new_supernet, train_from_scratch
+from gnas_keras.space.tree import Routing
 
 SETTINGS = ("random_init", "trained")
 METHODS = ("gnas", "random")

@@ -61,7 +61,7 @@ from typing import Dict, List
 import numpy as np
 import tensorflow as tf
 
-from pipelines import records
+from gnas_keras_pipelines import records
 
 # The default version (in metadata.extra); `ensure_generated` replaces a set of any other.
 GENERATOR_VERSION = 4

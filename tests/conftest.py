@@ -27,7 +27,7 @@ def synthetic_dir(tmp_path_factory):
     attributes in four groups whose labels show them), which the tests that count attributes
     or read groups from labels were written for; tests/test_synthetic.py covers version 4,
     the default."""
-    from pipelines import synthetic
+    from gnas_keras_pipelines import synthetic
     path = str(tmp_path_factory.mktemp("data") / "synthetic")
     synthetic.generate(path, seed=0, sizes=SMALL_SYNTHETIC, num_shards=2, version=3)
     return path

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from pipelines import fonts
+from gnas_keras_pipelines import fonts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.skipif(
@@ -27,7 +27,7 @@ def _table(folder):
 
 
 def test_the_generator_writes_the_folder_layout_and_convert_reads_it(tmp_path):
-    from pipelines import folder
+    from gnas_keras_pipelines import folder
     source = str(tmp_path / "src")
     manifest = fonts.generate(source, seed=1, **FEW)
     rows = _table(source)

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from gnas_keras.config import CandidateConfig, RunConfig
-from gnas_keras.data import Data
+from gnas_keras.training.data import Data
 from gnas_keras.methods import gnas
-from gnas_keras.space import get_space
-from gnas_keras.training import Loop, new_supernet
-from gnas_keras.tree import (adjusted_rand_index, correlation_routing, label_correlations,
+from gnas_keras.space.search_space import get_space
+from gnas_keras.training.loop import Loop, new_supernet
+from gnas_keras.space.tree import (adjusted_rand_index, correlation_routing, label_correlations,
                              random_routing)
 
 
@@ -308,7 +308,7 @@ def test_the_label_correlation_tree_cuts_one_dendrogram_per_layer():
     majority, 0.5): the tiny space's fc1 gets one conv3 block per group; in a space with 2
     blocks below 4, two groups share each of them, and every block reads the block below
     that holds its attributes."""
-    from pipelines import synthetic
+    from gnas_keras_pipelines import synthetic
     labels = synthetic.attributes_from_states(np.random.default_rng(0).integers(0, 8, (500, 4)),
                                                version=3)
     planted = [g for g in range(4) for _ in range(4)]
@@ -390,10 +390,10 @@ def test_a_round_counts_only_the_search_only_layers():
 
 
 def test_probe_heads_learn_a_multiplexer_of_three_bits_and_nothing_from_noise():
-    """gnas_keras.probe: heads of the tiny space's shape trained to convergence read a
+    """gnas_keras.models.probe: heads of the tiny space's shape trained to convergence read a
     multiplexer (which K = 40 SGD steps of fresh heads do not) from features that hold the
     three bits, and stay at chance on features that hold nothing."""
-    from gnas_keras import probe
+    from gnas_keras.models import probe
     rng = np.random.default_rng(0)
 
     def examples(n):
@@ -413,10 +413,10 @@ def test_probe_heads_learn_a_multiplexer_of_three_bits_and_nothing_from_noise():
 
 
 def test_probe_steps_score_fresh_heads_on_the_frozen_features_and_change_no_weight(setup):
-    """probe_steps: every fc1 candidate's reward is that of heads fitted (gnas_keras.probe)
+    """probe_steps: every fc1 candidate's reward is that of heads fitted (gnas_keras.models.probe)
     on the candidate's conv3 block outputs for the layer's K training batches, scored on its
     V validation batches; the only weight change is the chosen tree's K steps."""
-    from gnas_keras import probe
+    from gnas_keras.models import probe
     config, data, model, loop = setup
     val_data = lambda *position: loop.iterator(data.rewards(1))  # noqa: E731
     candidates = CandidateConfig(train_steps=2, val_batches=1)

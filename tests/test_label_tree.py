@@ -22,7 +22,7 @@ def test_a_folder_without_a_dataset_is_one_line_and_exit_2(tmp_path, capsys):
 def test_the_labels_alone_do_not_give_the_default_sets_groups(tmp_path, capsys):
     """Generator version 4 (the default): no two attributes correlate, so the label tree's
     grouping is chance (version 3's fixture above: ARI 1.000)."""
-    from pipelines import synthetic
+    from gnas_keras_pipelines import synthetic
     path = str(tmp_path / "v4")
     synthetic.generate(path, seed=0, num_shards=1, image_size=8,
                        sizes={"train": 2048, "validation": 8, "test": 8})

@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from gnas_keras import cost
-from gnas_keras.space import ATTRIBUTES, get_space
-from gnas_keras.tree import random_routing, shared_routing
+from gnas_keras.space import cost
+from gnas_keras.space.search_space import ATTRIBUTES, get_space
+from gnas_keras.space.tree import random_routing, shared_routing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAPER = ("shallow_thin", "shallow_wide", "deep_thin", "deep_wide")
@@ -87,9 +87,9 @@ def test_possible_trees_and_evaluations_follow_section_3_4():
                                      ("small", 4)])
 def test_analytic_counts_equal_built_models(name, n):
     """At a small size: the analytic counts equal the supernet and the pruned export built by
-    `gnas_keras.models.supernet` / `gnas_keras.export`, for the full tree and a random tree."""
-    from gnas_keras.architecture import Architecture
-    from gnas_keras.export import inference_model
+    `gnas_keras.models.supernet` / `gnas_keras.export.saved_model`, for the full tree and a random tree."""
+    from gnas_keras.space.architecture import Architecture
+    from gnas_keras.export.saved_model import inference_model
     from gnas_keras.models.base import parameter_count
     from gnas_keras.models.supernet import build_supernet
 
@@ -165,7 +165,7 @@ FLAGFILES = {
 
 PARSE = """
 import json, sys
-from flags import search
+from gnas_keras_flags import search
 configs = {}
 for path in sys.argv[1:]:
     search.FLAGS.unparse_flags()

@@ -4,9 +4,9 @@ import dataclasses
 
 import pytest
 
-from gnas_keras import cost
+from gnas_keras.space import cost
 from gnas_keras.config import AUTO_SPACE, RunConfig, space_for_data
-from gnas_keras.space import get_space
+from gnas_keras.space.search_space import get_space
 
 
 def test_auto_picks_tiny_for_the_synthetic_set_and_small_for_real_images():

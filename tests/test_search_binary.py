@@ -35,7 +35,7 @@ BAD_INPUT = [
 # process with flags.convert's, which other tests import).
 IN_PROCESS = """
 import contextlib, io, json, sys
-from flags import common, search
+from gnas_keras_flags import common, search
 results = []
 for argv in json.loads(sys.argv[1]):
     search.FLAGS.unparse_flags()
@@ -118,7 +118,7 @@ def test_search_end_to_end_with_a_flagfile(synthetic_dir, tmp_path):
 def test_search_runs_on_converted_fixture_data(tmp_path):
     """A real dataset's layout (Market-1501 fixture) -> its converter -> flags.search.
     (The converter runs in this process: flags.convert is tested in test_convert_flags.py.)"""
-    from pipelines import market1501
+    from gnas_keras_pipelines import market1501
     from tests.fixtures_datasets import make_market
     make_market(str(tmp_path / "market"))
     market1501.convert(str(tmp_path / "market"), str(tmp_path / "tfr"), val_identities=1)

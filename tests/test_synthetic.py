@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from pipelines import records, synthetic
+from gnas_keras_pipelines import records, synthetic
 
 SIZES = {"train": 64, "validation": 16, "test": 16}
 
@@ -189,7 +189,7 @@ def test_ensure_generated_replaces_an_older_version(tmp_path, monkeypatch):
 
 def test_a_run_asks_for_the_version_it_wants(tmp_path, monkeypatch):
     # flags.search / flags.study: --synthetic_version reaches the generator.
-    from flags import common
+    from gnas_keras_flags import common
     from gnas_keras.config import RunConfig
     monkeypatch.setattr(synthetic, "DEFAULT_SIZES", SIZES)
     config = RunConfig(dataset="synthetic", data_dir=str(tmp_path / "h"))

@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from gnas_keras import space as spaces
-from gnas_keras.architecture import Architecture
-from gnas_keras.tree import (Routing, adjusted_rand_index, independent_routing, random_routing,
+from gnas_keras.space import search_space as spaces
+from gnas_keras.space.architecture import Architecture
+from gnas_keras.space.tree import (Routing, adjusted_rand_index, independent_routing, random_routing,
                              shared_routing)
 
 TINY = spaces.get_space("tiny")  # conv1 1, conv2 4, conv3 4, fc1/fc2/fc3 N blocks
@@ -84,7 +84,7 @@ def test_space_arithmetic_matches_sec_3_4():
 
 
 def test_planted_routing_gives_each_group_its_own_branch():
-    from gnas_keras.tree import planted_routing, routing_for
+    from gnas_keras.space.tree import planted_routing, routing_for
     groups = [0, 0, 1, 1, 2, 3, 3, 2]
     r = planted_routing(TINY, 8, groups)
     assert r.grouping(2) == groups  # conv3 block = group
@@ -96,8 +96,8 @@ def test_planted_routing_gives_each_group_its_own_branch():
 
 
 def test_the_label_tree_baseline_is_the_label_correlation_tree():
-    from pipelines import synthetic
-    from gnas_keras.tree import correlation_routing, routing_for
+    from gnas_keras_pipelines import synthetic
+    from gnas_keras.space.tree import correlation_routing, routing_for
     labels = synthetic.attributes_from_states(np.random.default_rng(2).integers(0, 8, (400, 4)),
                                                version=3)
     r = routing_for("label_tree", TINY, 16, labels=labels)
