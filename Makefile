@@ -33,9 +33,20 @@ compare: $(VENV)/.installed
 
 # Two worker processes (CI has 2 cores; most tests are single-threaded subprocess runs);
 # `--dist loadfile` keeps a file's tests, and its module fixtures, on one worker.
-# Files are handed out slowest first (tests/conftest.py: SLOWEST_FIRST).
-test: $(VENV)/.installed
+# Files are handed out slowest first (tests/conftest.py: SLOWEST_FIRST). The fonts set's
+# tests need Debian's fonts (`make fonts`).
+test: $(VENV)/.installed fonts
 	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15 tests
 
 clean:
 	rm -rf runs saved_models/*/ data/synthetic
+
+# The fonts set's TrueType files (pipelines/fonts.py, flags/make_fonts.py): Debian's
+# fonts-dejavu-core and fonts-liberation, installed only where missing (sudo unless root).
+FONT_DIRS := /usr/share/fonts/truetype/dejavu /usr/share/fonts/truetype/liberation
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+.PHONY: fonts
+fonts:
+	@ls $(FONT_DIRS:=/*.ttf) >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y fonts-dejavu-core fonts-liberation; }
+	@echo "fonts: $$(ls $(FONT_DIRS:=/*.ttf) | wc -l) TrueType files under /usr/share/fonts/truetype"

@@ -20,14 +20,14 @@ from absl import flags
 
 from gnas_keras_flags import dataclass_flags
 from gnas_keras.reporting import units
-from gnas_keras.config import RunConfig
+from gnas_keras.config import AUTO_SPACE, RunConfig
 from gnas_keras.methods import REGISTRY
 from gnas_keras.space.search_space import PRESETS
 
 FLAGS = flags.FLAGS
 common.define_synthetic_flags()
 dataclass_flags.define(RunConfig(), "gnas_keras.config", choices={
-    "space": sorted(PRESETS), "method": list(REGISTRY)})
+    "space": [AUTO_SPACE, *sorted(PRESETS)], "method": list(REGISTRY)})
 
 
 def config_from_flags() -> RunConfig:

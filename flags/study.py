@@ -19,7 +19,7 @@ from gnas_keras_flags import common  # first: quiets TensorFlow's start-up loggi
 from absl import flags
 
 from gnas_keras_flags import dataclass_flags
-from gnas_keras.config import RunConfig
+from gnas_keras.config import AUTO_SPACE, RunConfig
 from gnas_keras.space.search_space import PRESETS
 from gnas_keras.study_config import RUN_FIELDS, StudyConfig
 
@@ -27,7 +27,7 @@ FLAGS = flags.FLAGS
 common.define_synthetic_flags()
 _RUN_SKIPPED = [f.name for f in dataclasses.fields(RunConfig) if f.name not in RUN_FIELDS]
 dataclass_flags.define(RunConfig(), "gnas_keras.config", skip=_RUN_SKIPPED,
-                       choices={"space": sorted(PRESETS)})
+                       choices={"space": [AUTO_SPACE, *sorted(PRESETS)]})
 dataclass_flags.define(StudyConfig(), "gnas_keras.study", skip=["run"])
 
 

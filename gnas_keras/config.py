@@ -20,6 +20,18 @@ from gnas_keras.space.search_space import get_space
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 ON_NAN = ("stop", "rollback")
+AUTO_SPACE = "auto"  # `RunConfig.space`'s default: the preset `space_for_data` picks
+
+
+def space_for_data(dataset: str, image_shape: Tuple[int, ...]) -> str:
+    """The search space preset that ``--space=auto`` (the default) picks for a dataset:
+    ``tiny`` for the built-in synthetic set (shaped for its planted groups, see
+    docs/planted_set.md) and for images under 32 px a side, ``small`` for any other data
+    (real images at 32-64 px on a CPU: it keeps where things are in the image, see
+    `gnas_keras.space.search_space`). `image_shape` is the working (cropped) [h, w, c]."""
+    if dataset == "synthetic" or min(image_shape[:2]) < 32:
+        return "tiny"
+    return "small"
 
 
 @dataclasses.dataclass
@@ -56,7 +68,9 @@ class RunConfig:
                                                   "error before it is decoded (a 10000x10000 "
                                                   "PNG would take more than 1 GB).")
     method: str = setting("gnas", "Search method or fixed tree (gnas_keras.methods).")
-    space: str = setting("tiny", "Search space preset (gnas_keras.space.search_space).")
+    space: str = setting(AUTO_SPACE, "Search space preset (gnas_keras.space.search_space); "
+                                     "'auto' = tiny for the built-in synthetic set, small for "
+                                     "other data of 32 px or more (config.space_for_data).")
     num_attributes: int = setting(0, "Expected number of attributes (0 = whatever the data "
                                      "has); a flagfile pointed at other data fails early.")
     batch_size: int = setting(64, "Global training batch size (all replicas together).")
@@ -113,6 +127,12 @@ class RunConfig:
                                    "(default: resume); the old outputs are moved to "
                                    "<workdir>/.replaced/<time>/ first.")
 
+    def for_data(self, dataset: str, image_shape: Tuple[int, ...]) -> "RunConfig":
+        """This config with ``space='auto'`` replaced by `space_for_data`'s preset."""
+        if self.space != AUTO_SPACE:
+            return self
+        return dataclasses.replace(self, space=space_for_data(dataset, image_shape))
+
     def method_config(self, name: Optional[str] = None) -> Any:
         """The config of method `name` (default: this run's method); None if it has none."""
         return self.methods.get(name or self.method)
@@ -166,11 +186,13 @@ class RunConfig:
         self.candidates.validate()
         only = getattr(self.method_config(), "search_only", "")
         if only:  # names checked before any work; the block counts are checked by the search
-            searchable = [s.name for s in get_space(self.space).layers if s.searchable]
-            for name in layer_names(only):
-                if name not in searchable:
-                    raise ValueError(f"search_only: {name!r} is not a searchable layer of "
-                                     f"space {self.space} ({', '.join(searchable)})")
+            # --space=auto: the names must suit either preset it may pick
+            for space in (("tiny", "small") if self.space == AUTO_SPACE else (self.space,)):
+                searchable = [s.name for s in get_space(space).layers if s.searchable]
+                for name in layer_names(only):
+                    if name not in searchable:
+                        raise ValueError(f"search_only: {name!r} is not a searchable layer "
+                                         f"of space {space} ({', '.join(searchable)})")
         for name, section in self.methods.items():
             check_choices(section)
             if hasattr(section, "validate"):

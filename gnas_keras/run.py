@@ -567,6 +567,7 @@ def run(config: RunConfig, out: Callable[[str], None] = terminal) -> Dict:
     data = Data.load(config)
     config = data.config  # eval_batch_size and val_batches bounded by the validation split
     meta, n = data.meta, data.meta.num_attributes
+    config = config.for_data(meta.name, data.image_shape)  # --space=auto: the data's preset
     space = get_space(config.space)
     h, w, _ = data.image_shape
     layer_costs(space, n, h, w)  # a space that does not fit the image fails here

@@ -277,6 +277,17 @@ def _write_pictures(workdir: str, curves: List[Curve], scratch: Dict[str, Dict],
     return scratch_png
 
 
+def _validation_batches(config: StudyConfig, data: Data) -> int:
+    """Batches in the validation split; raises ValueError when the held-out ones leave none
+    for the searches."""
+    size = config.run.eval_batch_size
+    batches = -(-data.meta.split_sizes["validation"] // size)
+    if config.heldout_batches >= batches:
+        raise ValueError(f"heldout_batches: {config.heldout_batches} leaves no search stream: "
+                         f"the validation split has {batches} batches of {size}")
+    return batches
+
+
 def _print_ratios(found: List[Dict], out: Callable[[str], None]) -> None:
     """One line per setting and V: when GNAS reached random search's final error."""
     for r in found:
@@ -290,16 +301,14 @@ def _print_ratios(found: List[Dict], out: Callable[[str], None]) -> None:
 def run_study(config: StudyConfig, out: Callable[[str], None] = terminal) -> Dict:
     """Runs the study (see the module docstring); returns study.json's content."""
     config.validate()
+    data = Data.load(config.run)
+    config = dataclasses.replace(config, run=config.run.for_data(data.meta.name,
+                                                                 data.image_shape))
     run_config = config.run
-    data = Data.load(run_config)
     n = data.meta.num_attributes
     space = get_space(run_config.space)
     space.validate(n)
-    validation_batches = -(-data.meta.split_sizes["validation"] // run_config.eval_batch_size)
-    if config.heldout_batches >= validation_batches:
-        raise ValueError(f"heldout_batches: {config.heldout_batches} leaves no search stream: "
-                         f"the validation split has {validation_batches} batches of "
-                         f"{run_config.eval_batch_size}")
+    validation_batches = _validation_batches(config, data)
     workdir = run_config.workdir
     os.makedirs(workdir, exist_ok=True)
     validation = data.validation

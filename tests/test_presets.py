@@ -83,7 +83,8 @@ def test_possible_trees_and_evaluations_follow_section_3_4():
 
 
 @pytest.mark.parametrize("name, n", [("shallow_thin", 16), ("shallow_wide", 5),
-                                     ("deep_thin", 5), ("deep_wide", 12), ("tiny", 3)])
+                                     ("deep_thin", 5), ("deep_wide", 12), ("tiny", 3),
+                                     ("small", 4)])
 def test_analytic_counts_equal_built_models(name, n):
     """At a small size: the analytic counts equal the supernet and the pruned export built by
     `gnas_keras.models.supernet` / `gnas_keras.export.saved_model`, for the full tree and a random tree."""

@@ -74,8 +74,8 @@ def test_the_real_binary_reports_a_bad_flag_in_one_line(tmp_path):
     result = search("--space=huge", f"--workdir={tmp_path}/run")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "search: error: flag --space=huge: value should be one of <deep_thin|deep_wide|"
-        "shallow_thin|shallow_wide|tiny>"]
+        "search: error: flag --space=huge: value should be one of <auto|deep_thin|deep_wide|"
+        "shallow_thin|shallow_wide|small|tiny>"]
 
 
 def test_search_end_to_end_with_a_flagfile(synthetic_dir, tmp_path):

@@ -187,6 +187,23 @@ PRESETS: Dict[str, SearchSpace] = {
         LayerSpec("fc2", "fc", 0, ATTRIBUTES, 16),
         LayerSpec("fc3", "fc", 0, ATTRIBUTES, 2),
     )),
+    # For real images at small resolution (32-64 px) on a CPU; what `--space=auto` picks
+    # for any dataset but the planted synthetic set (`gnas_keras.config.space_for_data`).
+    # Two shared conv layers, then conv3 (4 blocks under the shared trunk, fixed) and
+    # conv4 (4 blocks searched over conv3), each 2x2 max-pooled; fc1 reads conv4's block
+    # flattened (16 channels at a 16th of the side: 4x4x16 = 256 numbers at 64 px), so it
+    # knows *where* in the image a feature is (a loop at the top, ink below the baseline),
+    # which `tiny`'s global average pool of 3 channels throws away. About 6 M multiply-adds
+    # per 64x64 image, as `tiny` at that size.
+    "small": SearchSpace("small", (
+        LayerSpec("conv1", "conv", 3, 1, 16),
+        LayerSpec("conv2", "conv", 3, 1, 16),
+        LayerSpec("conv3", "conv", 3, 4, 16),
+        LayerSpec("conv4", "conv", 3, 4, 16, searchable=True),
+        LayerSpec("fc1", "fc", 0, ATTRIBUTES, 32, searchable=True),
+        LayerSpec("fc2", "fc", 0, ATTRIBUTES, 32),
+        LayerSpec("fc3", "fc", 0, ATTRIBUTES, 2),
+    )),
 }
 
 
