@@ -47,7 +47,7 @@ RUNS = {
     "label_tree": ["--method=label_tree", "--space=tiny"],
 }
 # Keys whose values are times or paths, which differ between any two runs.
-VOLATILE = {"search_seconds", "elapsed", "workdir", "data_dir"}
+VOLATILE = {"search_seconds", "elapsed", "workdir", "data_dir", "attribute_correlation_picture"}
 
 
 def generate(data_dir: str) -> None:
