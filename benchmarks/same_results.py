@@ -74,7 +74,8 @@ def differences(a, b, path=""):
     """Paths where two JSON values differ, volatile keys aside. Settings added by the change
     (``config`` keys on one side only) are not differences: the run's results are."""
     if isinstance(a, dict) and isinstance(b, dict):
-        out = [] if path == ".config" else [f"{path}.{k} (only one side)" for k in set(a) ^ set(b)]
+        out = ([] if path.startswith(".config") else
+               [f"{path}.{k} (only one side)" for k in set(a) ^ set(b)])
         for k in set(a) & set(b):
             if k not in VOLATILE:
                 out += differences(a[k], b[k], f"{path}.{k}")
