@@ -234,13 +234,13 @@ def test_rollback_halves_the_learning_rate_and_continues(synthetic_dir, tmp_path
         return [v.numpy().copy() for v in loop.model.weights + loop.model.optimizer.variables
                 if "iteration" not in v.path and "learning_rate" not in v.path]
 
-    def train(self, steps):
+    def train(self, steps, on_step=None):
         # Candidate 3 (call 3) diverges; the checkpoint before it (after candidate 2) holds
         # the weights it started from. Its redo (call 4) must start from exactly those.
         calls.append(steps)
         if len(calls) in (3, 4):
             seen[len(calls)] = (weights(self), self.learning_rate)
-        result = real_train(self, steps)
+        result = real_train(self, steps, on_step)
         return Evaluation(float("inf"), result.accuracy) if len(calls) == 3 else result
 
     monkeypatch.setattr(Loop, "train", train)
