@@ -119,7 +119,6 @@ MODEL_INPUT = {"space": "shallow_thin", "num_attributes": 40, "crop_height": 192
 
 def define_model_input(config, module: str, spaces: Iterable[str]) -> None:
     """Defines `MODEL_INPUT`'s flags from `config`'s fields (help text and type from there),
-    with `MODEL_INPUT`'s defaults."""
-    define(config, module, choices={"space": sorted(spaces)}, only=MODEL_INPUT)
-    for name, default in MODEL_INPUT.items():
-        FLAGS.set_default(name, default)
+    with `MODEL_INPUT`'s defaults (no ``--space=auto`` here: there is no data to pick by)."""
+    define(dataclasses.replace(config, **MODEL_INPUT), module,
+           choices={"space": sorted(spaces)}, only=MODEL_INPUT)

@@ -148,14 +148,14 @@ def binary(module_name: str, path: str = ""):
             delattr(FLAGS, name)
     before = set(FLAGS)
     sys.modules.pop(module_name, None)
-    if path:
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-    else:
-        module = importlib.import_module(module_name)
-    try:
+    try:  # the flags set aside come back even when the import fails
+        if path:
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
         yield module
     finally:
         FLAGS.unparse_flags()

@@ -37,9 +37,9 @@ def test_finetune_lr_sets_the_fine_tune_learning_rate(finetune_lr, expected, syn
     rates = []
     real_train = Loop.train
 
-    def train(self, steps):
+    def train(self, steps, on_step=None):
         rates.append(self.learning_rate)
-        return real_train(self, steps)
+        return real_train(self, steps, on_step)
 
     monkeypatch.setattr(Loop, "train", train)
     config = RunConfig(data_dir=synthetic_dir, workdir=str(tmp_path / "run"), export_dir="",
