@@ -1,7 +1,6 @@
 """House rules of the code's shape, checked on the source: no import circle among the
-project's modules (imports inside functions count: they hide a circle, they do not break it;
-imports under ``if TYPE_CHECKING:`` do not, they never run) and no function in the library
-over 80 lines."""
+project's modules (imports inside functions and under ``if TYPE_CHECKING:`` count: they hide
+a circle, they do not break it) and no function in the library over 80 lines."""
 
 import ast
 import pathlib
@@ -28,13 +27,7 @@ def _imports(path, module, modules):
     """The project modules `module` imports anywhere in its file."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     out = set()
-    tree = ast.parse(path.read_text())
-    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
-                   and getattr(block.test, "id", "") == "TYPE_CHECKING"
-                   for n in ast.walk(block)}
-    for node in ast.walk(tree):
-        if id(node) in typing_only:
-            continue
+    for node in ast.walk(ast.parse(path.read_text())):
         names = []
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]

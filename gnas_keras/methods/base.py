@@ -29,8 +29,9 @@ from gnas_keras.space.architecture import Architecture
 from gnas_keras.training.evaluation import Evaluation, Stream, check_finite
 from gnas_keras.space.tree import Routing, random_routing
 
+# `RunConfig` in annotations is gnas_keras.config.RunConfig, not imported: the config imports
+# the method registry, and a method needs no more of it than its fields.
 if TYPE_CHECKING:  # TensorFlow only when a run starts
-    from gnas_keras.config import RunConfig
     from gnas_keras.settings import CandidateConfig
     from gnas_keras.models.base import AttributeModel
     from gnas_keras.models.supernet import Supernet

@@ -362,7 +362,7 @@ class _GalmSearch:
         return _reward(self.loop, self.val, self.count, a, self.config.galm_reward)
 
     def progress(self, phase: int, line: str) -> None:
-        from gnas_keras.reporting.reporter import format_duration
+        from gnas_keras.reporting.units import duration as format_duration
         self.context.logger.progress(
             f"GALM phase {phase + 1}/{self.config.galm_phases}  {line}"
             f"elapsed {format_duration(time.time() - self.start)}")

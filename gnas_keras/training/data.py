@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -11,8 +11,8 @@ import tensorflow as tf
 from gnas_keras_pipelines import input as data_input
 from gnas_keras_pipelines import records
 
-if TYPE_CHECKING:
-    from gnas_keras.config import RunConfig
+# `RunConfig` in annotations is gnas_keras.config.RunConfig, not imported (no import circle
+# through the config's method registry).
 
 
 def repeat_batches(dataset: tf.data.Dataset, fixed_batches: Optional[int] = None

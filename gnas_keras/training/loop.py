@@ -26,8 +26,9 @@ from gnas_keras.models.tree_net import TreeNetwork, build_tree_network
 from gnas_keras.reporting.progress import Progress
 from gnas_keras.space.search_space import SearchSpace
 
+# `RunConfig` in annotations is gnas_keras.config.RunConfig, not imported (no import circle
+# through the config's method registry).
 if TYPE_CHECKING:
-    from gnas_keras.config import RunConfig
     from gnas_keras.training.data import Data
 
 
