@@ -184,8 +184,9 @@ def define_synthetic_flags() -> None:
     # 4 = pipelines.synthetic.GENERATOR_VERSION, written out: that module imports TensorFlow.
     flags.DEFINE_integer("synthetic_version", 4, "Generator version of that synthetic set "
                          "(4: groups invisible in the labels; 3: the earlier set with each "
-                         "group's majority); a set of another version is regenerated.",
-                         lower_bound=3, upper_bound=4)
+                         "group's majority; 5: held out, groups crossed over the visual "
+                         "factors); a set of another version is regenerated.",
+                         lower_bound=3, upper_bound=5)
 
 
 def generate_synthetic_if_wanted(config, enabled: bool, version: int = 4) -> None:

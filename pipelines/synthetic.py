@@ -32,6 +32,16 @@ Generator versions (``version``; the metadata's ``extra.generator_version``):
   groups (docs/planted_set.md). Kept for comparisons: ``generate(..., version=3)``,
   ``--synthetic_version=3``.
 
+- **5, held out** (2026-12-04): the same renderer and the same three multiplexers per
+  group, but the planted groups are *crossed*: each group's three bits drive three different
+  visual factors (`CROSSED_BITS`: the width, the stripes' diagonal and the background's
+  brightness; red, the stripes' turn and contrast; green, height and grain; blue, fill and
+  the stripes' period),
+  and the attribute columns are interleaved (rule 1 of every group, then rule 2, then 3). A
+  method tuned to "one group = one visual factor" or to the column order fails here; its
+  labels are pairwise uncorrelated as in version 4. Used to check, not to tune, a grouping
+  method (docs/grouping_methods.md).
+
 Why the attributes are not the bits themselves (generator version 2 used bits + majority):
 independent bits make the best tree a packing problem, not a grouping one. Any 3 bits fill a
 3-channel block equally well, so a tree whose blocks hold bits of mixed groups is as good as
@@ -65,7 +75,7 @@ from gnas_keras_pipelines import records
 
 # The default version (in metadata.extra); `ensure_generated` replaces a set of any other.
 GENERATOR_VERSION = 4
-VERSIONS = (3, 4)  # the versions `generate` still writes (see the module docstring)
+VERSIONS = (3, 4, 5)  # the versions `generate` writes (see the module docstring)
 
 # Per group: rule_1, rule_2, rule_3 (multiplexers of the group's three bits, see
 # `attributes_from_states`); version 3 adds the majority of the three bits. The bits:
@@ -75,18 +85,51 @@ MAJORITY_NAMES = {"colour": "object_light", "form": "object_big", "texture": "st
                   "lighting": "light_harsh"}  # version 3's fourth attribute per group
 
 
+# Version 5's crossed groups: group -> its bits (x0, x1, x2) as (factor, factor bit), the
+# factors in `render`'s order (0 colour, 1 form, 2 texture, 3 lighting).
+# Group g leaves factor g out, so each group reads three factors and each factor serves
+# three groups.
+CROSSED_BITS = {"wide_diagonal_bright": ((1, 0), (2, 0), (3, 0)),
+                "red_turned_contrasty": ((0, 0), (2, 1), (3, 1)),
+                "green_tall_grainy": ((0, 1), (1, 1), (3, 2)),
+                "blue_filled_fine": ((0, 2), (1, 2), (2, 2))}
+
+
 def groups(version: int = GENERATOR_VERSION) -> Dict[str, List[str]]:
-    """Attribute names per group name, in column order, of a generator `version`."""
+    """Attribute names per group name of a generator `version` (`attribute_names` gives
+    the column order)."""
     if version not in VERSIONS:
         raise ValueError(f"synthetic generator version {version}: expected one of "
                          f"{', '.join(map(str, VERSIONS))}")
+    if version == 5:
+        return {group: [f"{group}_rule_{r}" for r in (1, 2, 3)] for group in CROSSED_BITS}
     return {group: [f"{group}_rule_{r}" for r in (1, 2, 3)]
             + ([majority] if version == 3 else [])
             for group, majority in MAJORITY_NAMES.items()}
 
 
+def attribute_names(version: int = GENERATOR_VERSION) -> List[str]:
+    """The label columns of a generator `version`: group by group, but in version 5 rule by
+    rule (interleaved)."""
+    names = list(groups(version).values())
+    if version == 5:
+        return [members[r] for r in range(3) for members in names]
+    return [a for members in names for a in members]
+
+
+def factor_states(crossed: np.ndarray) -> np.ndarray:
+    """Version 5: the four visual factors' states int [n, 4] (what `render` draws) from the
+    crossed groups' states int [n, 4] (`CROSSED_BITS`)."""
+    bits = state_bits(crossed)                      # [n, group, bit]
+    factors = np.zeros_like(crossed)
+    for g, placements in enumerate(CROSSED_BITS.values()):
+        for b, (factor, factor_bit) in enumerate(placements):
+            factors[:, factor] |= bits[:, g, b] << factor_bit
+    return factors
+
+
 GROUPS = groups()  # the default version's
-ATTRIBUTE_NAMES = [a for names in GROUPS.values() for a in names]
+ATTRIBUTE_NAMES = attribute_names()
 DEFAULT_SIZES = {"train": 16000, "validation": 4000, "test": 4000}
 NUM_STATES = 8  # three bits per group
 
@@ -115,7 +158,11 @@ def attributes_from_states(states: np.ndarray, version: int = GENERATOR_VERSION)
     rules = [np.where(x0 == 1, x1, x2), np.where(x1 == 1, x2, x0), np.where(x2 == 1, x0, x1)]
     if version == 3:
         rules.append(x0 + x1 + x2 >= 2)
-    return np.stack(rules, axis=-1).reshape(len(states), -1).astype(np.int64)
+    # [n, G, A] group by group; version 5's columns go rule by rule ([n, A, G]).
+    by_group = np.stack(rules, axis=-1)
+    if version == 5:
+        by_group = np.swapaxes(by_group, 1, 2)
+    return by_group.reshape(len(states), -1).astype(np.int64)
 
 
 def render(states: np.ndarray, size: int, rng: np.random.Generator,
@@ -182,13 +229,14 @@ def generate(output_dir: str, seed: int = 0, sizes: Dict[str, int] = None,
             states = np.stack([rng.permutation(np.arange(n) % NUM_STATES)
                                for _ in names], axis=1)
             labels = attributes_from_states(states, version)
-            images = render(states, image_size, rng, noise)
+            images = render(factor_states(states) if version == 5 else states, image_size,
+                            rng, noise)
             pngs = tf.data.Dataset.from_tensor_slices(images).map(tf.io.encode_png)
             for i, png in enumerate(pngs.batch(n).get_single_element().numpy()):
                 writer.add(split, png, labels[i].tolist(), key=f"{split}/{i:06d}")
         meta = records.Metadata(
             name="synthetic", source=f"pipelines.synthetic seed={seed}",
-            attribute_names=[a for g in names.values() for a in g], split_sizes={},
+            attribute_names=attribute_names(version), split_sizes={},
             image_height=image_size, image_width=image_size,
             groups=[list(g) for g in names.values()],
             extra={"seed": seed, "noise": noise, "requested_sizes": sizes,

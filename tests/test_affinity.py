@@ -84,7 +84,7 @@ def test_gnas_starts_from_the_affinity_tree_on_its_searched_layers():
     gnas.search(loop, lambda *position: loop.iterator(hand_built(1)),
                 CandidateConfig(train_steps=1, val_batches=1),
                 gnas.GnasConfig(max_rounds=1, search_only="fc1", initial_tree="affinity"),
-                np.random.default_rng(0), state=state, affinity_start=lambda: drawn)
+                np.random.default_rng(0), state=state, measured_start=lambda: drawn)
     assert state.initial.parents[3] == (2, 2, 0)
     assert state.initial.parents[2] == (0, 1, 2, 3)
     assert state.results[0].round == 1

@@ -1,4 +1,4 @@
-"""The image-based grouping methods (`affinity`, `soft_routing`) killed with SIGKILL mid
+"""The image-based grouping methods (`affinity`, `soft_routing`, `transfer`) killed with SIGKILL mid
 search and resumed end like uninterrupted ones (deterministic mode), through the real run."""
 
 import pytest
@@ -13,6 +13,8 @@ METHODS = {
                  "affinity step 4/8", "affinity step 2/8", ("measurements", 4)),
     "soft_routing": (("--method=soft_routing", "--soft_steps=6", "--soft_chunk=2"),
                      "soft routing step 4/6", "soft routing step 2/6", ("chunks", 3)),
+    "transfer": (("--method=transfer", "--transfer_steps=6", "--transfer_chunk=2"),
+                 "transfer towers step 4/6", "transfer towers step 2/6", ("chunks", 3)),
 }
 
 
@@ -20,9 +22,9 @@ METHODS = {
 def test_killed_and_resumed_search_ends_like_an_uninterrupted_one(method, synthetic_dir,
                                                                    tmp_path):
     """Killed after its second checkpoint, resumed by the same command, the search ends
-    with the identical tree, report (affinities, chunk readings) and weights (the soft
-    routing's logits, their Adam slots and its noise counter included) as an uninterrupted
-    one."""
+    with the identical tree, report (affinities, chunk readings, transfer matrices) and
+    weights (the soft routing's logits, their Adam slots and its noise counter, the transfer
+    towers and their optimizer included) as an uninterrupted one."""
     flags, kill_at, first, (key, count) = METHODS[method]
     run_and_kill(args(synthetic_dir, tmp_path / "whole", "", *flags), "tree:")
     uninterrupted = searched(tmp_path / "whole")

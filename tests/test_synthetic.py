@@ -51,7 +51,7 @@ def test_the_default_is_version_4_with_three_multiplexers_per_group():
     assert synthetic.GENERATOR_VERSION == 4
     assert synthetic.GROUPS["form"] == ["form_rule_1", "form_rule_2", "form_rule_3"]
     assert synthetic.groups(3)["form"][-1] == "object_big"  # version 3 kept the majority
-    with pytest.raises(ValueError, match="version 2: expected one of 3, 4"):
+    with pytest.raises(ValueError, match="version 2: expected one of 3, 4, 5"):
         synthetic.generate("unused", version=2)
 
 
@@ -95,6 +95,35 @@ def test_the_default_sets_labels_do_not_show_its_groups(tmp_path):
     assert np.abs(r[~within]).max() < 4 / np.sqrt(n)  # 4 sigma: sampling noise only
     old = synthetic.attributes_from_states(np.arange(8)[:, None].repeat(4, 1), version=3)
     np.testing.assert_allclose(np.corrcoef(old[:, :4].T)[3, :3], 0.5)
+
+
+def test_version_5_crosses_the_groups_over_the_visual_factors(tmp_path):
+    """The held-out set: each group's three bits drive three different factors (every
+    factor bit driven by exactly one group bit), the columns go rule by rule, the labels are
+    pairwise uncorrelated, and the metadata's groups are the crossed ones."""
+    placements = [p for bits in synthetic.CROSSED_BITS.values() for p in bits]
+    assert sorted(placements) == [(f, b) for f in range(4) for b in range(3)]
+    assert all(len({f for f, _ in bits}) == 3 for bits in synthetic.CROSSED_BITS.values())
+    rng = np.random.default_rng(0)
+    states = rng.integers(0, 8, (500, 4))
+    factors = synthetic.factor_states(states)
+    for g, bits in enumerate(synthetic.CROSSED_BITS.values()):
+        for b, (factor, factor_bit) in enumerate(bits):
+            np.testing.assert_array_equal(synthetic.state_bits(factors)[:, factor, factor_bit],
+                                          synthetic.state_bits(states)[:, g, b])
+    by_group = synthetic.attributes_from_states(states, version=4)
+    crossed = synthetic.attributes_from_states(states, version=5)
+    np.testing.assert_array_equal(crossed, by_group.reshape(500, 4, 3).swapaxes(1, 2)
+                                  .reshape(500, 12))
+    names = synthetic.attribute_names(5)
+    assert names[:2] == ["wide_diagonal_bright_rule_1", "red_turned_contrasty_rule_1"]
+    n = 1024
+    meta = synthetic.generate(str(tmp_path / "v5"), seed=3, num_shards=1, image_size=8,
+                              sizes={"train": n, "validation": 8, "test": 8}, version=5)
+    assert meta.attribute_names == names and meta.extra["generator_version"] == 5
+    assert meta.groups == list(synthetic.groups(5).values())
+    r = np.corrcoef(_train_labels(str(tmp_path / "v5"), 12).T)
+    assert np.abs(r[~np.eye(12, dtype=bool)]).max() < 4 / np.sqrt(n)
 
 
 def test_attributes_of_a_group_depend_on_its_own_state_only():

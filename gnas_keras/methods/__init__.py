@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any, Dict, Tuple
 
 from gnas_keras.methods import (affinity, branching, fixed, galm, gnas, random_search,
-                                soft_routing)
+                                soft_routing, transfer)
 from gnas_keras.methods.base import Method
 
 REGISTRY: Dict[str, Method] = {}
@@ -43,6 +43,7 @@ register(branching.METHOD)
 register(galm.METHOD)
 register(affinity.METHOD)
 register(soft_routing.METHOD)
+register(transfer.METHOD)
 for _fixed in fixed.METHODS:
     register(_fixed)
 

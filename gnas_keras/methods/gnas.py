@@ -80,7 +80,7 @@ import numpy as np
 from gnas_keras.space.architecture import Architecture
 from gnas_keras.settings import CandidateConfig, setting
 from gnas_keras.training.evaluation import Evaluation, Stream, check_finite, segment_seed
-from gnas_keras.methods import affinity
+from gnas_keras.methods import affinity, transfer
 from gnas_keras.methods.base import (Boundary, Method, SearchContext, SearchLogger,
                                      SearchResult, resume, warmup_chunk)
 from gnas_keras.space.search_space import SearchSpace
@@ -130,20 +130,23 @@ class LabelCorrelationStart(StartTree):
         return initial_routing(self.space, self.num_attributes, self.layers, rng, labels)
 
 
-class AffinityStart(StartTree):
-    """GNAS+ ``initial_tree=affinity``: the tree of an inter-task affinity measurement on the
-    search's own supernet (`affinity.gnas_start`, handed in as `measured`): the searched
-    layers take its parents, the others the widest; draws nothing from `rng`."""
+class MeasuredStart(StartTree):
+    """GNAS+ ``initial_tree=affinity`` or ``transfer``: the tree of a grouping measured from
+    the images (`affinity.gnas_start` on the search's own supernet, `transfer.gnas_start` on
+    per-attribute towers; handed in as `measured`): the searched layers take its parents,
+    the others the widest; draws nothing from `rng`."""
 
     def draw(self, rng: np.random.Generator) -> Routing:
         if self.measured is None:
-            raise ValueError("initial_tree: affinity needs the search's supernet")
+            raise ValueError("initial_tree: a measured start needs its measurement")
         return _with_layers(independent_routing(self.space, self.num_attributes),
                             self.measured(), self.layers)
 
 
 START_TREES = {"random": StartTree, "label_correlation": LabelCorrelationStart,
-               "affinity": AffinityStart}
+               "affinity": MeasuredStart, "transfer": MeasuredStart}
+# The measurement behind each `MeasuredStart`: context -> () -> its tree.
+MEASURED_STARTS = {"affinity": affinity.gnas_start, "transfer": transfer.gnas_start}
 
 
 @dataclasses.dataclass
@@ -195,7 +198,9 @@ class GnasConfig:
                   "(attributes clustered by their training labels' correlation, one cut of "
                   "the dendrogram per layer; gnas_keras.space.tree.correlation_routing) or "
                   "affinity (inter-task affinities measured on the supernet, clustered alike; "
-                  "gnas_keras.methods.affinity, its affinity_* settings).",
+                  "gnas_keras.methods.affinity, its affinity_* settings) or transfer (how "
+                  "well per-attribute towers' features serve each other attribute, clustered "
+                  "alike; gnas_keras.methods.transfer, its transfer_* settings).",
         choices=tuple(START_TREES))
     warmup_initial_tree: bool = setting(
         False, "The warm-up (warmup_steps) trains the initial tree, drawn before it, instead "
@@ -696,7 +701,7 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
            state: Optional[SearchState] = None,
            checkpoint: Optional[Callable[[SearchState, str], None]] = None, seed: int = 0,
            training_labels: Optional[Callable[[], np.ndarray]] = None,
-           affinity_start: Optional[Callable[[], Routing]] = None) -> List[RoundResult]:
+           measured_start: Optional[Callable[[], Routing]] = None) -> List[RoundResult]:
     """Runs Algorithm 1 (with the GNAS+ options of `config`) on `loop.model`; returns one
     `RoundResult` per round. The model's routing is left at the final tree.
 
@@ -712,7 +717,8 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
       seed: the run seed (fresh heads draw their weights from it and the position).
       training_labels: () -> every training label, int [examples, N] (for
         ``initial_tree=label_correlation``).
-      affinity_start: () -> the tree of ``initial_tree=affinity`` (`affinity.gnas_start`).
+      measured_start: () -> the tree of ``initial_tree=affinity`` or ``transfer``
+        (`MEASURED_STARTS`).
     """
     model, logger = loop.model, logger or SearchLogger()
     space, n = model.space, model.num_attributes
@@ -724,7 +730,7 @@ def search(loop: "Loop", val_data: Callable[..., Iterator], candidates: Candidat
     state = state or SearchState(rng_state=rng.bit_generator.state)
     start, save = resume(state, rng, checkpoint)
     start_tree = START_TREES[config.initial_tree](space, n, layers, training_labels, logger,
-                                                  affinity_start)
+                                                  measured_start)
     _initialize(loop, candidates, config, state, start_tree, rng, logger, start, save)
     clock = _Clock(start, max_rounds * space.evaluations_per_round(n, layers),
                    state.evaluations)
@@ -883,6 +889,12 @@ def round_report(r: RoundResult) -> Dict:
             "median_switch_paired_standard_error": median(r.switch_errors)}
 
 
+def measured_start(context: SearchContext) -> Optional[Callable[[], Routing]]:
+    """() -> the measured tree the rounds start from, when ``initial_tree`` is measured."""
+    measure = MEASURED_STARTS.get(context.method_config.initial_tree)
+    return measure(context) if measure else None
+
+
 def _search(context: SearchContext) -> SearchResult:
     saved = context.saved_state
     state = (SearchState.from_dict(saved) if saved
@@ -891,7 +903,7 @@ def _search(context: SearchContext) -> SearchResult:
                      context.method_config, context.rng, context.logger, state,
                      context.checkpoint, seed=context.config.seed,
                      training_labels=context.training_labels,
-                     affinity_start=affinity.gnas_start(context))
+                     measured_start=measured_start(context))
     supernet = context.supernet
     report = {"rounds": [round_report(r) for r in results]}
     if state.initial is not None:

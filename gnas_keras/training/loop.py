@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from typing import TYPE_CHECKING, Callable, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
@@ -163,6 +163,36 @@ class Loop:
             stacks.append(tf.reshape(stack, [stack.shape[0], stack.shape[1], -1]).numpy())
             labels.append(batch_labels.numpy())
         return np.concatenate(stacks, axis=1), np.concatenate(labels)
+
+    def pooled_block_outputs(self, layers: Sequence[int], steps: int, iterator: Iterator):
+        """Every block's outputs of `layers` [B, examples, features], each conv output
+        averaged over its positions (a vector of its channels per block) and the layers'
+        vectors concatenated, with the labels [examples, N], from one pass over the next
+        `steps` batches of `iterator` (inference mode). The layers must have equally many
+        blocks. Needs a `Supernet`."""
+        key = tuple(layers)
+        functions = self._block_output_functions
+        if key not in functions:
+            strategy = self.strategy
+            outputs = keras.Model(self.model.inputs,
+                                  [self.model.routed_layers[l].output for l in layers])
+
+            @tf.function
+            def blocks(iterator):
+                images, labels = next(iterator)
+                stacks = strategy.run(lambda x: outputs(x, training=False), args=(images,))
+                pooled = [tf.reduce_mean(s, axis=[2, 3]) if len(s.shape) == 5 else s
+                          for s in stacks]
+                return (tf.concat([strategy.gather(p, axis=1) for p in pooled], axis=-1),
+                        strategy.gather(labels, axis=0))
+
+            functions[key] = blocks
+        vectors, labels = [], []
+        for _ in range(steps):
+            vector, batch_labels = functions[key](iterator)
+            vectors.append(vector.numpy())
+            labels.append(batch_labels.numpy())
+        return np.concatenate(vectors, axis=1), np.concatenate(labels)
 
     def refresh_batch_norm(self, steps: int) -> None:
         """`AttributeModel.refresh_batch_norm` on the next `steps` training batches."""
