@@ -13,16 +13,17 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-# The main job: generates data/synthetic once, searches (GNAS with the GNAS+ options),
-# fine-tunes, tests, exports.
+# The main job: generates data/synthetic once, searches (task-transfer grouping, the
+# configuration that recovers the set's groups: flagfiles/synthetic_transfer.flags),
+# fine-tunes, tests, exports. GNAS with the GNAS+ options: flagfiles/synthetic_plus.flags.
 # Run again, it resumes (or reprints a finished run); `make search ARGS=--restart` starts over.
 search: $(VENV)/.installed
-	$(VENV)/bin/gnas-search --flagfile=flagfiles/synthetic_plus.flags $(ARGS)
+	$(VENV)/bin/gnas-search --flagfile=flagfiles/synthetic_transfer.flags $(ARGS)
 
 # The README's comparison: every method on the synthetic set with the same budget, then one
 # report (runs/compare/evaluation.md) with errors, AUC, ARI, parameters, MACs and latency.
 # A method with a flagfile of its own (flagfiles/synthetic_<method>.flags) runs with it.
-COMPARE_METHODS := gnas random branching shared independent
+COMPARE_METHODS := transfer gnas random branching shared independent
 compare: $(VENV)/.installed
 	for m in $(COMPARE_METHODS); do \
 	  f=flagfiles/synthetic.flags; [ -f flagfiles/synthetic_$$m.flags ] && f=flagfiles/synthetic_$$m.flags; \

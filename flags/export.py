@@ -1,7 +1,7 @@
 r"""Writes LiteRT (TensorFlow Lite) and ONNX files for CPU serving from an export, and checks
 them against it.
 
-    python -m flags.export --saved_model=saved_models/synthetic_gnas_plus/1
+    python -m flags.export --saved_model=saved_models/synthetic_transfer/1
 
 Converts the export's ``serving_default`` signature (`gnas_keras.export.saved_model.write_litert`,
 `write_onnx`) to ``model.tflite`` and ``model.onnx`` beside the SavedModel (TF Serving

@@ -44,6 +44,8 @@ def print_summary(report, workdir: str) -> None:
     ]
     if "ari" in report:
         lines.append(f"ARI to the planted groups at {report['ari_layer']}: {report['ari']:.3f}")
+    if report.get("provenance"):
+        lines.append(f"tree provenance: {report['provenance']}")
     for name, c in report["comparisons_from_scratch"].items():
         ari = f", ARI {c['ari']:.3f}" if "ari" in c else ""
         lines.append(f"from scratch, {report['compare_steps']} steps: {name:12s} mean test "

@@ -464,7 +464,8 @@ class _Run:
             input_shape=list(self.data.image_shape), export=export_path,
             thresholds=None if thresholds is None
             else dict(zip(meta.attribute_names, map(float, thresholds))),
-            config=config.to_dict()).to_dict()
+            config=config.to_dict(), provenance=self.provenance(architecture).sentence()
+        ).to_dict()
         write_json_atomic(os.path.join(config.workdir, "report.json"), state.report)
         write_hparams(event_dir(config.workdir), {**config.to_dict(), "dataset": meta.name}, {
             "mean_test_error": test.mean_error, "mean_f1": test_metrics.get("mean_f1"),
@@ -497,11 +498,15 @@ class _Run:
                     serialized, {"image": tf.io.FixedLenFeature([], tf.string)})["image"]
                 encodings.add(image_encoding(image.numpy()))
         evidence["encoding"] = " and ".join(sorted(encodings))
-        evidence["provenance"] = Provenance.from_report(
+        evidence["provenance"] = self.provenance(architecture)
+        return evidence
+
+    def provenance(self, architecture: Architecture) -> Provenance:
+        """Where the exported tree came from (the model card, report.json, the terminal)."""
+        return Provenance.from_report(
             self.config.method, self.method.fixed,
             getattr(self.config.method_config(), "initial_tree", None),
             self.state.search_report, architecture.parents)
-        return evidence
 
     def decision_thresholds(self, model: AttributeModel) -> np.ndarray:
         """Per attribute, the probability above which the export says "present": the one

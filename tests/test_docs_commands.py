@@ -13,8 +13,8 @@ shlex (continuations joined, comments dropped, ``VAR=value`` prefixes kept aside
 - the cheap ones run for real: the conversions of the README's layouts (CelebA, own folder)
   on the fixtures of tests/fixtures_datasets.py, and those reading what ``make search``
   writes on one tiny finished run (a module fixture: `gnas_keras.run.run` on the small
-  synthetic set, written where ``make search`` writes: ``runs/synthetic_gnas_plus``,
-  ``saved_models/synthetic_gnas``); the ``saved_model_cli`` commands run with their own
+  synthetic set, written where ``make search`` writes: ``runs/synthetic_transfer``,
+  ``saved_models/synthetic_transfer``); the ``saved_model_cli`` commands run with their own
   flags against that export;
 - the rest (TF Serving, curl, tensorboard, cluster launchers, pip, make test) are checked
   for what they name: the flags they take, the files and model names they refer to.
@@ -59,7 +59,7 @@ MODEL_SERVER_FLAGS = {"port", "rest_api_port", "model_name", "model_base_path",
 LAUNCHER_VARIABLES = {"SLURM_PROCID": "0", "JOB_COMPLETION_INDEX": "0",
                       "HOSTS": 'node1:12345","node2:12345'}
 # What `make search` writes, as the tiny run of this module writes it.
-TINY_WORKDIR, TINY_EXPORT = "runs/synthetic_gnas_plus", "saved_models/synthetic_gnas"
+TINY_WORKDIR, TINY_EXPORT = "runs/synthetic_transfer", "saved_models/synthetic_transfer"
 
 
 def documents() -> List[str]:
@@ -477,20 +477,20 @@ def python_written_files(text: str) -> List[str]:
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, synthetic_dir):
-    """One tiny finished GNAS run where `make search` writes its outputs, in a sandbox."""
+    """One tiny finished run of `make search`'s method (task transfer) where `make search`
+    writes its outputs, in a sandbox."""
     from gnas_keras.config import CandidateConfig, RunConfig
-    from gnas_keras.methods.gnas import GnasConfig
+    from gnas_keras.methods.transfer import TransferConfig
     from gnas_keras.run import run
 
     sandbox = str(tmp_path_factory.mktemp("docs"))
     config = RunConfig(data_dir=synthetic_dir, workdir=os.path.join(sandbox, TINY_WORKDIR),
                        export_dir=os.path.join(sandbox, "saved_models"),
-                       export_name="synthetic_gnas", batch_size=32, eval_batch_size=64,
-                       finetune_steps=2, compare=(),
-                       candidates=CandidateConfig(train_steps=1, val_batches=1,
-                                                  warmup_steps=2, warmup_resample=1))
-    config.methods["gnas"] = GnasConfig(max_rounds=1, search_only="fc1",
-                                        initial_tree="label_correlation")
+                       export_name="synthetic_transfer", batch_size=32, eval_batch_size=64,
+                       finetune_steps=2, compare=(), method="transfer",
+                       candidates=CandidateConfig(val_batches=1))
+    config.methods["transfer"] = TransferConfig(transfer_steps=2, transfer_chunk=1,
+                                                transfer_neighbours=5)
     report = run(config, out=lambda line: None)
     return sandbox, report
 
@@ -530,7 +530,7 @@ def test_the_fixed_commands_of_issue_29_fail_as_they_were_written(tiny_run):
     with pytest.raises(AssertionError, match="synthetic_gnas_plus/1: neither"):
         cover(walk, "", ["gnas-export", "--saved_model=saved_models/synthetic_gnas_plus/1"])
     with pytest.raises(RuntimeError, match="is not a valid python literal"):
-        cover(walk, "", ["saved_model_cli", "run", "--dir", "saved_models/synthetic_gnas/1",
+        cover(walk, "", ["saved_model_cli", "run", "--dir", "saved_models/synthetic_transfer/1",
                          "--tag_set", "serve", "--signature_def", "serving_default",
                          "--input_exprs", "image=np.full((1,32,32,3),128.0)"])
     # A benchmark's flags are parsed by its own parser (argparse here, absl in others).
@@ -550,14 +550,14 @@ def test_the_fixed_commands_of_issue_29_fail_as_they_were_written(tiny_run):
 
 
 def test_the_tiny_runs_model_card_states_provenance_and_the_jpeg_error(tiny_run):
+    """`make search`'s method measures its tree once, from no start tree: the card,
+    report.json and the terminal say so (GNAS's kept and changed trees:
+    tests/test_model_card.py)."""
     _, report = tiny_run
     card = open(os.path.join(report["export"], "model_card.md")).read()
-    changed = report["initial_tree"] != report["tree"]
-    if changed:
-        assert "Tree provenance: Searched by `gnas` and changed from its start" in card
-    else:
-        assert ("Tree provenance: Kept from its start: `gnas` started from the "
-                "`label_correlation` tree and changed no parent in 1 round(s)") in card
+    sentence = ("Found by the search of `transfer`, which records no start tree to compare "
+                "the result with.")
+    assert f"Tree provenance: {sentence}" in card and report["provenance"] == sentence
     assert re.search(r"on the test images as stored \(PNG\); on the same test images "
                      r"re-encoded as JPEG quality 95: \d+\.\d\d %", card)
     assert re.search(r"\| \d+\.\d\d - \d+\.\d\d \| 128 \|", card)  # the small set's 128 tests

@@ -56,7 +56,7 @@ def test_card_of_a_tree_the_search_kept_from_its_start():
     positions = [text.index(s) for s in SECTIONS]
     assert positions == sorted(positions)  # Mitchell et al.'s order
     assert ("Tree provenance: Kept from its start: `gnas` started from the "
-            "`label_correlation` tree and changed no parent in 3 round(s)") in text
+            "`label_correlation` tree and no parent differs from it after 3 round(s)") in text
     assert "changed from its start" not in text and "found by" not in text
     # Model details: date, version, commit, licence, the method's paper.
     for fact in ("2026-12-04 17:00", "gnas-keras 0.1.0", "commit abc123", "MIT License",
@@ -80,7 +80,7 @@ def test_card_of_a_tree_the_search_changed():
     text = card(Provenance.from_report("gnas", False, "random", gnas_report(5), final))
     assert all(s in text for s in SECTIONS)
     assert ("Tree provenance: Searched by `gnas` and changed from its start: 2 of 12 parents "
-            "differ from the `random` tree it started from in 5 round(s).") in text
+            "differ from the `random` tree it started from after 5 round(s).") in text
     assert "Kept from its start" not in text
 
 

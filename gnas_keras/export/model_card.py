@@ -101,14 +101,14 @@ class Provenance:
             return (f"Kept from its start: the fixed tree `{self.method}`, drawn without a "
                     "search; no parent was changed.")
         changed = self.changed_parents()
-        rounds = "" if self.rounds is None else f" in {self.rounds} round(s)"
+        rounds = "" if self.rounds is None else f" after {self.rounds} round(s)"
         start = f"`{self.start}`" if self.start else "recorded"
         if changed is None:
             return (f"Found by the search of `{self.method}`, which records no start tree "
                     "to compare the result with.")
         if changed[0] == 0:
             return (f"Kept from its start: `{self.method}` started from the {start} tree and "
-                    f"changed no parent{rounds}; the exported tree is that start.")
+                    f"no parent differs from it{rounds}; the exported tree is that start.")
         return (f"Searched by `{self.method}` and changed from its start: {changed[0]} of "
                 f"{changed[1]} parents differ from the {start} tree it started from{rounds}.")
 

@@ -39,6 +39,8 @@ class RunReport:
         GALM ``galm``, ...), merged into the top level as before.
       test_metrics: mean F1, balanced accuracy and AUC, and their per-attribute values.
       thresholds: per attribute, the export's decision threshold (None without an export).
+      provenance: where the tree came from, one sentence (`Provenance.sentence`: searched or
+        kept from its start, and which start), as the model card states it.
     """
 
     method: str
@@ -64,6 +66,7 @@ class RunReport:
     export: str
     thresholds: Optional[Dict[str, float]]
     config: Dict[str, Any]
+    provenance: str = ""
 
     def to_dict(self) -> Dict[str, Any]:
         names, architecture = self.attribute_names, self.architecture
@@ -74,6 +77,7 @@ class RunReport:
             "tree": [list(p) for p in architecture.parents],
             "architecture": architecture.to_dict(),
             "tree_text": architecture.render(names),
+            "provenance": self.provenance,
             **self.trees.to_dict(),
             "mean_test_error": self.mean_test_error, "test_error": self.test_error,
             "parameters": self.parameters, "macs_per_image": self.macs_per_image,
