@@ -153,9 +153,9 @@ def test_converted_folder_feeds_the_input_pipeline_with_a_resize(tmp_path):
     _convert(tmp_path, val_ratio=0.25, test_ratio=0.25)
     meta = records.check_dataset(str(tmp_path / "out"))
     assert pipeline_input.preprocessing_for(meta) == pipeline_input.Preprocessing(
-        40, 30, 35, 26, True)
+        40, 30, 35, 26, False)  # own data: no flips by default
     prep = pipeline_input.preprocessing_for(meta, image_height=16, image_width=12)
-    assert prep == pipeline_input.Preprocessing(16, 12, 14, 10, True)
+    assert prep == pipeline_input.Preprocessing(16, 12, 14, 10, False)
     images, labels = next(iter(pipeline_input.make_dataset(
         str(tmp_path / "out"), "train", 2, training=True, prep=prep, seed=0)))
     assert images.shape == (2, 14, 10, 3)

@@ -92,11 +92,14 @@ def test_preprocessing_known_sets_keep_their_table_rows():
 
 
 def test_preprocessing_of_other_datasets_comes_from_the_metadata():
+    # Own data: no flips unless asked for (a mirror image changes orientation-dependent
+    # labels, which only the user can rule out).
     assert pipeline_input.preprocessing_for(_meta("faces", 64, 48)) == \
-        pipeline_input.Preprocessing(64, 48, 56, 42, True)
+        pipeline_input.Preprocessing(64, 48, 56, 42, False)
+    assert pipeline_input.preprocessing_for(_meta("faces", 64, 48), flip=True).flip
     # Large photos: the longer side is brought down to 256, aspect kept.
     assert pipeline_input.preprocessing_for(_meta("photos", 1024, 768)) == \
-        pipeline_input.Preprocessing(256, 192, 224, 168, True)
+        pipeline_input.Preprocessing(256, 192, 224, 168, False)
     assert pipeline_input.preprocessing_for(_meta("photos", 1024, 768), 100, 100, False,
                                             image_height=128, image_width=128) == \
         pipeline_input.Preprocessing(128, 128, 100, 100, False)
