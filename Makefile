@@ -14,11 +14,11 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 # The main job: generates data/synthetic once, searches (task-transfer grouping, the
-# configuration that recovers the set's groups: flagfiles/synthetic_transfer.flags),
+# configuration that recovers the set's groups: flagfiles/make_search.flags),
 # fine-tunes, tests, exports. GNAS with the GNAS+ options: flagfiles/synthetic_plus.flags.
 # Run again, it resumes (or reprints a finished run); `make search ARGS=--restart` starts over.
 search: $(VENV)/.installed
-	$(VENV)/bin/gnas-search --flagfile=flagfiles/synthetic_transfer.flags $(ARGS)
+	$(VENV)/bin/gnas-search --flagfile=flagfiles/make_search.flags $(ARGS)
 
 # The README's comparison: every method on the synthetic set with the same budget, then one
 # report (runs/compare/evaluation.md) with errors, AUC, ARI, parameters, MACs and latency.
