@@ -67,6 +67,22 @@ def test_unknown_labels_count_for_nothing():
         transfer_matrix(features[:, :1], labels[:1], neighbours=9)
 
 
+def test_a_rare_attribute_is_read_by_the_tower_that_sees_its_evidence():
+    """Balanced accuracy with the vote's threshold at the base rate: a rare attribute (10 %
+    positives) scores well above chance from features that carry it and at chance from
+    features that do not, where plain accuracy would be about 0.9 for both."""
+    from gnas_keras.methods.transfer import transfer_matrix
+    rng = np.random.default_rng(2)
+    rare = (rng.uniform(size=2000) < 0.1).astype(np.int64)
+    common = rng.integers(0, 2, 2000)
+    labels = np.stack([rare, common], 1)
+    sees = np.stack([rare + rng.normal(0, 0.3, 2000), rng.normal(0, 1, 2000)], 1)
+    blind = np.stack([common + rng.normal(0, 0.3, 2000), rng.normal(0, 1, 2000)], 1)
+    transfer = transfer_matrix(np.stack([sees, blind]), labels, neighbours=25)
+    assert transfer[0, 0] > 0.9 and abs(transfer[1, 0] - 0.5) < 0.05, transfer
+    assert transfer[1, 1] > 0.9 and abs(transfer[0, 1] - 0.5) < 0.05, transfer
+
+
 def test_towers_are_one_network_per_attribute_on_the_shared_stem():
     from gnas_keras.methods.transfer import readout_layers, tower_space
     space = get_space("tiny")

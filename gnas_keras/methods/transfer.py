@@ -12,8 +12,9 @@ Learning", CVPR 2019).
            first own one up to the grouping layer (the layer whose blocks a tree's groups
            are read at): conv2 and conv3 of `tiny`, 8 + 3 numbers per image; on the P probe
            images of the reward stream (``val_batches`` x ``eval_batch_size``, held out)
-    T_ij = accuracy of a k-nearest-neighbour vote for attribute j on F_i (the first half of
-           the probe images vote for the second half)
+    T_ij = balanced accuracy of a k-nearest-neighbour vote for attribute j on F_i (the
+           first half of the probe images vote for the second half; positive where the
+           neighbours' share of positives exceeds j's base rate)
     G_ij = T_ij - mean over i' != j of T_i'j       (i's features serve j better than a
            typical tower's: an attribute readable from any features gains nothing)
     tree: average linkage on max(S) - S, S = (G + G^T) / 2, cut at each layer's block count
@@ -34,7 +35,9 @@ What we changed, and what the papers leave open (each a `TransferConfig` field):
   tree shares anyway) and read them out with a k-nearest-neighbour vote, which has no
   training and no settings beyond k. Its transfer matrix is normalised by an ordinal
   (AHP) step; we centre each target's column on the towers' mean, so that an attribute that
-  any features predict (the background's brightness) pulls no tower towards it.
+  any features predict (the background's brightness) pulls no tower towards it. The
+  readout is scored by balanced accuracy with the vote's threshold at the attribute's base
+  rate, so that rare attributes (most of CelebA's, the fonts set's ascender) carry signal.
 - Towers train with the run's learning rate, momentum and weight decay for
   ``transfer_steps`` steps (the papers train to convergence; 1,500 steps of batch 64 learn
   the synthetic set's attributes to a few per cent error).
@@ -132,12 +135,19 @@ def build_towers(context: SearchContext) -> Towers:
 
 
 def transfer_matrix(features: np.ndarray, labels: np.ndarray, neighbours: int) -> np.ndarray:
-    """T [N, N]: T_ij = accuracy of a k-nearest-neighbour vote for attribute j on tower i's
-    features, float [N, P, D] for P probe images (labels int [P, N], -1 unknown). Each
-    tower's features are standardised; the first half of the images (reference) vote for the
-    second (queries), by majority of their labelled neighbours among the k nearest
-    (Euclidean); a query whose label is unknown, or without labelled neighbours, counts for
-    nothing. An attribute with no scored query gets accuracy 0.5 (chance)."""
+    """T [N, N]: T_ij = balanced accuracy of a k-nearest-neighbour vote for attribute j on
+    tower i's features, float [N, P, D] for P probe images (labels int [P, N], -1 unknown).
+
+    Each tower's features are standardised; the first half of the images (reference) vote
+    for the second (queries): a query is predicted positive when the share of positives among
+    its labelled neighbours (of the k nearest, Euclidean) exceeds j's share among all
+    labelled reference images. Balanced accuracy, the mean of the true-positive and
+    true-negative rates, is 0.5 for features that say nothing, whatever j's base rate: plain
+    accuracy of a majority vote would be the base rate for every tower when j is rare (an
+    ascender in 11 % of the glyphs), and the column would carry nothing. On balanced
+    attributes the two are nearly equal. A query whose label is unknown, or without labelled
+    neighbours, counts for nothing; an attribute without scored positives and negatives gets
+    0.5 (chance)."""
     num_towers, num_images, _ = features.shape
     half = num_images // 2
     if half < 1 or num_images - half < 1:
@@ -145,6 +155,7 @@ def transfer_matrix(features: np.ndarray, labels: np.ndarray, neighbours: int) -
     k = min(neighbours, half)
     reference, query = labels[:half], labels[half:]
     known = (reference >= 0).astype(np.float64)
+    base_rate = (np.maximum(reference, 0) * known).sum(0) / np.maximum(known.sum(0), 1)
     result = np.full((num_towers, labels.shape[1]), 0.5)
     for i in range(num_towers):
         f = features[i].astype(np.float64)
@@ -154,10 +165,12 @@ def transfer_matrix(features: np.ndarray, labels: np.ndarray, neighbours: int) -
         nearest = np.argpartition(distance, k - 1, axis=1)[:, :k]         # [Q, k]
         votes = (np.maximum(reference, 0)[nearest] * known[nearest]).sum(1)  # [Q, N]
         counted = known[nearest].sum(1)
-        predicted = 2.0 * votes > counted
-        scored = (query >= 0) & (counted > 0)
-        hits = ((predicted == (query == 1)) & scored).sum(0)
-        result[i] = np.where(scored.sum(0) > 0, hits / np.maximum(scored.sum(0), 1), 0.5)
+        predicted = votes > base_rate[None, :] * counted
+        positive, negative = (query == 1) & (counted > 0), (query == 0) & (counted > 0)
+        true_positive = (predicted & positive).sum(0) / np.maximum(positive.sum(0), 1)
+        true_negative = (~predicted & negative).sum(0) / np.maximum(negative.sum(0), 1)
+        both = (positive.sum(0) > 0) & (negative.sum(0) > 0)
+        result[i] = np.where(both, (true_positive + true_negative) / 2.0, 0.5)
     return result
 
 
