@@ -210,7 +210,8 @@ def test_uniform_sampler_keeps_each_attributes_best_rewarded_sample(synthetic_di
         "compare_steps", "comparisons_from_scratch", "config", "data_dir", "dataset",
         "decision_thresholds", "export", "galm", "groups", "input_shape", "macs_per_image",
         "mean_auc", "mean_balanced_accuracy", "mean_f1", "mean_test_error", "method",
-        "num_attributes", "numerical_errors", "parameters", "preprocessing", "rounds",
+        "num_attributes", "numerical_errors", "parameters", "preprocessing", "provenance",
+        "rounds",
         "search_seconds", "search_space", "supernet_parameters", "test_balanced_accuracy",
         "test_error", "test_f1", "tree", "tree_text", "trials"]
     assert sorted(report) == [

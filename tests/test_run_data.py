@@ -46,9 +46,10 @@ def test_search_on_own_folder_dataset_with_its_name_and_a_resize(tmp_path):
     assert "gnas on my_faces (3 attributes, 21x18)" in result.stderr
     report = json.load(open(tmp_path / "run" / "report.json"))
     assert report["dataset"] == "my_faces" and report["attribute_names"] == fx.FOLDER_ATTRIBUTES
-    # 40x32 images resized to 24x20; the default crop (0.875 of the metadata size) scales along
+    # 40x32 images resized to 24x20; the default crop (0.875 of the metadata size) scales
+    # along; own data has no flips unless asked for.
     assert report["preprocessing"] == {"height": 24, "width": 20, "crop_height": 21,
-                                       "crop_width": 18, "flip": True}
+                                       "crop_width": 18, "flip": False}
     assert report["input_shape"] == [21, 18, 3]
     assert report["export"].endswith(os.path.join("export", "my_faces_gnas", "1"))
     info = json.load(open(os.path.join(report["export"], "export.json")))

@@ -29,7 +29,8 @@ lookahead affinity (`gnas_keras.methods.affinity`) measures the same relation th
 narrow trunk, where the attributes' competition for channels drowns it
 (docs/grouping_methods.md).
 
-What we changed, and what the papers leave open (each a `TransferConfig` field):
+What we changed, and what the papers leave open (the steps, the checkpoint chunk and k are
+`TransferConfig` fields; the readout's scoring and centring are fixed):
 - Taskonomy trains one encoder per task and a small decoder per (source, target) pair; we
   train the N towers at once on a shared stem (the space's single-block layers, which every
   tree shares anyway) and read them out with a k-nearest-neighbour vote, which has no
