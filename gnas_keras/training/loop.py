@@ -51,7 +51,7 @@ class Loop:
         self._train_data = train_data
         self._train_iter = None
         self._logits = None  # compiled inference call of `predict`
-        self._block_output_functions = {}  # layer -> compiled call of `block_outputs`
+        self._block_output_functions = {}  # (layers, pool) -> compiled `_collect_blocks`
 
     def restart(self, *position: int) -> None:
         """Continues training on a new stream seeded by `segment_seed(seed, *position)`."""
@@ -141,28 +141,7 @@ class Loop:
         """Every block's output of `layer` [B_l, examples, features] (conv outputs flattened
         per block) and the labels [examples, N] of the next `steps` batches of `iterator`
         (default: the training stream), in inference mode. Needs a `Supernet`."""
-        if iterator is None:
-            if self._train_iter is None:
-                self.restart()
-            iterator = self._train_iter
-        functions = self._block_output_functions
-        if layer not in functions:
-            strategy = self.strategy
-            outputs = keras.Model(self.model.inputs, self.model.routed_layers[layer].output)
-
-            @tf.function
-            def blocks(iterator):
-                images, labels = next(iterator)
-                stack = strategy.run(lambda x: outputs(x, training=False), args=(images,))
-                return strategy.gather(stack, axis=1), strategy.gather(labels, axis=0)
-
-            functions[layer] = blocks
-        stacks, labels = [], []
-        for _ in range(steps):
-            stack, batch_labels = functions[layer](iterator)
-            stacks.append(tf.reshape(stack, [stack.shape[0], stack.shape[1], -1]).numpy())
-            labels.append(batch_labels.numpy())
-        return np.concatenate(stacks, axis=1), np.concatenate(labels)
+        return self._collect_blocks((layer,), False, steps, iterator)
 
     def pooled_block_outputs(self, layers: Sequence[int], steps: int, iterator: Iterator):
         """Every block's outputs of `layers` [B, examples, features], each conv output
@@ -170,9 +149,17 @@ class Loop:
         vectors concatenated, with the labels [examples, N], from one pass over the next
         `steps` batches of `iterator` (inference mode). The layers must have equally many
         blocks. Needs a `Supernet`."""
-        key = tuple(layers)
+        return self._collect_blocks(tuple(layers), True, steps, iterator)
+
+    def _collect_blocks(self, layers: Tuple[int, ...], pool: bool, steps: int,
+                        iterator: Optional[Iterator]):
+        """`block_outputs` and `pooled_block_outputs`: one compiled call per (layers, pool)."""
+        if iterator is None:
+            if self._train_iter is None:
+                self.restart()
+            iterator = self._train_iter
         functions = self._block_output_functions
-        if key not in functions:
+        if (layers, pool) not in functions:
             strategy = self.strategy
             outputs = keras.Model(self.model.inputs,
                                   [self.model.routed_layers[l].output for l in layers])
@@ -181,15 +168,20 @@ class Loop:
             def blocks(iterator):
                 images, labels = next(iterator)
                 stacks = strategy.run(lambda x: outputs(x, training=False), args=(images,))
-                pooled = [tf.reduce_mean(s, axis=[2, 3]) if len(s.shape) == 5 else s
-                          for s in stacks]
-                return (tf.concat([strategy.gather(p, axis=1) for p in pooled], axis=-1),
-                        strategy.gather(labels, axis=0))
+                vectors = []
+                for stack in tf.nest.flatten(stacks):  # [B, batch, ...]; one layer: a tensor
+                    stack = strategy.gather(stack, axis=1)
+                    if pool and len(stack.shape) == 5:
+                        vectors.append(tf.reduce_mean(stack, axis=[2, 3]))
+                    else:
+                        vectors.append(tf.reshape(stack, tf.concat(
+                            [tf.shape(stack)[:2], [-1]], axis=0)))
+                return tf.concat(vectors, axis=-1), strategy.gather(labels, axis=0)
 
-            functions[key] = blocks
+            functions[(layers, pool)] = blocks
         vectors, labels = [], []
         for _ in range(steps):
-            vector, batch_labels = functions[key](iterator)
+            vector, batch_labels = functions[(layers, pool)](iterator)
             vectors.append(vector.numpy())
             labels.append(batch_labels.numpy())
         return np.concatenate(vectors, axis=1), np.concatenate(labels)
