@@ -77,8 +77,9 @@ def summary(stdout):
     """The printed tree and test error (the lines after '== summary ==' up to 'run
     directory', which names the worker's own directory)."""
     lines = stdout.split("== summary ==", 1)[1].splitlines()
-    # The search's wall time ("search 30 s") may differ by a second between the workers.
-    return [re.sub(r", search \d+ s\b", "", line) for line in lines
+    # The search's wall time ("search 0m30s", `reporting.units.duration`) may differ by a
+    # second between the workers.
+    return [re.sub(r", search \S+$", "", line) for line in lines
             if not line.startswith(("run directory", "SavedModel"))]
 
 
