@@ -175,6 +175,7 @@ def make_soft_step(supernet: "Supernet", holder, layers: List[int], seed: int):
     steps the weights, Adam the logits; the noise counter advances."""
     import tensorflow as tf
     from gnas_keras.models.base import masked_cross_entropy
+    from gnas_keras.models.tf_backend import scale_gradients
 
     soft = mixing(holder, layers, seed)
 
@@ -189,7 +190,7 @@ def make_soft_step(supernet: "Supernet", holder, layers: List[int], seed: int):
             variables = supernet.trainable_variables + list(holder.logits)
             grads = tape.gradient(total, variables)
         count = len(supernet.trainable_variables)
-        supernet.optimizer.apply(supernet.scale_gradients(grads[:count]),
+        supernet.optimizer.apply(scale_gradients(supernet, grads[:count]),
                                  supernet.trainable_variables)
         holder.optimizer.apply([g * holder.learning for g in grads[count:]], holder.logits)
         holder.step.assign_add(1)

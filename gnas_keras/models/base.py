@@ -11,7 +11,15 @@ loop (`gnas_keras.training.loop.Loop`), the evaluator and the exporter work with
 - ``train_step`` / ``test_step``.
 
 Subclasses: `gnas_keras.models.supernet.Supernet` (all trees of a space, routing as
-variables) and `gnas_keras.models.tree_net.TreeNetwork` (one `Architecture`, static).
+variables), `gnas_keras.models.tree_net.TreeNetwork` (one `Architecture`, static) and GALM's
+child (`gnas_keras.models.galm_net`).
+
+Backends. The models are `keras.ops` and Keras layers, so they build and run on every Keras
+backend. The train step is the one backend-specific piece: `tf_backend.train_step` (what
+Keras' compiled ``train_function`` runs, with `tf.distribute`; the binaries use it) and
+`jax_backend.TrainStep` (a stateless jit-compiled step with the same arithmetic, for
+`KERAS_BACKEND=jax`, e.g. the GPU benchmark). Both read the same two hooks of a model:
+`gradient_scales` and, for JAX's dense gradients, `rows_in_use`.
 """
 
 from __future__ import annotations
@@ -20,8 +28,8 @@ import contextlib
 from typing import List
 
 import keras
+from keras import ops
 import numpy as np
-import tensorflow as tf
 
 
 def normalize_images(images):
@@ -35,11 +43,10 @@ def masked_cross_entropy(labels, logits):
     labels: int [batch, N] in {-1, 0, 1}; -1 (unknown) is masked out.
     logits: float [batch, N, 2]. Returns a scalar (0 when nothing is labelled).
     """
-    labels = tf.cast(labels, tf.int32)
-    mask = tf.cast(labels >= 0, logits.dtype)
-    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.maximum(labels, 0),
-                                                        logits=logits)
-    return tf.reduce_sum(ce * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+    labels = ops.cast(labels, "int32")
+    mask = ops.cast(labels >= 0, logits.dtype)
+    ce = ops.sparse_categorical_crossentropy(ops.maximum(labels, 0), logits, from_logits=True)
+    return ops.sum(ce * mask) / ops.maximum(ops.sum(mask), 1.0)
 
 
 class AttributeAccuracy(keras.metrics.Metric):
@@ -54,12 +61,12 @@ class AttributeAccuracy(keras.metrics.Metric):
                                        name="count", aggregation="sum")
 
     def update_state(self, labels, logits, sample_weight=None):
-        labels = tf.cast(labels, tf.int32)
-        mask = tf.cast(labels >= 0, tf.float32)
-        hit = tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels),
-                      tf.float32)
-        self.correct.assign_add(tf.reduce_sum(hit * mask, axis=0))
-        self.count.assign_add(tf.reduce_sum(mask, axis=0))
+        labels = ops.cast(labels, "int32")
+        mask = ops.cast(labels >= 0, "float32")
+        hit = ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), labels),
+                       "float32")
+        self.correct.assign_add(ops.sum(hit * mask, axis=0))
+        self.count.assign_add(ops.sum(mask, axis=0))
 
     def result(self):
         return self.correct / self.count
@@ -86,9 +93,20 @@ class AttributeModel(keras.Model):
         self.train_step_traces = 0  # Python side effect: counts traces, not steps
         self.test_step_traces = 0
 
-    def weights_in_use(self) -> List[tf.Tensor]:
+    def weights_in_use(self) -> list:
         """The trainable weights (or rows of them) the current network uses."""
         raise NotImplementedError
+
+    def gradient_scales(self) -> list:
+        """Per trainable variable, a scalar its gradient is multiplied by, or None (as
+        is); the supernet's per-layer training switch. All None here."""
+        return [None] * len(self.trainable_variables)
+
+    def rows_in_use(self) -> list:
+        """Per trainable variable, None (the whole variable is in use) or a bool [rows]
+        mask of the rows the current network uses: the JAX step updates only those rows
+        (TensorFlow gets the same from sparse gradients, `tf_backend.SparseSGD`)."""
+        return [None] * len(self.trainable_variables)
 
     def to_tree_network(self, architecture):
         """A `gnas_keras.models.tree_net.TreeNetwork` of `architecture` with this model's
@@ -97,16 +115,11 @@ class AttributeModel(keras.Model):
 
     def l2_in_use(self):
         """Sum of squares of every weight in use (float32)."""
-        return tf.add_n([tf.reduce_sum(tf.square(tf.cast(w, tf.float32)))
-                         for w in self.weights_in_use()])
+        return sum(ops.sum(ops.square(ops.cast(w, "float32"))) for w in self.weights_in_use())
 
     @property
     def metrics(self):
         return [self.loss_tracker, self.accuracy_tracker]
-
-    def scale_gradients(self, grads):
-        """Hook for the supernet's per-layer training switch; the identity here."""
-        return grads
 
     # --- state a search can set aside and bring back --------------------------------------
     def snapshot(self) -> List[np.ndarray]:
@@ -126,50 +139,24 @@ class AttributeModel(keras.Model):
     def refresh_batch_norm(self, iterator, steps: int) -> None:
         """Forward passes in training mode on `steps` batches of `iterator`, no weight update:
         the batch-norm moving statistics of the current network catch up with its weights
-        (running = momentum * running + (1 - momentum) * batch, per batch)."""
+        (running = momentum * running + (1 - momentum) * batch, per batch). TensorFlow."""
         if getattr(self, "_refresh_function", None) is None:
-            strategy = self.distribute_strategy
-
-            @tf.function
-            def refresh(iterator):
-                images, _ = next(iterator)
-                strategy.run(lambda x: self(x, training=True), args=(images,))
-
-            self._refresh_function = refresh
+            from gnas_keras.models import tf_backend
+            self._refresh_function = tf_backend.refresh_function(self)
         for _ in range(steps):
             self._refresh_function(iterator)
 
     def train_step(self, data):
+        """Keras' hook for the compiled train function: TensorFlow's step
+        (`tf_backend.train_step`); on JAX use `jax_backend.TrainStep`."""
+        from gnas_keras.models import tf_backend
         self.train_step_traces += 1
-        images, labels = data
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        with tf.GradientTape() as tape:
-            # float32 logits, loss and metrics also under mixed precision (float16 compute)
-            logits = tf.cast(self(images, training=True), tf.float32)
-            loss = masked_cross_entropy(labels, logits)
-            total = loss + 0.5 * self.weight_decay * self.l2_in_use()
-            # Gradients are summed over replicas: scale so the step is the global mean's.
-            # `scale_loss`: the dynamic loss scale of a LossScaleOptimizer (mixed precision;
-            # its `apply` unscales and skips a step with non-finite gradients), else a no-op.
-            scaled = self.optimizer.scale_loss(total / replicas)
-        grads = self.scale_gradients(tape.gradient(scaled, self.trainable_variables))
-        self.optimizer.apply(grads, self.trainable_variables)
-        self._update_metrics(labels, logits, loss)
-        logs = self._logs()
-        if self.report_predictions:
-            # Gathered so every replica holds the global batch (Keras averages per-replica
-            # outputs; the average of identical values is the value), with the leading axis
-            # of length 1 that `_logs` explains: read them reshaped to [batch, N].
-            context = tf.distribute.get_replica_context()
-            logs["present_probability"] = context.all_gather(
-                tf.nn.softmax(logits)[..., 1], axis=0)[None]
-            logs["labels"] = context.all_gather(tf.cast(labels, tf.int32), axis=0)[None]
-        return logs
+        return tf_backend.train_step(self, data)
 
     def test_step(self, data):
         self.test_step_traces += 1
         images, labels = data
-        logits = tf.cast(self(images, training=False), tf.float32)
+        logits = ops.cast(self(images, training=False), "float32")
         self._update_metrics(labels, logits, masked_cross_entropy(labels, logits))
         return self._logs()
 
@@ -178,7 +165,7 @@ class AttributeModel(keras.Model):
         # the mean over labelled pairs however the examples are split into batches and
         # replicas (an empty batch, which a multi-worker evaluation can hand a worker whose
         # shard has run out, counts for nothing).
-        labelled = tf.reduce_sum(tf.cast(tf.cast(labels, tf.int32) >= 0, tf.float32))
+        labelled = ops.sum(ops.cast(ops.cast(labels, "int32") >= 0, "float32"))
         self.loss_tracker.update_state(loss, sample_weight=labelled)
         self.accuracy_tracker.update_state(labels, logits)
 
@@ -187,44 +174,20 @@ class AttributeModel(keras.Model):
         # reduces what a step returns with ``strategy.reduce("MEAN", v, axis=0)``, which
         # fails on a scalar (the other strategies average over that axis just as well).
         return {"loss": self.loss_tracker.result()[None],
-                "accuracy": tf.reduce_mean(self.accuracy_tracker.result())[None]}
-
-
-class SparseSGD(keras.optimizers.SGD):
-    """SGD with (Nesterov) momentum that leaves the rows without gradient alone.
-
-    Keras' SGD turns a sparse (IndexedSlices) gradient into dense momentum arithmetic, so
-    the momentum of every row decays and every row with momentum keeps moving. In the paper's
-    PyTorch setup each edge is its own parameter and an edge outside the sampled tree gets no
-    gradient, hence no update at all. This optimizer does the same per row: for a sparse
-    gradient only the gathered rows' momentum and weights change; a dense gradient gets
-    Keras' SGD unchanged.
-    """
-
-    def update_step(self, gradient, variable, learning_rate):
-        if not isinstance(gradient, tf.IndexedSlices):
-            return super().update_step(gradient, variable, learning_rate)
-        lr = tf.cast(learning_rate, variable.dtype)
-        # A row can appear more than once (the forward pass and the L2 term both gather it).
-        rows, position = tf.unique(gradient.indices)
-        grad = tf.math.unsorted_segment_sum(tf.cast(gradient.values, variable.dtype),
-                                            position, tf.shape(rows)[0])
-        if self.momentum == 0:
-            self.assign_sub(variable, tf.IndexedSlices(grad * lr, rows))
-            return
-        momentum = tf.cast(self.momentum, variable.dtype)
-        m = self.momentums[self._get_variable_index(variable)]
-        m_rows = tf.gather(m.value if hasattr(m, "value") else m, rows) * momentum - grad * lr
-        self.assign(m, tf.IndexedSlices(m_rows, rows))
-        step = m_rows * momentum - grad * lr if self.nesterov else m_rows
-        self.assign_add(variable, tf.IndexedSlices(step, rows))
+                "accuracy": ops.mean(self.accuracy_tracker.result())[None]}
 
 
 def make_optimizer(learning_rate: float, momentum: float = 0.9,
                    nesterov: bool = True) -> keras.optimizers.SGD:
-    """SGD with Nesterov momentum, row-sparse for the supernet's edge-major weights; no
-    optimizer-side weight decay (the L2 is in the loss, see `AttributeModel`)."""
-    return SparseSGD(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov)
+    """SGD with Nesterov momentum, no optimizer-side weight decay (the L2 is in the loss,
+    see `AttributeModel`). On TensorFlow row-sparse for the supernet's edge-major weights
+    (`tf_backend.SparseSGD`); other backends get Keras' SGD here, and the JAX step does
+    the row-sparse update itself (`jax_backend`)."""
+    if keras.backend.backend() == "tensorflow":
+        from gnas_keras.models.tf_backend import SparseSGD
+        return SparseSGD(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov)
+    return keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum,
+                                nesterov=nesterov)
 
 
 def compile_model(model: AttributeModel, learning_rate: float, momentum: float = 0.9,

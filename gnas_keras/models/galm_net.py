@@ -1,5 +1,9 @@
 """GALM's weight-sharing child network (Cheng et al. 2018, Table 1) as Keras layers.
 
+Backend-agnostic: the layers compute with `keras.ops` only and this module imports no
+TensorFlow, so the child builds and runs under any Keras backend (TensorFlow, JAX; the
+forward pass and the L2 agree across the two to float rounding: tests/test_galm_backends.py).
+
 `GalmChild` holds, for N attributes at once, the shared trunk Conv-1..3 and per attribute one
 weight set for every option of every decision of Table 1 (`galm_space.Slot`); which option
 each attribute uses is the int32 variable ``actions`` [N, len(Slot)], read inside the graph,
@@ -35,7 +39,7 @@ from typing import Callable, List, Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from gnas_keras.methods import galm_space as gs
 from gnas_keras.models.base import AttributeModel, compile_model, normalize_images
@@ -47,14 +51,21 @@ def _he(fan_in: int):
 
 
 def _pool(x, k: int):
-    """k x k / stride-k max-pool (the identity for k = 1)."""
-    return x if k == 1 else tf.nn.max_pool2d(x, k, k, "VALID")
+    """k x k / stride-k max-pool (the identity for k = 1). Channels last, whatever
+    ``keras.config.image_data_format()`` says: every tensor here is [batch, h, w, c]."""
+    return x if k == 1 else ops.max_pool(x, k, k, padding="valid",
+                                         data_format="channels_last")
+
+
+def _conv(x, kernel):
+    """Stride-1 SAME convolution of channels-last `x` with `kernel` [k, k, in, out]."""
+    return ops.conv(x, kernel, strides=1, padding="same", data_format="channels_last")
 
 
 def _per_attribute_squares(weight, num_attributes: int, channels: int):
     """Sum of squares of a weight whose last axis is N groups of `channels` -> [N]."""
-    squares = tf.reshape(tf.square(weight), [-1, num_attributes, channels])
-    return tf.reduce_sum(squares, axis=[0, 2])
+    squares = ops.reshape(ops.square(weight), (-1, num_attributes, channels))
+    return ops.sum(squares, axis=(0, 2))
 
 
 class GalmTrunk(keras.layers.Layer):
@@ -94,14 +105,14 @@ class GalmTrunk(keras.layers.Layer):
     def call(self, x, training=False):
         outputs = []
         for conv, bn in zip(self.convs, self.bns):
-            x = tf.nn.max_pool2d(tf.nn.relu(bn(conv(x), training=training)), 2, 2, "VALID")
+            x = _pool(ops.relu(bn(conv(x), training=training)), 2)
             outputs.append(x)
         return outputs
 
     def l2(self):
         """Sum of squares of every trainable weight (all are in use)."""
-        return tf.add_n([tf.reduce_sum(tf.square(w)) for conv, bn in zip(self.convs, self.bns)
-                         for w in conv.trainable_weights + bn.trainable_weights])
+        return sum(ops.sum(ops.square(w)) for conv, bn in zip(self.convs, self.bns)
+                   for w in conv.trainable_weights + bn.trainable_weights)
 
     def block_weights(self, layer: int) -> List[np.ndarray]:
         """[kernel, gamma, beta, moving mean, moving variance] of layer `layer` (0-based)."""
@@ -163,31 +174,30 @@ class ChoiceConv(keras.layers.Layer):
     def _main_conv(self, main, kernel):
         n, cin, channels = self.num_attributes, self.main_channels, self.channels
         if not self.grouped:
-            return tf.nn.conv2d(main, kernel[:, :, :cin], 1, "SAME")
+            return _conv(main, kernel[:, :, :cin])
         # attribute a's input -> its channels (no grouped-conv gradient on CPU, so one
         # convolution per attribute)
-        return tf.concat([tf.nn.conv2d(
-            main[..., a * cin:(a + 1) * cin],
-            kernel[:, :, :cin, a * channels:(a + 1) * channels], 1, "SAME")
-            for a in range(n)], axis=-1)
+        return ops.concatenate([_conv(main[..., a * cin:(a + 1) * cin],
+                                      kernel[:, :, :cin, a * channels:(a + 1) * channels])
+                                for a in range(n)], axis=-1)
 
     def call(self, main, skips, skip_on, kernel_choice, training=False):
         n, channels = self.num_attributes, self.channels
         out = 0.0
         for o, (kernel, bn) in enumerate(zip(self.kernels, self.bns)):
             y = self._main_conv(main, kernel)
-            shape = tf.shape(y)
-            y = tf.reshape(y, [shape[0], shape[1], shape[2], n, channels])
+            # h and w: ints, or (TensorFlow, unknown at trace time) scalar tensors
+            _, h, w, _ = ops.shape(y)
+            y = ops.reshape(y, (-1, h, w, n, channels))
             start = self.main_channels
             for s, (source, width) in enumerate(zip(skips, self.skip_channels)):
                 part = kernel[:, :, start:start + width]
                 start += width
-                z = tf.nn.conv2d(source, part, 1, "SAME")
-                y += tf.reshape(z, [shape[0], shape[1], shape[2], n, channels]) \
-                    * skip_on[:, s][:, None]
-            y = tf.reshape(y, shape)
-            y = tf.nn.max_pool2d(tf.nn.relu(bn(y, training=training)), 2, 2, "VALID")
-            out += y * tf.repeat(kernel_choice[:, o], channels)
+                z = _conv(source, part)
+                y += ops.reshape(z, (-1, h, w, n, channels)) * skip_on[:, s][:, None]
+            y = ops.reshape(y, (-1, h, w, n * channels))
+            y = _pool(ops.relu(bn(y, training=training)), 2)
+            out += y * ops.repeat(kernel_choice[:, o], channels)
         return out
 
     def l2(self, kernel_choice):
@@ -196,7 +206,7 @@ class ChoiceConv(keras.layers.Layer):
         for o, (kernel, bn) in enumerate(zip(self.kernels, self.bns)):
             sq = sum(_per_attribute_squares(w, self.num_attributes, self.channels)
                      for w in (kernel, bn.gamma, bn.beta))
-            total += tf.reduce_sum(sq * kernel_choice[:, o])
+            total += ops.sum(sq * kernel_choice[:, o])
         return total
 
     def block_weights(self, attribute: int, kernel: int, skips_on: Sequence[bool]
@@ -260,8 +270,8 @@ class ChoiceDense(keras.layers.Layer):
             inputs = [inputs] * len(self.widths)
         out = 0.0
         for o, (x, kernel, bias) in enumerate(zip(inputs, self.kernels, self.biases)):
-            y = tf.einsum("bnd,ndu->bnu", x, kernel) + bias
-            y = tf.pad(y, [[0, 0], [0, 0], [0, self.pad_to - y.shape[-1]]])
+            y = ops.einsum("bnd,ndu->bnu", x, kernel) + bias
+            y = ops.pad(y, [[0, 0], [0, 0], [0, self.pad_to - self.widths[o]]])
             out += y * choice[None, :, o, None]
         return out
 
@@ -269,8 +279,8 @@ class ChoiceDense(keras.layers.Layer):
         """Sum of squares of each attribute's chosen option (kernel and bias)."""
         total = 0.0
         for o, (kernel, bias) in enumerate(zip(self.kernels, self.biases)):
-            sq = tf.reduce_sum(tf.square(kernel), [1, 2]) + tf.reduce_sum(tf.square(bias), 1)
-            total += tf.reduce_sum(sq * choice[:, o])
+            sq = ops.sum(ops.square(kernel), axis=(1, 2)) + ops.sum(ops.square(bias), axis=1)
+            total += ops.sum(sq * choice[:, o])
         return total
 
     def block_weights(self, attribute: int, option: int, rows: int) -> List[np.ndarray]:
@@ -334,13 +344,14 @@ class GalmChildBody(keras.layers.Layer):
 
     def choice(self, slot: gs.Slot):
         """Decision `slot` of every attribute, one-hot float [N, options]."""
-        return tf.one_hot(self.actions[:, slot], self.space.options(slot))
+        return ops.one_hot(self.actions[:, int(slot)], self.space.options(slot),
+                           dtype="float32")
 
     def _skip_inputs(self, block: str, features):
         """Block's skip sources, pooled to its input's resolution, and which attributes read
         them (float [N, sources])."""
-        slots = list(gs.SKIP_SLOTS[block].values())
-        on = tf.gather(tf.cast(self.actions, tf.float32), slots, axis=1)
+        slots = [int(slot) for slot in gs.SKIP_SLOTS[block].values()]  # Slot -> plain index
+        on = ops.take(ops.cast(self.actions, "float32"), slots, axis=1)
         return [_pool(features[s], gs.skip_pool_factor(self.space, block, s))
                 for s in gs.SKIP_SLOTS[block]], on
 
@@ -356,11 +367,11 @@ class GalmChildBody(keras.layers.Layer):
             features[block] = getattr(self, block)(features[main], skips, on,
                                                    self.choice(kernel), training=training)
         x5 = features["conv5"]  # [batch, h, w, N * c5] -> [batch, N, h * w * c5]
-        shape = tf.shape(x5)
-        x5 = tf.reshape(x5, [shape[0], shape[1], shape[2], self.num_attributes, -1])
-        x5 = tf.reshape(tf.transpose(x5, [0, 3, 1, 2, 4]), [shape[0], self.num_attributes, -1])
-        h1 = self._dropout(tf.nn.relu(self.fc1(x5, self.choice(gs.Slot.FC1_WIDTH))), training)
-        h2 = self._dropout(tf.nn.relu(self.fc2(h1, self.choice(gs.Slot.FC2_WIDTH))), training)
+        n, (_, h, w, _) = self.num_attributes, ops.shape(x5)
+        x5 = ops.reshape(x5, (-1, h, w, n, self.conv5.channels))
+        x5 = ops.reshape(ops.transpose(x5, (0, 3, 1, 2, 4)), (-1, n, self.fc1.input_dim))
+        h1 = self._dropout(ops.relu(self.fc1(x5, self.choice(gs.Slot.FC1_WIDTH))), training)
+        h2 = self._dropout(ops.relu(self.fc2(h1, self.choice(gs.Slot.FC2_WIDTH))), training)
         return self.fc3([h1, h2], self.choice(gs.Slot.FC3_READS_FC2))
 
     def compute_output_shape(self, input_shape):

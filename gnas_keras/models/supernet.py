@@ -26,6 +26,13 @@ from a function the caller hands in (a Gumbel-softmax over learned logits). One-
 give the hard routing's output exactly. Outside the switch nothing of it is traced: the hard
 path's graph is what it was.
 
+Backends. Everything here is `keras.ops`, so the supernet builds and trains on TensorFlow (the
+binaries' backend) and on JAX (`gnas_keras.models.jax_backend`, the GPU benchmark). On JAX the
+routing variables are part of the state a jit-compiled stateless step takes as arguments, so
+a new routing does not retrace there either; JAX's gradients are dense, and the step masks
+the update to `Supernet.rows_in_use` to leave the other edges alone as TensorFlow's sparse
+update does.
+
 The training contract (loss, L2 on the active rows, accuracy, steps) is `AttributeModel`'s.
 The model's input is a float image batch [batch, H, W, 3] with pixel values in [0, 255]; its
 output is logits [batch, N, 2] (class 1 = attribute present).
@@ -37,24 +44,14 @@ import contextlib
 from typing import Callable, Dict, List, Optional
 
 import keras
+from keras import ops
 import numpy as np
-import tensorflow as tf
 
 from gnas_keras.settings import BN_EPSILON, BN_MOMENTUM
 from gnas_keras.models.base import (AttributeModel, compile_model, normalize_images,
                                     precision)
 from gnas_keras.space.search_space import SearchSpace
 from gnas_keras.space.tree import Routing, fixed_parents
-
-
-
-@tf.function(jit_compile=True)
-def grouped_conv2d(x, filters, strides, padding):
-    """`tf.nn.conv2d` with groups (input depth a multiple of the filters' input depth),
-    compiled by XLA: TensorFlow's own CPU kernels compute a grouped convolution but not its
-    gradients ("Gradients for grouped convolutions are not supported on CPU"); XLA's do, on
-    CPU and GPU."""
-    return tf.nn.conv2d(x, filters, strides=strides, padding=padding)
 
 
 class _Routed(keras.layers.Layer):
@@ -71,7 +68,7 @@ class _Routed(keras.layers.Layer):
         self.stop_input_gradient = False
         # Read when a step is traced: None (hard routing), or ``soft_parents(training)`` ->
         # float [B_l, B_{l-1}], the weight of each candidate parent (`Supernet.soft_routing`).
-        self.soft_parents: Optional[Callable[[bool], tf.Tensor]] = None
+        self.soft_parents: Optional[Callable[[bool], object]] = None
 
     def _rows(self, *variables):
         """The rows of `variables` [E, ...] that the network uses: the active edges' (hard
@@ -79,18 +76,18 @@ class _Routed(keras.layers.Layer):
         if self.soft_parents is not None:
             return list(variables)
         edges = self.edge_ids()
-        return [tf.gather(v, edges) for v in variables]
+        return [ops.take(v, edges, axis=0) for v in variables]
 
     def _mix(self, edge_outputs, training):
         """Soft routing: block j's output, sum over parents p of weight[j, p] times edge
         (p, j)'s output; `edge_outputs` lists the outputs in edge order (p * B_l + j)."""
-        weights = tf.cast(self.soft_parents(training), edge_outputs[0].dtype)
+        weights = ops.cast(self.soft_parents(training), edge_outputs[0].dtype)
         b = self.blocks
-        return tf.stack([tf.add_n([weights[j, p] * edge_outputs[p * b + j]
-                                   for p in range(self.parent_blocks)]) for j in range(b)])
+        return ops.stack([sum(weights[j, p] * edge_outputs[p * b + j]
+                              for p in range(self.parent_blocks)) for j in range(b)])
 
     def _input(self, stack):
-        return tf.stop_gradient(stack) if self.stop_input_gradient else stack
+        return ops.stop_gradient(stack) if self.stop_input_gradient else stack
 
     def _add_train_scale(self):
         # 1.0 = this layer trains, 0.0 = its gradients are zeroed (GNAS+ trains only the
@@ -117,14 +114,22 @@ class _Routed(keras.layers.Layer):
             return [stack[0]] * self.blocks
         if not self.searchable:  # fixed routing: block j reads block j (`fixed_parents`)
             return [stack[j] for j in range(self.blocks)]
-        inputs = tf.gather(stack, self.parents)
+        inputs = ops.take(stack, self.parents, axis=0)
         return [inputs[j] for j in range(self.blocks)]
 
     def edge_ids(self):
         """Edge row of each block's active connection, int32 [B_l]."""
         if self.searchable:
-            return self.parents * self.blocks + tf.range(self.blocks, dtype=tf.int32)
-        return tf.range(self.blocks, dtype=tf.int32)
+            return self.parents * self.blocks + ops.arange(self.blocks, dtype="int32")
+        return ops.arange(self.blocks, dtype="int32")
+
+    def rows_in_use(self):
+        """bool [E]: True for the edges the network uses (all of them under soft
+        routing)."""
+        if self.soft_parents is not None:
+            return ops.ones((self.num_edges,), "bool")
+        return ops.any(ops.one_hot(self.edge_ids(), self.num_edges, dtype="int32") > 0,
+                       axis=0)
 
     def get_config(self):
         return {**super().get_config(), "parent_blocks": self.parent_blocks,
@@ -184,8 +189,8 @@ class RoutedConv(_Routed):
         kernels, gammas, betas = self.active_weights()
         inputs = self.parent_features(stack)
         if not training:
-            moving_means = tf.gather(self.moving_mean, edges)
-            moving_variances = tf.gather(self.moving_variance, edges)
+            moving_means = ops.take(self.moving_mean, edges, axis=0)
+            moving_variances = ops.take(self.moving_variance, edges, axis=0)
         outputs, means, variances = [], [], []
         for j in range(self.blocks):
             y, mean, variance = self._edge(
@@ -195,15 +200,15 @@ class RoutedConv(_Routed):
             means.append(mean)
             variances.append(variance)
         if training:
-            self._update_moving_stats(edges, tf.stack(means), tf.stack(variances))
-        return tf.stack(outputs)
+            self._update_moving_stats(edges, ops.stack(means), ops.stack(variances))
+        return ops.stack(outputs)
 
     def _call_soft(self, stack, training):
         """Every edge (p, j) computed on parent p's features, then mixed (`_mix`)."""
         b, edges = self.blocks, self.num_edges
         # Unstacked, not sliced: in a tf.function on CPU, convolutions of slices stack[p] of
         # a computed stack gave wrong outputs (off by up to 1.6 against eager; TF 2.21).
-        parents = tf.unstack(stack, num=self.parent_blocks)
+        parents = ops.unstack(stack, num=self.parent_blocks)
         outputs, means, variances = [], [], []
         for e in range(edges):
             y, mean, variance = self._edge(
@@ -213,28 +218,36 @@ class RoutedConv(_Routed):
             means.append(mean)
             variances.append(variance)
         if training:
-            self._update_moving_stats(tf.range(edges, dtype=tf.int32), tf.stack(means),
-                                      tf.stack(variances))
+            self._update_moving_stats(ops.arange(edges, dtype="int32"), ops.stack(means),
+                                      ops.stack(variances))
         return self._mix(outputs, training)
 
     def _edge(self, x, kernel, gamma, beta, moving=None):
         """One edge: conv -> BN -> ReLU -> pool on features x [batch, H, W, C_in]. Batch
         norm uses the batch's statistics, or with `moving` = (mean, variance) those; returns
         the output and the statistics used."""
-        f32 = tf.float32  # batch norm in float32 also under mixed precision, as Keras' BN
-        y = tf.cast(tf.nn.conv2d(x, kernel, strides=1, padding="SAME"), f32)
+        f32 = "float32"  # batch norm in float32 also under mixed precision, as Keras' BN
+        y = ops.cast(ops.conv(x, kernel, strides=1, padding="same"), f32)
         if moving is None:
-            mean, variance = tf.nn.moments(y, axes=[0, 1, 2])
+            mean, variance = ops.moments(y, axes=[0, 1, 2])
         else:
-            mean, variance = tf.cast(moving[0], f32), tf.cast(moving[1], f32)
-        y = tf.nn.batch_normalization(y, mean, variance, tf.cast(beta, f32),
-                                      tf.cast(gamma, f32), self.bn_epsilon)
-        y = tf.cast(tf.nn.relu(y), self.compute_dtype)
+            mean, variance = ops.cast(moving[0], f32), ops.cast(moving[1], f32)
+        y = self._normalize(y, mean, variance, beta, gamma)
+        return self._pool(y), mean, variance
+
+    def _normalize(self, y, mean, variance, beta, gamma):
+        """Batch norm (float32) then ReLU, cast to the compute dtype."""
+        y = ops.batch_normalization(y, mean, variance, axis=-1,
+                                    offset=ops.cast(beta, "float32"),
+                                    scale=ops.cast(gamma, "float32"), epsilon=self.bn_epsilon)
+        return ops.cast(ops.relu(y), self.compute_dtype)
+
+    def _pool(self, y):
         if self.pool == "max":
-            y = tf.nn.max_pool2d(y, ksize=2, strides=2, padding="VALID")
-        elif self.pool == "global_avg":
-            y = tf.reduce_mean(y, axis=[1, 2])
-        return y, mean, variance
+            return ops.max_pool(y, pool_size=2, strides=2, padding="valid")
+        if self.pool == "global_avg":
+            return ops.mean(y, axis=[1, 2])
+        return y
 
     def _call_grouped(self, stack, training):
         """The same function as the per-block loop, as one convolution, one batch norm, one
@@ -245,46 +258,43 @@ class RoutedConv(_Routed):
         - several: the parent features stacked along channels [batch, H, W, B_l * C_in] and
           one grouped convolution (B_l groups).
         Shapes do not depend on the routing, so a new routing does not retrace."""
-        b, c, f32 = self.blocks, self.channels, tf.float32
+        b, c = self.blocks, self.channels
         edges = self.edge_ids()
         kernels, gammas, betas = self.active_weights()  # [B, k, k, C_in, C], [B, C], [B, C]
         k, cin = self.kernel_size, kernels.shape[3]
         # [B, k, k, C_in, C] -> [k, k, C_in, B * C], block-major output channels
-        filters = tf.reshape(tf.transpose(kernels, [1, 2, 3, 0, 4]), [k, k, cin, b * c])
+        filters = ops.reshape(ops.transpose(kernels, [1, 2, 3, 0, 4]), [k, k, cin, b * c])
         if self.parent_blocks == 1:
             x = stack[0]
         else:
-            inputs = stack[:b] if not self.searchable else tf.gather(stack, self.parents)
-            shape = tf.shape(inputs)
-            x = tf.reshape(tf.transpose(inputs, [1, 2, 3, 0, 4]),
-                           [shape[1], shape[2], shape[3], b * cin])
-        conv = tf.nn.conv2d if self.parent_blocks == 1 else grouped_conv2d
-        y = tf.cast(conv(x, filters, strides=1, padding="SAME"), f32)
+            inputs = stack[:b] if not self.searchable else ops.take(stack, self.parents, axis=0)
+            _, _, h, w, _ = inputs.shape  # static: the model's input has a fixed size
+            x = ops.reshape(ops.transpose(inputs, [1, 2, 3, 0, 4]), [-1, h, w, b * cin])
+        # Keras infers the groups from the depths (B_l * C_in over C_in); TensorFlow's CPU
+        # kernels have no gradient for a grouped convolution, so Keras compiles that one op
+        # with XLA there.
+        y = ops.cast(ops.conv(x, filters, strides=1, padding="same"), "float32")
         if training:
-            mean, variance = tf.nn.moments(y, axes=[0, 1, 2])  # [B * C]
-            self._update_moving_stats(edges, tf.reshape(mean, [b, c]),
-                                      tf.reshape(variance, [b, c]))
+            mean, variance = ops.moments(y, axes=[0, 1, 2])  # [B * C]
+            self._update_moving_stats(edges, ops.reshape(mean, [b, c]),
+                                      ops.reshape(variance, [b, c]))
         else:
-            mean = tf.reshape(tf.gather(self.moving_mean.value, edges), [-1])
-            variance = tf.reshape(tf.gather(self.moving_variance.value, edges), [-1])
-        y = tf.nn.batch_normalization(y, mean, variance, tf.reshape(tf.cast(betas, f32), [-1]),
-                                      tf.reshape(tf.cast(gammas, f32), [-1]), self.bn_epsilon)
-        y = tf.cast(tf.nn.relu(y), self.compute_dtype)
-        if self.pool == "max":
-            y = tf.nn.max_pool2d(y, ksize=2, strides=2, padding="VALID")
-        elif self.pool == "global_avg":
-            y = tf.reduce_mean(y, axis=[1, 2])  # [batch, B * C]
-            return tf.transpose(tf.reshape(y, [-1, b, c]), [1, 0, 2])
-        shape = tf.shape(y)
-        y = tf.reshape(y, [shape[0], shape[1], shape[2], b, c])
-        return tf.transpose(y, [3, 0, 1, 2, 4])  # back to the block stack
+            mean = ops.reshape(ops.take(self.moving_mean.value, edges, axis=0), [-1])
+            variance = ops.reshape(ops.take(self.moving_variance.value, edges, axis=0), [-1])
+        y = self._pool(self._normalize(y, mean, variance, ops.reshape(betas, [-1]),
+                                       ops.reshape(gammas, [-1])))
+        if self.pool == "global_avg":  # [batch, B * C]
+            return ops.transpose(ops.reshape(y, [-1, b, c]), [1, 0, 2])
+        _, h, w, _ = y.shape
+        return ops.transpose(ops.reshape(y, [-1, h, w, b, c]), [3, 0, 1, 2, 4])  # block stack
 
     def _update_moving_stats(self, edges, means, variances):
         idx = edges[:, None]
         for var, batch_value in ((self.moving_mean, means), (self.moving_variance, variances)):
-            old = tf.gather(var.value, edges)
-            new = old * self.bn_momentum + tf.stop_gradient(batch_value) * (1.0 - self.bn_momentum)
-            var.assign(tf.tensor_scatter_nd_update(var.value, idx, new))
+            old = ops.take(var.value, edges, axis=0)
+            new = (old * self.bn_momentum
+                   + ops.stop_gradient(batch_value) * (1.0 - self.bn_momentum))
+            var.assign(ops.scatter_update(var.value, idx, new))
 
     def compute_output_shape(self, input_shape):
         _, batch, h, w, _ = input_shape
@@ -332,20 +342,19 @@ class RoutedDense(_Routed):
         stack = self._input(stack)
         kernels, biases = self.active_weights()
         if self.soft_parents is not None:  # every edge: parent p's features for edge p*B+j
-            inputs, blocks = tf.repeat(stack, self.blocks, axis=0), self.num_edges
+            inputs, blocks = ops.repeat(stack, self.blocks, axis=0), self.num_edges
         elif not self.searchable and self.parent_blocks == self.blocks:
             inputs, blocks = stack, self.blocks  # fixed routing, block j reads block j (FC-2, 3)
         else:
-            inputs, blocks = tf.gather(stack, self.parents), self.blocks
-        shape = tf.shape(inputs)
-        inputs = tf.reshape(inputs, [blocks, shape[1], self.kernel.shape[1]])
-        y = tf.matmul(inputs, kernels) + biases[:, None, :]
+            inputs, blocks = ops.take(stack, self.parents, axis=0), self.blocks
+        inputs = ops.reshape(inputs, [blocks, -1, self.kernel.shape[1]])  # -1: the batch
+        y = ops.matmul(inputs, kernels) + biases[:, None, :]
         if self.activation:
-            y = tf.nn.relu(y)
+            y = ops.relu(y)
             if self.dropout:
                 y = self.drop(y, training=training)
         if self.soft_parents is not None:
-            return self._mix(tf.unstack(y), training)
+            return self._mix(ops.unstack(y, num=blocks), training)
         return y
 
     def compute_output_shape(self, input_shape):
@@ -392,7 +401,7 @@ class Supernet(AttributeModel):
                                     name=spec.name)
             x = layer(x)
             routed.append(layer)
-        logits = keras.layers.Lambda(lambda s: tf.transpose(s, [1, 0, 2]), name="logits")(x)
+        logits = keras.layers.Lambda(lambda s: ops.transpose(s, [1, 0, 2]), name="logits")(x)
         super().__init__(inputs=image, outputs=logits, **kwargs)
         self.init_training(num_attributes, image_shape, weight_decay)
         self.space = space
@@ -415,7 +424,7 @@ class Supernet(AttributeModel):
             layer.parents.assign(np.asarray(parents, np.int32))
 
     @contextlib.contextmanager
-    def soft_routing(self, mixing: Dict[int, Callable[[bool], tf.Tensor]]):
+    def soft_routing(self, mixing: Dict[int, Callable[[bool], object]]):
         """Within this context, a step traced (or a call made eagerly) routes layer l of
         `mixing` softly: ``mixing[l](training)`` -> float [B_l, B_{l-1}] weights of each
         block's candidate parents (module docstring), read inside the graph, so new weights
@@ -434,23 +443,20 @@ class Supernet(AttributeModel):
 
     # --- training -------------------------------------------------------------------------
     def weights_in_use(self):
-        """The rows of the active edges (gathered: their gradients are sparse)."""
+        """The rows of the active edges (gathered: on TensorFlow their gradients are sparse)."""
         return [w for layer in self.routed_layers for w in layer.active_weights()]
 
-    def scale_gradients(self, grads):
-        """Multiplies each variable's gradient by its layer's ``train_scale``."""
+    def gradient_scales(self):
+        """Each trainable variable's layer ``train_scale`` (1.0 trains, 0.0 frozen)."""
         scales = {id(v): layer.train_scale for layer in self.routed_layers
                   for v in layer.trainable_variables}
-        scaled = []
-        for v, g in zip(self.trainable_variables, grads):
-            s = scales.get(id(v))
-            if g is None or s is None:
-                scaled.append(g)
-            elif isinstance(g, tf.IndexedSlices):
-                scaled.append(tf.IndexedSlices(g.values * s, g.indices, g.dense_shape))
-            else:
-                scaled.append(g * s)
-        return scaled
+        return [scales.get(id(v)) for v in self.trainable_variables]
+
+    def rows_in_use(self):
+        """The active edges' rows of every edge-major variable (`_Routed.rows_in_use`)."""
+        rows = {id(v): layer.rows_in_use() for layer in self.routed_layers
+                for v in layer.trainable_variables}
+        return [rows.get(id(v)) for v in self.trainable_variables]
 
     def train_only_from(self, layer: int) -> None:
         """Layers below `layer` stop training (gradients zeroed, momentum cleared so they do
@@ -462,12 +468,12 @@ class Supernet(AttributeModel):
             if l < layer:
                 for v in routed.trainable_variables:
                     slot = self.optimizer.momentums[self.optimizer._get_variable_index(v)]
-                    slot.assign(tf.zeros_like(slot))
+                    slot.assign(ops.zeros(slot.shape, slot.dtype))
 
     def train_function_now(self):
         """The compiled train step for the layers that train now (their ``train_scale``): all
         of them, Keras' ``train_function``; from layer L > 0 up, a step traced once per L
-        whose backward pass stops at layer L's input (`tf.stop_gradient`), so the frozen
+        whose backward pass stops at layer L's input (`ops.stop_gradient`), so the frozen
         layers below cost a forward pass only (`tiny` from fc1: 0.30 of a full step's time,
         `benchmarks/train_step.py`). The weights it computes are those of the full step,
         whose gradients below L are zeroed anyway."""

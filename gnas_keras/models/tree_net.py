@@ -21,8 +21,8 @@ from __future__ import annotations
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import keras
+from keras import ops
 import numpy as np
-import tensorflow as tf
 
 from gnas_keras.space.architecture import Architecture, BlockSpec
 from gnas_keras.settings import BN_EPSILON, BN_MOMENTUM
@@ -82,7 +82,7 @@ def build_graph(architecture: Architecture, image, make_block: BlockMaker
 
 def stack_logits(heads) -> "keras.KerasTensor":
     """N tensors [batch, 2] -> logits [batch, N, 2]."""
-    return keras.layers.Lambda(lambda ys: tf.stack(ys, axis=1), name="logits")(list(heads))
+    return keras.layers.Lambda(lambda ys: ops.stack(ys, axis=1), name="logits")(list(heads))
 
 
 class TreeNetwork(AttributeModel):
