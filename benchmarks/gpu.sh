@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
-# Throughput of the four presets on this machine's GPU and the projected cost of the paper's
-# CelebA search (benchmarks/gpu.py says what is measured). Needs a Python with
-# tensorflow[and-cuda] (TF 2.21) and this project's requirements; run from the repository
-# root:   PYTHON=.venv/bin/python benchmarks/gpu.sh [extra flags, e.g. --steps=50]
-# Two configurations, float32 (per-block) and the recommended GPU settings (mixed precision,
-# grouped conv layers, XLA for the tree), each in its own process.
+# The GPU benchmark (benchmarks/gpu.py says what it measures and prints) on a machine with
+# JAX and a GPU and no TensorFlow. Run from the repository root:
+#   benchmarks/gpu.sh [flags of benchmarks/gpu.py, e.g. --presets=shallow_thin --steps=5]
+# Keras and the dependencies it needs besides JAX travel as wheels in benchmarks/wheels/
+# (`make gpu-wheels` on a machine with the package index and the same Python version);
+# they are installed into /tmp/gnas_keras_wheels only when `import keras` fails.
 set -euo pipefail
-PYTHON=${PYTHON:-python}
-export PYTHONPATH=${PYTHONPATH:-$(pwd)} TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
-"$PYTHON" -c "import tensorflow as tf; g = tf.config.list_physical_devices('GPU'); \
-print('TensorFlow', tf.__version__, 'GPUs:', g); assert g or '$*'.count('--allow_cpu'), \
-'no GPU visible to TensorFlow (install tensorflow[and-cuda]); pass --allow_cpu to run anyway'"
+PYTHON=${PYTHON:-python3}
+export KERAS_BACKEND=jax PYTHONPATH="$(pwd)${PYTHONPATH:+:$PYTHONPATH}"
+if ! "$PYTHON" -c "import keras" 2>/dev/null; then
+  if ! ls benchmarks/wheels/keras-*.whl >/dev/null 2>&1; then
+    echo "benchmarks/gpu.sh: Keras is not installed and benchmarks/wheels/ has no keras wheel (make gpu-wheels)" >&2
+    exit 2
+  fi
+  "$PYTHON" -m pip install --quiet --no-deps --no-index --target /tmp/gnas_keras_wheels \
+    benchmarks/wheels/*.whl
+  export PYTHONPATH="$PYTHONPATH:/tmp/gnas_keras_wheels"
+fi
+"$PYTHON" -c "import jax, keras; print('JAX', jax.__version__, jax.devices(), '| Keras', keras.__version__)"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-ARGS=()
-for a in "$@"; do [ "$a" = "--allow_cpu" ] || ARGS+=("$a"); done
-echo "== float32, per-block supernet"
-"$PYTHON" -m benchmarks.gpu "${ARGS[@]}"
-echo "== mixed precision, grouped conv layers, XLA tree"
-"$PYTHON" -m benchmarks.gpu --mixed_precision --grouped_conv --jit_compile "${ARGS[@]}"
+exec "$PYTHON" -m benchmarks.gpu "$@"

@@ -33,7 +33,7 @@ from absl import app, flags  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from benchmarks import timing  # noqa: E402  (defines the model flags)
+from benchmarks import measure, timing  # noqa: E402  (timing defines the model flags)
 from gnas_keras.space.architecture import Architecture  # noqa: E402
 from gnas_keras.space.cost import full_tree  # noqa: E402
 from gnas_keras.export.saved_model import export_saved_model, inference_model, write_litert  # noqa: E402
@@ -149,11 +149,11 @@ def main(argv):
                   f"{max(np.abs(got[a] - reference[a].numpy()).max() for a in names):.2e}")
             variants["litert" + suffix] = batches(lambda runner=runner: runner(image=images))
 
-    print(f"machine: {timing.machine()}")
+    print(f"machine: {measure.machine()}")
     print(f"{FLAGS.space}, {n} attributes, {FLAGS.crop_height}x{FLAGS.crop_width}, batch "
           f"{FLAGS.batch_size}, {FLAGS.calls} batches per sample")
-    samples = timing.interleaved(variants, FLAGS.repeats)
-    medians = timing.report("inference, per batch", samples, unit=1e3 / FLAGS.calls,
+    samples = measure.interleaved(variants, FLAGS.repeats)
+    medians = measure.report("inference, per batch", samples, unit=1e3 / FLAGS.calls,
                             unit_name="ms/batch")
     per_image = medians["savedmodel"] / FLAGS.calls / FLAGS.batch_size * 1e3
     print(f"savedmodel: {per_image:.2f} ms/image (paper, GTX 1080Ti: 0.33 ms/image)")

@@ -25,7 +25,7 @@ from absl import app, flags  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from benchmarks import timing  # noqa: E402
+from benchmarks import measure, timing  # noqa: E402  (timing defines the model flags)
 from benchmarks.train_step import random_batch, supernet_on_full_tree  # noqa: E402
 from gnas_keras_pipelines import records  # noqa: E402
 from gnas_keras_pipelines.input import make_dataset, preprocessing_for  # noqa: E402
@@ -81,14 +81,14 @@ def main(argv):
         logs = supernet.train_function(train_iter)
         float(logs["loss"])
 
-    print(f"machine: {timing.machine()}")
+    print(f"machine: {measure.machine()}")
     print(f"tf.data: celeba preprocessing ({prep.height}x{prep.width} JPEG -> "
           f"{prep.crop_height}x{prep.crop_width}), batch {FLAGS.batch_size}, "
           f"{FLAGS.batches} batches per sample; train: {FLAGS.space}, {n} attributes")
-    samples = timing.interleaved({"tf.data": read_batches, "supernet train step": train},
+    samples = measure.interleaved({"tf.data": read_batches, "supernet train step": train},
                                  FLAGS.repeats, before={"tf.data": drain})
     samples["tf.data, per batch"] = [t / FLAGS.batches for t in samples.pop("tf.data")]
-    medians = timing.report("seconds per batch of 64", samples)
+    medians = measure.report("seconds per batch of 64", samples)
     ratio = medians["supernet train step"] / medians["tf.data, per batch"]
     print(f"tf.data {FLAGS.batch_size / medians['tf.data, per batch']:.0f} images/s, "
           f"training {FLAGS.batch_size / medians['supernet train step']:.1f} images/s")

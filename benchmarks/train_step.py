@@ -15,10 +15,17 @@ block live, `gnas_keras.space.cost.full_tree`) and one repeated in-memory batch:
   (`Supernet.train_function_now`).
 - ``static tree``: `TreeNetwork` of the same tree (standard Conv2D / BatchNormalization /
   Dense layers, only the live blocks), its own compiled train step (same loss and L2).
-Printed per variant: ops in the traced train-step graph (all nodes, and convolutions),
-ms/step, images/s, and the fraction of the machine's measured float32 matmul rate the step
-reaches (FLOPs per step = 3 x 2 x the tree's MACs per image x batch: forward + two backward
-products). Target for the supernet: per-block / static <= 1.15.
+- ``jax per-block``, ``jax grouped``, ``jax tree`` (unless --nojax): the same three models
+  built on Keras' JAX backend in a worker process (`benchmarks.gpu --worker`), trained by
+  `gnas_keras.models.jax_backend.TrainStep` (the same arithmetic, jit-compiled, stateless),
+  timed call by call in the same interleaved rounds as the TensorFlow variants.
+Printed per TensorFlow variant: ops in the traced train-step graph (all nodes, and
+convolutions), ms/step, images/s, and the fraction of the machine's measured float32 matmul
+rate the step reaches (FLOPs per step = 3 x 2 x the tree's MACs per image x batch: forward +
+two backward products); then TensorFlow and JAX side by side (ms/step and JAX / TF), and per
+backend the formulation to use on this device (``FORMULATION``: the faster of per-block and
+grouped; `build_supernet`'s default is per-block). Target for the supernet: per-block /
+static <= 1.15.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from absl import app, flags  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from benchmarks import timing  # noqa: E402  (defines the model flags)
+from benchmarks import measure, timing  # noqa: E402  (timing defines the model flags)
 from gnas_keras.space.architecture import Architecture, cost  # noqa: E402
 from gnas_keras.space.cost import full_tree  # noqa: E402
 from gnas_keras.models.base import compile_model  # noqa: E402
@@ -45,6 +52,7 @@ flags.DEFINE_integer("steps", 2, "Train steps per timed sample.")
 flags.DEFINE_integer("repeats", 7, "Interleaved samples per variant.")
 flags.DEFINE_bool("static", True, "Also time the static Keras tree.")
 flags.DEFINE_bool("mixed_precision", False, "All variants in mixed precision (GPU).")
+flags.DEFINE_bool("jax", True, "Also time the JAX backend's steps (a worker process).")
 FLAGS = flags.FLAGS
 
 WEIGHT_DECAY = 1e-4
@@ -70,7 +78,7 @@ def matmul_rate(n: int = 2048, repeats: int = 5) -> float:
         start = time.perf_counter()
         mm(a).numpy()
         samples.append(time.perf_counter() - start)
-    return 2 * n ** 3 / timing.median(samples)
+    return 2 * n ** 3 / measure.median(samples)
 
 
 def graph_ops(model, data) -> tuple:
@@ -126,18 +134,36 @@ def main(argv):
 
         variants[name] = run
 
-    print(f"machine: {timing.machine()}")
+    worker = None
+    if FLAGS.jax:
+        worker = measure.Worker("benchmarks.gpu", [
+            f"--presets={FLAGS.space}", "--variants=per-block,grouped,tree",
+            f"--precisions={'mixed' if FLAGS.mixed_precision else 'float32'}",
+            f"--num_attributes={n}", f"--height={FLAGS.crop_height}",
+            f"--width={FLAGS.crop_width}", f"--batch_size={batch}", f"--steps={FLAGS.steps}"])
+        for name in worker.variants:
+            variants[f"jax {name}"] = lambda name=name: worker.seconds(name)
+    print(f"machine: {measure.machine()}")
+    if worker:
+        print(f"JAX worker: {worker.machine}; device {worker.device}")
     print(f"{FLAGS.space}, {n} attributes, {FLAGS.crop_height}x{FLAGS.crop_width}, batch {batch}, "
           f"{FLAGS.steps} steps per sample"
           + (", mixed precision" if FLAGS.mixed_precision else ""))
     rate = matmul_rate()
-    samples = timing.interleaved(variants, FLAGS.repeats)
-    medians = timing.report("train step, per sample", samples, unit=1e3 / FLAGS.steps,
+    # Each timed call starts after 0.2 s of quiet when the JAX worker runs: a runtime's
+    # thread pool keeps spinning a moment after its work, which would slow the other
+    # process's next call (measured: TensorFlow's per-block step 19.3 -> 23.1 ms after a
+    # JAX call without the pause).
+    settle = {name: (lambda: time.sleep(0.2)) for name in variants} if worker else None
+    samples = measure.interleaved(variants, FLAGS.repeats, before=settle)
+    medians = measure.report("train step, per sample", samples, unit=1e3 / FLAGS.steps,
                             unit_name="ms/step")
     flops = 3 * 2 * cost(architecture, FLAGS.crop_height, FLAGS.crop_width).macs_per_image * batch
     print(f"matmul rate (2048^2 float32): {rate / 1e9:.1f} GFLOP/s; train step "
           f"{flops / 1e9:.1f} GFLOP")
     for name, seconds in medians.items():
+        if name not in ops:
+            continue
         step = seconds / FLAGS.steps
         print(f"  {name:20s} ops {ops[name][0]:6d} (conv {ops[name][1]:4d})  "
               f"{batch / step:8.1f} images/s  {flops / step / 1e9:7.1f} GFLOP/s = "
@@ -152,6 +178,30 @@ def main(argv):
               f"{'met' if ratio <= TARGET else 'MISSED'})")
         print(f"RATIO supernet grouped / static = "
               f"{medians['supernet grouped'] / medians['static tree']:.3f}")
+    formulations = {"tensorflow": (medians["supernet per-block"], medians["supernet grouped"])}
+    if worker:
+        worker.close()
+        side_by_side(medians)
+        formulations["jax"] = (medians["jax per-block"], medians["jax grouped"])
+    for backend, (per_block, grouped) in formulations.items():
+        print(f"FORMULATION {backend} on this CPU: "
+              f"{'grouped' if grouped < per_block else 'per-block'} "
+              f"(grouped / per-block = {grouped / per_block:.3f})")
+
+
+def side_by_side(medians) -> None:
+    """TensorFlow's and JAX's ms/step of the same three models, from the same rounds."""
+    print("== TensorFlow and JAX side by side (ms/step, medians of the same interleaved run)")
+    print(f"  {'model':20s} {'TensorFlow':>11s} {'JAX':>9s} {'JAX / TF':>9s}")
+    for tf_name, jax_name in (("supernet per-block", "jax per-block"),
+                              ("supernet grouped", "jax grouped"), ("static tree", "jax tree")):
+        if tf_name in medians and jax_name in medians:
+            a, b = (medians[k] * 1e3 / FLAGS.steps for k in (tf_name, jax_name))
+            print(f"  {tf_name:20s} {a:11.2f} {b:9.2f} {b / a:9.3f}")
+    if "jax tree" in medians:
+        ratio = medians["jax per-block"] / medians["jax tree"]
+        print(f"RATIO jax supernet per-block / static = {ratio:.3f} (target <= {TARGET}: "
+              f"{'met' if ratio <= TARGET else 'MISSED'})")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import tensorflow as tf
 from gnas_keras.config import CandidateConfig, RunConfig
 from gnas_keras.training.data import Data
 from gnas_keras.methods.gnas import GnasConfig
-from gnas_keras.models.base import masked_cross_entropy
+from gnas_keras.models.losses import masked_cross_entropy
 from gnas_keras_pipelines import records
 from tests import fixtures_datasets as fx
 

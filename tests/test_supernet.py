@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gnas_keras.models.base import masked_cross_entropy
+from gnas_keras.models.losses import masked_cross_entropy
 from gnas_keras.models.tf_backend import SparseSGD
 from gnas_keras.models.supernet import build_supernet
 from gnas_keras.space.search_space import get_space

@@ -174,7 +174,7 @@ def make_soft_step(supernet: "Supernet", holder, layers: List[int], seed: int):
     cross-entropy + L2 on every weight in use) through the soft layers; the run's optimizer
     steps the weights, Adam the logits; the noise counter advances."""
     import tensorflow as tf
-    from gnas_keras.models.base import masked_cross_entropy
+    from gnas_keras.models.losses import masked_cross_entropy
     from gnas_keras.models.tf_backend import scale_gradients
 
     soft = mixing(holder, layers, seed)

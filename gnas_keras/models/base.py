@@ -4,7 +4,7 @@ An `AttributeModel` maps a float image batch [batch, H, W, 3] (pixels in [0, 255
 [batch, N, 2] (class 1 = attribute present) and owns what training needs, so that the one
 loop (`gnas_keras.training.loop.Loop`), the evaluator and the exporter work with any of them:
 
-- the masked loss (`masked_cross_entropy`: unknown labels, -1, do not count);
+- the masked loss (`losses.masked_cross_entropy`: unknown labels, -1, do not count);
 - L2 on the weights in use, ``0.5 * weight_decay * sum(w**2)`` over `weights_in_use()` (the
   gradient gets ``weight_decay * w``, as PyTorch's SGD weight_decay on the parameters used);
 - per-attribute accuracy (`AttributeAccuracy`) and the mean loss (``loss_tracker``);
@@ -31,22 +31,12 @@ import keras
 from keras import ops
 import numpy as np
 
+from gnas_keras.models.losses import masked_cross_entropy
+
 
 def normalize_images(images):
     """[0, 255] pixels -> [-1, 1]; the same op runs in the exported model."""
     return images / 127.5 - 1.0
-
-
-def masked_cross_entropy(labels, logits):
-    """Mean 2-class cross-entropy over the labelled (image, attribute) pairs.
-
-    labels: int [batch, N] in {-1, 0, 1}; -1 (unknown) is masked out.
-    logits: float [batch, N, 2]. Returns a scalar (0 when nothing is labelled).
-    """
-    labels = ops.cast(labels, "int32")
-    mask = ops.cast(labels >= 0, logits.dtype)
-    ce = ops.sparse_categorical_crossentropy(ops.maximum(labels, 0), logits, from_logits=True)
-    return ops.sum(ce * mask) / ops.maximum(ops.sum(mask), 1.0)
 
 
 class AttributeAccuracy(keras.metrics.Metric):

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import keras
 from keras import ops
 
-from gnas_keras.models.base import masked_cross_entropy
+from gnas_keras.models.losses import masked_cross_entropy
 
 
 def _sgd(optimizer) -> keras.optimizers.SGD:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from gnas_keras.models.base import masked_cross_entropy
+from gnas_keras.models.losses import masked_cross_entropy
 
 
 class SparseSGD(keras.optimizers.SGD):
