@@ -52,11 +52,12 @@ fonts:
 	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y fonts-dejavu-core fonts-liberation; }
 	@echo "fonts: $$(ls $(FONT_DIRS:=/*.ttf) | wc -l) TrueType files under /usr/share/fonts/truetype"
 
-# Keras and what it needs besides JAX (numpy, ml_dtypes and packaging come with JAX), as
+# Keras and what it needs besides JAX (numpy and ml_dtypes come with JAX), as
 # wheels for a GPU machine that has only JAX: benchmarks/gpu.sh installs them there. They
 # are this machine's builds (platform, Python version): make them with the GPU machine's.
 GPU_WHEELS := keras==3.15.1 absl-py==2.5.1 namex==0.1.0 optree==0.20.0 rich==15.0.0 \
-  markdown-it-py==4.3.0 mdurl==0.1.2 Pygments==2.21.0 h5py==3.14.0
+  markdown-it-py==4.3.0 mdurl==0.1.2 Pygments==2.21.0 h5py==3.14.0 typing_extensions==4.16.0 \
+  packaging==26.4
 gpu-wheels: $(VENV)/.installed
 	$(PY) -m pip download --quiet --no-deps --dest benchmarks/wheels $(GPU_WHEELS)
 	@du -sh benchmarks/wheels
