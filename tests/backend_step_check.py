@@ -5,11 +5,12 @@ result, for `tests/test_backends.py` to compare TensorFlow's and JAX's steps.
     KERAS_BACKEND=jax python tests/backend_step_check.py OUT_DIR --init=OUT_DIR/init.npz
 
 The models: a `tiny` supernet (4 attributes, 16x16 images, no dropout), the same supernet in
-the grouped formulation (``grouped_conv``, the same initial weights) and the static tree
-network of the full tree. Without --init the fresh weights are saved to OUT_DIR/init.npz; with
+the grouped formulation (``grouped_conv``, the same initial weights), the static tree
+network of the full tree, and GALM's child (3 attributes, 32x32, three architectures, no
+dropout). Without --init the fresh weights are saved to OUT_DIR/init.npz; with
 it they are loaded (in `model.variables` order, names and shapes checked). The steps, on
 fixed random batches: each supernet 2 steps on routing A, 1 on routing B, then 1 with the
-layers below fc1 frozen (`train_only_from`); tree network 2 steps. Saved to OUT_DIR/<backend>.npz:
+layers below fc1 frozen (`train_only_from`); tree network and GALM's child 2 steps. Saved to OUT_DIR/<backend>.npz:
 every model variable and momentum after the steps, the losses and (JAX) the trace count.
 """
 
@@ -26,6 +27,8 @@ from gnas_keras.space.search_space import get_space  # noqa: E402
 from gnas_keras.space.tree import random_routing  # noqa: E402
 from gnas_keras.models.supernet import build_supernet  # noqa: E402
 from gnas_keras.models.tree_net import build_tree_network  # noqa: E402
+from gnas_keras.methods import galm, galm_space  # noqa: E402
+from gnas_keras.models.galm_net import build_child  # noqa: E402
 
 N, SHAPE, BATCH = 4, (16, 16, 3), 8
 
@@ -62,7 +65,12 @@ def main(out_dir, init=None):
     for v, w in zip(grouped.variables, supernet.variables):
         v.assign(w.numpy())
     tree = build_tree_network(Architecture.from_space(space, full_tree(space, N)), SHAPE)
-    models = {"supernet": supernet, "grouped": grouped, "tree": tree}
+    galm_space_ = galm.make_space("synthetic")
+    child = build_child(galm_space_, 3, (32, 32, 3), learning_rate=0.1, momentum=0.9,
+                        weight_decay=1e-4, dropout=0.0, bn_momentum=0.9, bn_epsilon=1e-3)
+    child.set_choices([galm_space.decode(galm_space_, i)
+                       for i in (0, galm_space_.num_choices - 1, 1234)])
+    models = {"supernet": supernet, "grouped": grouped, "tree": tree, "galm": child}
     if init is None:
         np.savez(os.path.join(out_dir, "init.npz"), **{
             f"{name}/{i}/{v.path}": np.asarray(v.numpy())
@@ -77,14 +85,18 @@ def main(out_dir, init=None):
             for k, v in zip(keys, m.variables):
                 # model names may differ (supernet_1 ...); the layer/weight part must not
                 assert k.split("/", 3)[3] == v.path.split("/", 1)[1], (k, v.path)
-                v.assign(saved[k])
+                if "seed_generator" not in v.path:  # each backend's own random stream
+                    v.assign(saved[k])
     batches = [(rng.uniform(0, 255, (BATCH, *SHAPE)).astype("float32"),
                 rng.integers(-1, 2, (BATCH, N)).astype("int32")) for _ in range(4)]
+    galm_batches = [(rng.uniform(0, 255, (BATCH, 32, 32, 3)).astype("float32"),
+                     rng.integers(-1, 2, (BATCH, 3)).astype("int32")) for _ in range(2)]
     losses, traces = {}, {}
     for name, model in models.items():
         step = stepper(model)
         losses[name] = []
-        for i, (images, labels) in enumerate(batches[:2] if name == "tree" else batches):
+        runs = {"tree": batches[:2], "galm": galm_batches}.get(name, batches)
+        for i, (images, labels) in enumerate(runs):
             if i == 2:
                 model.set_routing(routing_b)
             if i == 3:
