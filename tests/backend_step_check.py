@@ -6,12 +6,14 @@ result, for `tests/test_backends.py` to compare TensorFlow's and JAX's steps.
 
 The models: a `tiny` supernet (4 attributes, 16x16 images, no dropout), the same supernet in
 the grouped formulation (``grouped_conv``, the same initial weights), the static tree
-network of the full tree, and GALM's child (3 attributes, 32x32, three architectures, no
-dropout). Without --init the fresh weights are saved to OUT_DIR/init.npz; with
-it they are loaded (in `model.variables` order, names and shapes checked). The steps, on
-fixed random batches: each supernet 2 steps on routing A, 1 on routing B, then 1 with the
-layers below fc1 frozen (`train_only_from`); tree network and GALM's child 2 steps. Saved to OUT_DIR/<backend>.npz:
-every model variable and momentum after the steps, the losses and (JAX) the trace count.
+network of the full tree, GALM's child (3 attributes, 32x32, three architectures, no
+dropout), and the per-block supernet again in mixed precision (float16 compute, loss
+scaling; the same initial weights). Without --init the fresh weights are saved to
+OUT_DIR/init.npz; with it they are loaded (in `model.variables` order, names and shapes
+checked). The steps, on fixed random batches: each supernet 2 steps on routing A, 1 on
+routing B, then 1 with the layers below fc1 frozen (`train_only_from`); tree network and
+GALM's child 2 steps. Saved to OUT_DIR/<backend>.npz: every model variable and momentum
+after the steps, the losses and (JAX) the trace count.
 """
 
 import os
@@ -35,9 +37,7 @@ N, SHAPE, BATCH = 4, (16, 16, 3), 8
 
 def variables_of(model):
     """Model variables, then the momentum of each trainable variable."""
-    sgd = getattr(model.optimizer, "inner_optimizer", model.optimizer)
-    return list(model.variables) + [sgd.momentums[sgd._get_variable_index(v)]
-                                    for v in model.trainable_variables]
+    return list(model.variables) + [model.momentum_of(v) for v in model.trainable_variables]
 
 
 def stepper(model):
@@ -62,15 +62,18 @@ def main(out_dir, init=None):
     keras.utils.set_random_seed(0)
     supernet = build_supernet(space, N, SHAPE, routing=routing_a)
     grouped = build_supernet(space, N, SHAPE, routing=routing_a, grouped_conv=True)
-    for v, w in zip(grouped.variables, supernet.variables):
-        v.assign(w.numpy())
+    mixed = build_supernet(space, N, SHAPE, routing=routing_a, mixed_precision=True)
+    for copy in (grouped, mixed):
+        for v, w in zip(copy.variables, supernet.variables):
+            v.assign(w.numpy())
     tree = build_tree_network(Architecture.from_space(space, full_tree(space, N)), SHAPE)
     galm_space_ = galm.make_space("synthetic")
     child = build_child(galm_space_, 3, (32, 32, 3), learning_rate=0.1, momentum=0.9,
                         weight_decay=1e-4, dropout=0.0, bn_momentum=0.9, bn_epsilon=1e-3)
     child.set_choices([galm_space.decode(galm_space_, i)
                        for i in (0, galm_space_.num_choices - 1, 1234)])
-    models = {"supernet": supernet, "grouped": grouped, "tree": tree, "galm": child}
+    models = {"supernet": supernet, "grouped": grouped, "mixed": mixed, "tree": tree,
+              "galm": child}
     if init is None:
         np.savez(os.path.join(out_dir, "init.npz"), **{
             f"{name}/{i}/{v.path}": np.asarray(v.numpy())
@@ -78,7 +81,7 @@ def main(out_dir, init=None):
     else:
         saved = np.load(init)
         for name, m in models.items():
-            name = "supernet" if name == "grouped" else name
+            name = "supernet" if name in ("grouped", "mixed") else name
             keys = [k for k in saved.files if k.startswith(name + "/")]
             keys.sort(key=lambda k: int(k.split("/")[1]))
             assert len(keys) == len(m.variables), (name, len(keys), len(m.variables))

@@ -56,8 +56,8 @@ class TrainStep:
         optimizer = model.optimizer
         sgd = _sgd(optimizer)
         self.momentum, self.nesterov = float(sgd.momentum), bool(sgd.nesterov)
-        self._momentums = ([sgd.momentums[sgd._get_variable_index(v)]
-                            for v in model.trainable_variables] if self.momentum else [])
+        self._momentums = ([model.momentum_of(v) for v in model.trainable_variables]
+                           if self.momentum else [])
         self._loss_scale = optimizer if optimizer is not sgd else None
         self.traces = 0  # Python side effect of tracing: counts traces, not steps
         self._step = jax.jit(self._stateless_step)

@@ -467,7 +467,7 @@ class Supernet(AttributeModel):
             routed.train_scale.assign(1.0 if l >= layer else 0.0)
             if l < layer:
                 for v in routed.trainable_variables:
-                    slot = self.optimizer.momentums[self.optimizer._get_variable_index(v)]
+                    slot = self.momentum_of(v)
                     slot.assign(ops.zeros(slot.shape, slot.dtype))
 
     def train_function_now(self):
@@ -507,7 +507,7 @@ class Supernet(AttributeModel):
             value[edges] = make((len(edges),) + value.shape[1:]).astype(value.dtype)
             var.assign(value)
             if var.trainable:
-                slot = self.optimizer.momentums[self.optimizer._get_variable_index(var)]
+                slot = self.momentum_of(var)
                 m = slot.numpy()
                 m[edges] = 0.0
                 slot.assign(m)
