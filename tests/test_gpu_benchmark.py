@@ -62,3 +62,20 @@ def test_bad_flags_exit_2_naming_the_flag():
     result = run_gpu_benchmark("--presets=tiny,nope")
     assert result.returncode == 2
     assert "--presets: unknown preset 'nope'" in result.stderr.splitlines()[-1]
+
+
+def test_a_worker_times_its_variants_on_request(monkeypatch):
+    """`benchmarks.train_step`'s JAX side: a `benchmarks.gpu --worker` process built from
+    this (TensorFlow) process answers each variant name with its seconds."""
+    from benchmarks.measure import Worker
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
+    monkeypatch.setenv("PYTHONPATH", ROOT)
+    worker = Worker("benchmarks.gpu", [*TINY, "--variants=per-block,tree"])
+    try:
+        assert worker.variants == ["per-block", "tree"]
+        assert "on jax" in worker.machine and worker.device.startswith("cpu")
+        seconds = [worker.seconds(name) for name in ("tree", "per-block", "tree")]
+        assert all(0 < s < 60 for s in seconds)
+    finally:
+        worker.close()
