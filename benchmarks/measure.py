@@ -65,7 +65,7 @@ def machine() -> str:
     """`cpu`, Python, Keras and its backend, and the backend's version."""
     import keras
     backend = keras.backend.backend()
-    framework = sys.modules.get(backend if backend != "tensorflow" else "tensorflow")
+    framework = sys.modules.get(backend)  # Keras has imported it
     version = getattr(framework, "__version__", "?")
     return (f"{cpu()}, Python {platform.python_version()}, Keras {keras.__version__} on "
             f"{backend} {version}")

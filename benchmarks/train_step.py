@@ -150,10 +150,9 @@ def main(argv):
           f"{FLAGS.steps} steps per sample"
           + (", mixed precision" if FLAGS.mixed_precision else ""))
     rate = matmul_rate()
-    # Each timed call starts after 0.2 s of quiet when the JAX worker runs: a runtime's
-    # thread pool keeps spinning a moment after its work, which would slow the other
-    # process's next call (measured: TensorFlow's per-block step 19.3 -> 23.1 ms after a
-    # JAX call without the pause).
+    # Each timed call starts after 0.2 s of quiet when the JAX worker runs: the call right
+    # after the other process's ran slower (tiny, one run each: TensorFlow's per-block /
+    # static 0.991 alone, 1.182 next to the worker, 1.033 with the pause; benchmarks/README).
     settle = {name: (lambda: time.sleep(0.2)) for name in variants} if worker else None
     samples = measure.interleaved(variants, FLAGS.repeats, before=settle)
     medians = measure.report("train step, per sample", samples, unit=1e3 / FLAGS.steps,

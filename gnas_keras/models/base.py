@@ -121,11 +121,15 @@ class AttributeModel(keras.Model):
         for v, value in zip(self.variables + self.optimizer.variables, snapshot):
             v.assign(value)
 
+    @property
+    def sgd(self) -> keras.optimizers.SGD:
+        """The SGD that steps the weights: the optimizer, or the one inside the loss
+        scaling of a mixed-precision model (Keras' ``LossScaleOptimizer``)."""
+        return getattr(self.optimizer, "inner_optimizer", self.optimizer)
+
     def momentum_of(self, variable):
-        """The optimizer's momentum slot of trainable `variable` (the SGD inside the loss
-        scaling of a mixed-precision model)."""
-        sgd = getattr(self.optimizer, "inner_optimizer", self.optimizer)
-        return sgd.momentums[sgd._get_variable_index(variable)]
+        """The SGD's momentum slot of trainable `variable`."""
+        return self.sgd.momentums[self.sgd._get_variable_index(variable)]
 
     def train_function_now(self):
         """The compiled train step to run now (`Supernet` picks one by the layers that

@@ -35,11 +35,6 @@ from keras import ops
 from gnas_keras.models.losses import masked_cross_entropy
 
 
-def _sgd(optimizer) -> keras.optimizers.SGD:
-    """The SGD inside a (loss-scale) optimizer."""
-    return getattr(optimizer, "inner_optimizer", optimizer)
-
-
 class TrainStep:
     """``step(images, labels) -> loss`` (float32 scalar, the masked cross-entropy before
     L2) for `model`, a compiled `AttributeModel` on the JAX backend; updates the model's
@@ -53,12 +48,13 @@ class TrainStep:
             raise ValueError(f"jax_backend.TrainStep needs KERAS_BACKEND=jax, "
                              f"not {keras.backend.backend()}")
         self.model = model
-        optimizer = model.optimizer
-        sgd = _sgd(optimizer)
+        optimizer, sgd = model.optimizer, model.sgd
         self.momentum, self.nesterov = float(sgd.momentum), bool(sgd.nesterov)
         self._momentums = ([model.momentum_of(v) for v in model.trainable_variables]
                            if self.momentum else [])
         self._loss_scale = optimizer if optimizer is not sgd else None
+        # Finite steps before the scale doubles (Keras' default 2,000); unused without scaling.
+        self._growth_steps = getattr(self._loss_scale, "dynamic_growth_steps", 2000)
         self.traces = 0  # Python side effect of tracing: counts traces, not steps
         self._step = jax.jit(self._stateless_step)
 
@@ -99,8 +95,8 @@ class TrainStep:
             new_trainable.append(jnp.where(keep, w, w + step))
             if m is not None:
                 new_momentums.append(jnp.where(keep, momentums[i], m))
-        # Keras' LossScaleOptimizer: halve on overflow, double after 2,000 finite steps.
-        grow = good_steps + 1 >= 2000
+        # Keras' LossScaleOptimizer: halve on overflow, double after enough finite steps.
+        grow = good_steps + 1 >= self._growth_steps
         loss_scale = jnp.where(finite, jnp.where(grow, loss_scale * 2, loss_scale),
                                loss_scale / 2)
         good_steps = jnp.where(finite & ~grow, good_steps + 1, 0)
@@ -119,7 +115,7 @@ class TrainStep:
             [v.value for v in model.trainable_variables],
             [v.value for v in model.non_trainable_variables],
             [m.value for m in self._momentums],
-            jnp.asarray(_sgd(model.optimizer).learning_rate, jnp.float32),
+            jnp.asarray(model.sgd.learning_rate, jnp.float32),
             loss_scale, good_steps, images, labels)
         _assign(model.trainable_variables, trainable)
         _assign(model.non_trainable_variables, non_trainable)
@@ -127,7 +123,7 @@ class TrainStep:
         if scaler is not None:
             scaler.dynamic_scale.assign(loss_scale)
             scaler.step_counter.assign(good_steps)
-        _sgd(model.optimizer).iterations.assign_add(1)
+        model.sgd.iterations.assign_add(1)
         return loss
 
 
